@@ -1,0 +1,23 @@
+"""hmm-em: Baum-Welch training of hidden Markov models, from a laptop to a cluster.
+
+A drop-in for hmmlearn 0.3.3's models (same arguments, attributes and
+results after every EM iteration) running compiled kernels over all
+sequences at once.
+"""
+
+from .base import BaseHMM
+from .categorical import CategoricalHMM
+from .convergence import ConvergenceMonitor, has_converged
+from .sequences import InvalidParameterError, InvalidSequenceError
+from .stats import SufficientStats
+
+__all__ = [
+    "BaseHMM",
+    "CategoricalHMM",
+    "ConvergenceMonitor",
+    "InvalidParameterError",
+    "InvalidSequenceError",
+    "SufficientStats",
+    "has_converged",
+]
+__version__ = "0.1.0"
