@@ -66,8 +66,7 @@ def check_distribution(name: str, value: np.ndarray) -> None:
         bad = np.flatnonzero(~np.isclose(sums, 1))
         if bad.size:
             raise InvalidParameterError(
-                f"{name} row {bad[0]} sums to {sums[bad[0]]:.6g}; each row must sum to 1 "
-                f"({bad.size} row(s) break this)"
+                f"{name} row {bad[0]} sums to {sums[bad[0]]:.6g}; each row must sum to 1 ({bad.size} row(s) break this)"
             )
 
 
@@ -95,6 +94,8 @@ class BaseHMM(BaseEstimator):
     frames_per_batch = 1 << 16
     #: Letters of ``params`` / ``init_params`` owned by the emission model.
     _emission_letters = ""
+    #: Set by fit (from X) or by the constructor of models that take it.
+    n_features: Any
 
     def __init__(
         self,
@@ -465,4 +466,3 @@ class BaseHMM(BaseEstimator):
 
     # Persistence: the names of the fitted attributes (besides start/trans).
     _fitted_emission_attributes: tuple[str, ...] = ()
-

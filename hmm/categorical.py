@@ -79,7 +79,7 @@ class CategoricalHMM(BaseHMM):
             )
 
     def _check_observations(self, X: np.ndarray, offsets: np.ndarray) -> None:
-        too_large = np.flatnonzero(X >= self.n_features)
+        too_large = np.flatnonzero(self.n_features <= X)
         if too_large.size:
             row = too_large[0]
             raise InvalidSequenceError(

@@ -69,6 +69,4 @@ class ConvergenceMonitor:
 
     @property
     def converged(self) -> bool:
-        return self.iter == self.n_iter or (
-            len(self.history) >= 2 and self.history[-1] - self.history[-2] < self.tol
-        )
+        return self.iter == self.n_iter or (len(self.history) >= 2 and self.history[-1] - self.history[-2] < self.tol)

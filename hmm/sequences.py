@@ -32,11 +32,12 @@ def offsets_from_lengths(lengths: object, n_samples: int) -> np.ndarray:
         raise InvalidSequenceError(
             f"lengths must be a non-empty 1-D sequence of integers, got shape {lengths_array.shape}"
         )
-    if not np.issubdtype(lengths_array.dtype, np.integer):
-        if not np.issubdtype(lengths_array.dtype, np.floating) or not np.all(
-            np.isfinite(lengths_array) & (lengths_array == np.round(lengths_array))
-        ):
-            raise InvalidSequenceError(f"lengths must be integers, got dtype {lengths_array.dtype}")
+    integral = np.issubdtype(lengths_array.dtype, np.integer) or (
+        np.issubdtype(lengths_array.dtype, np.floating)
+        and bool(np.all(np.isfinite(lengths_array) & (lengths_array == np.round(lengths_array))))
+    )
+    if not integral:
+        raise InvalidSequenceError(f"lengths must be integers, got dtype {lengths_array.dtype}")
     lengths_array = lengths_array.astype(np.int64)
     bad = np.flatnonzero(lengths_array <= 0)
     if bad.size:
@@ -72,9 +73,7 @@ def where(offsets: np.ndarray, row: int, column: int | None = None) -> str:
 def as_2d_float(X: object, offsets_hint: int | None = None) -> np.ndarray:
     """X as a C-contiguous (n_samples, n_features) float64 array, shape-checked."""
     array = np.asarray(X)
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
-    ):
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)):
         raise InvalidSequenceError(f"X must be numeric, got dtype {array.dtype}")
     if array.ndim == 1:
         array = array[:, None]
