@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import kernels
+from . import kernels, spark
 from .convergence import ConvergenceMonitor
 from .sequences import (
     InvalidParameterError,
@@ -96,6 +96,8 @@ class BaseHMM(BaseEstimator):
     _emission_letters = ""
     #: Set by fit (from X) or by the constructor of models that take it.
     n_features: Any
+    #: "symbol": one integer per frame; "vector": n_features numbers per frame.
+    _observation_kind = "vector"
 
     def __init__(
         self,
@@ -126,13 +128,19 @@ class BaseHMM(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X: Any, lengths: Any = None) -> BaseHMM:
+    def fit(self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence") -> BaseHMM:
         """Estimate the parameters with EM (Baum-Welch).
 
         Initialises the parameters named in ``init_params`` first (hmmlearn's
         rules), then alternates E- and M-steps until the gain in
         log-likelihood is below ``tol`` or ``n_iter`` iterations are done.
+        ``X`` may be a Spark DataFrame with one sequence per row in column
+        ``sequence_col`` (see :mod:`hmm.spark`); ``lengths`` is not given then.
         """
+        if spark.is_dataframe(X):
+            if lengths is not None:
+                raise ValueError("lengths must not be given with a DataFrame: each row is one sequence")
+            return spark.fit_dataframe(self, X, sequence_col)
         self._check_settings()
         X, offsets = self._prepare(X, lengths)
         self._init(X, None if lengths is None else np.diff(offsets))
@@ -265,8 +273,11 @@ class BaseHMM(BaseEstimator):
             log_prob += float(log_likelihoods.sum())
         return log_prob, posteriors
 
-    def score(self, X: Any, lengths: Any = None) -> float:
-        """Log-likelihood of ``X`` under the model."""
+    def score(self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence") -> float:
+        """Log-likelihood of ``X`` (arrays, or a Spark DataFrame) under the model."""
+        if spark.is_dataframe(X):
+            check_is_fitted(self, "startprob_")
+            return spark.score_dataframe(self, X, sequence_col)
         X, offsets = self._prepare_for_inference(X, lengths)
         return float(self._log_likelihoods(X, offsets).sum())
 

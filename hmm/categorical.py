@@ -22,6 +22,7 @@ class CategoricalHMM(BaseHMM):
     """
 
     _emission_letters = "e"
+    _observation_kind = "symbol"
     _fitted_emission_attributes = ("emissionprob_",)
 
     def __init__(

@@ -1,0 +1,116 @@
+"""The E-step on a real local[2] Spark equals the in-memory library."""
+
+import numpy as np
+import pytest
+
+import hmm
+from hmm import spark as hmm_spark
+from hmm.sequences import InvalidSequenceError
+
+
+def categorical_rows(seed=0, n_sequences=300, n_features=5):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 30, size=n_sequences)
+    X = rng.integers(0, n_features, size=int(lengths.sum()))
+    X[:n_features] = np.arange(n_features)  # every symbol occurs
+    return X, lengths
+
+
+def to_dataframe(spark, X, lengths, partitions=3):
+    sequences = np.split(X, np.cumsum(lengths)[:-1])
+    rows = [(i, s.tolist()) for i, s in enumerate(sequences)]
+    return (
+        spark.createDataFrame(rows, "id long, sequence array<int>")
+        .repartition(partitions, "id")
+        .sortWithinPartitions("id")
+    )
+
+
+def local_order(df):
+    """X, lengths in the DataFrame's own row order (what Spark will iterate)."""
+    rows = df.collect()
+    return np.concatenate([r["sequence"] for r in rows])[:, None], np.array([len(r["sequence"]) for r in rows])
+
+
+def start(n_components, n_features, seed=1):
+    rng = np.random.default_rng(seed)
+    return {
+        "startprob_": rng.dirichlet(np.ones(n_components)),
+        "transmat_": rng.dirichlet(np.ones(n_components), size=n_components),
+        "emissionprob_": rng.dirichlet(np.ones(n_features), size=n_components),
+    }
+
+
+def with_params(model, params):
+    for name, value in params.items():
+        setattr(model, name, value.copy())
+    return model
+
+
+def test_dataframe_fit_equals_in_memory_fit_after_every_iteration(spark):
+    X, lengths = categorical_rows()
+    df = to_dataframe(spark, X, lengths).cache()
+    X, lengths = local_order(df)
+    params = start(3, 5)
+    on_spark = with_params(hmm.CategoricalHMM(3, n_features=5, init_params="", n_iter=1), params)
+    in_memory = with_params(hmm.CategoricalHMM(3, n_features=5, init_params="", n_iter=1), params)
+    for _ in range(4):
+        on_spark.fit(df)
+        in_memory.fit(X, lengths)
+        for name in params:
+            np.testing.assert_allclose(getattr(on_spark, name), getattr(in_memory, name), rtol=1e-9, atol=1e-15)
+        assert on_spark.monitor_.history[-1] == pytest.approx(in_memory.monitor_.history[-1], rel=1e-12)
+    assert on_spark.score(df) == pytest.approx(in_memory.score(X, lengths), rel=1e-12)
+
+
+def test_random_initialisation_on_a_dataframe_matches(spark):
+    X, lengths = categorical_rows(seed=2)
+    df = to_dataframe(spark, X, lengths)
+    X, lengths = local_order(df)
+    on_spark = hmm.CategoricalHMM(3, random_state=4, n_iter=5, tol=-np.inf).fit(df)
+    in_memory = hmm.CategoricalHMM(3, random_state=4, n_iter=5, tol=-np.inf).fit(X, lengths)
+    assert on_spark.n_features == in_memory.n_features == 5
+    np.testing.assert_allclose(list(on_spark.monitor_.history), list(in_memory.monitor_.history), rtol=1e-9)
+    np.testing.assert_allclose(on_spark.emissionprob_, in_memory.emissionprob_, rtol=1e-9)
+
+
+def test_rerun_gives_bit_identical_statistics(spark):
+    X, lengths = categorical_rows(seed=3)
+    df = to_dataframe(spark, X, lengths, partitions=4)
+    model = with_params(hmm.CategoricalHMM(3, n_features=5), start(3, 5))
+    model._check()
+    first = hmm_spark.e_step(model, df)
+    second = hmm_spark.e_step(model, df)
+    assert first.to_bytes() == second.to_bytes()
+    assert first.n_sequences == len(lengths) and first.n_observations == lengths.sum()
+
+
+def test_bad_row_is_named_by_its_id(spark):
+    rows = [(10, [0, 1, 2]), (11, [1, 9, 0]), (12, [2, 2])]
+    df = spark.createDataFrame(rows, "id long, sequence array<int>").coalesce(1)
+    model = with_params(hmm.CategoricalHMM(3, n_features=5), start(3, 5))
+    model._check()
+    with pytest.raises(InvalidSequenceError, match=r"sequence id=11, position 1: symbol 9 is outside \[0, 5\)"):
+        hmm_spark.e_step(model, df, id_col="id")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([(1, [0, 1]), (2, [])], r"sequence 1: the sequence is empty"),
+        ([(1, [0, 1]), (2, None)], r"sequence 1: the sequence is null"),
+        ([(1, [0, None])], r"sequence 0, position 1: observation is null"),
+    ],
+)
+def test_empty_and_null_sequences_are_refused(spark, rows, message):
+    df = spark.createDataFrame(rows, "id long, sequence array<int>").coalesce(1)
+    model = with_params(hmm.CategoricalHMM(3, n_features=5), start(3, 5))
+    model._check()
+    with pytest.raises(InvalidSequenceError, match=message):
+        hmm_spark.e_step(model, df)
+
+
+def test_lengths_with_a_dataframe_is_refused(spark):
+    df = spark.createDataFrame([(1, [0, 1])], "id long, sequence array<int>")
+    with pytest.raises(ValueError, match="lengths must not be given with a DataFrame"):
+        hmm.CategoricalHMM(2).fit(df, [2])
