@@ -8,6 +8,8 @@ sequences at once.
 from .base import BaseHMM
 from .categorical import CategoricalHMM
 from .convergence import ConvergenceMonitor, has_converged
+from .persistence import load
+from .poisson import PoissonHMM
 from .sequences import InvalidParameterError, InvalidSequenceError
 from .stats import SufficientStats
 
@@ -17,7 +19,9 @@ __all__ = [
     "ConvergenceMonitor",
     "InvalidParameterError",
     "InvalidSequenceError",
+    "PoissonHMM",
     "SufficientStats",
     "has_converged",
+    "load",
 ]
 __version__ = "0.1.0"
