@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .sequences import InvalidSequenceError
+from .stats import SufficientStats
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -147,3 +148,15 @@ def batch_record(
         ids = batch.column(id_col).to_pylist() if id_col else None
         record["error"] = locate_error(error, partition, index, ids)
     return record
+
+
+def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats:
+    """Add the batches' statistics in the records' order; the first error, if any, is raised."""
+    errors = [r["error"] for r in records if r["error"]]
+    if errors:
+        more = f" ({len(errors) - 1} more batch(es) have errors)" if len(errors) > 1 else ""
+        raise InvalidSequenceError(errors[0] + more)
+    total = model._empty_stats()
+    for record in records:
+        total += SufficientStats.from_bytes(record["stats"])
+    return total

@@ -121,8 +121,14 @@ def load(path: str | os.PathLike[str]) -> BaseHMM:
     source = os.fspath(path)
     if not os.path.exists(source):
         raise FileNotFoundError(f"no saved model at {source!r}: the file does not exist")
+    with open(source, "rb") as file:
+        return loads(file.read(), source=source)
+
+
+def loads(data: bytes, source: str = "<bytes>") -> BaseHMM:
+    """Rebuild a model from :func:`dumps` bytes; ``source`` names them in errors."""
     try:
-        stored = np.load(source, allow_pickle=False)
+        stored = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{source!r} is not an hmm-em model file (not a readable .npz archive: {error})") from error
     if not isinstance(stored, np.lib.npyio.NpzFile):

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .arrow import RECORD_DDL, arrow_sequences, batch_record, record_schema
-from .sequences import InvalidSequenceError
+from .arrow import RECORD_DDL, arrow_sequences, batch_record, record_schema, sum_statistics
 from .stats import SufficientStats
 
 if TYPE_CHECKING:
@@ -74,18 +73,6 @@ def batch_records(
 def e_step(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence", id_col: str | None = None) -> SufficientStats:
     """Expected counts over every row of ``df``: one record per Arrow batch, summed in order."""
     return sum_statistics(model, batch_records(model, df, sequence_col, id_col))
-
-
-def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats:
-    """Add the batches' statistics in the records' order; the first error, if any, is raised."""
-    errors = [r["error"] for r in records if r["error"]]
-    if errors:
-        more = f" ({len(errors) - 1} more batch(es) have errors)" if len(errors) > 1 else ""
-        raise InvalidSequenceError(errors[0] + more)
-    total = model._empty_stats()
-    for record in records:
-        total += SufficientStats.from_bytes(record["stats"])
-    return total
 
 
 def collect_sample(df: DataFrame, sequence_col: str, symbols: bool, n_sequences: int) -> tuple[np.ndarray, np.ndarray]:

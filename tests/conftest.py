@@ -97,3 +97,43 @@ def spark():
         yield session
     finally:
         session.stop()
+
+
+def write_categorical_parquet(directory, n_sequences=400, n_features=6, seed=0, files=2):
+    """Sequences from a known 3-state model as Parquet files (id, sequence); returns (uri, X, lengths)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    transmat = np.array([[0.8, 0.15, 0.05], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    emission = rng.dirichlet(np.full(n_features, 0.5), size=3)
+    lengths = rng.integers(1, 40, size=n_sequences)
+    sequences = []
+    for length in lengths:
+        state = rng.integers(3)
+        symbols = []
+        for _ in range(length):
+            symbols.append(int(rng.choice(n_features, p=emission[state])))
+            state = rng.choice(3, p=transmat[state])
+        sequences.append(symbols)
+    sequences[0] = list(range(n_features))  # every symbol occurs
+    lengths[0] = n_features
+    os.makedirs(directory, exist_ok=True)
+    per_file = -(-n_sequences // files)
+    for f in range(files):
+        rows = range(f * per_file, min((f + 1) * per_file, n_sequences))
+        table = pa.table(
+            {
+                "id": pa.array(list(rows), pa.int64()),
+                "sequence": pa.array([sequences[i] for i in rows], pa.list_(pa.int32())),
+            }
+        )
+        pq.write_table(table, os.path.join(directory, f"part-{f:05d}.parquet"))
+    X = np.concatenate([np.asarray(s) for s in sequences])[:, None]
+    return f"file://{directory}", X, np.asarray(lengths)
+
+
+@pytest.fixture
+def categorical_data(tmp_path):
+    return write_categorical_parquet(str(tmp_path / "data"))

@@ -1,0 +1,169 @@
+"""``hmm-em``: train, resume, inspect and validate trainings from a shell.
+
+Every argument is validated before it reaches a path, an S3 key or Spark;
+errors end the command with one line on stderr and a non-zero exit code:
+2 for bad input (arguments, spec, data), 3 for a training that cannot do what
+was asked (missing iteration, conflicting spec, corrupt object), 1 otherwise.
+The ``jobs/`` entry points (one per EMR step kind) call :func:`main` with the
+step's subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .sources import ENGINES
+from .store import InvalidURIError, MissingObjectError, check_uri, open_store
+from .training import InvalidSpecError, Training, TrainingError, TrainingSpec, check_training_id
+
+EXIT_BAD_INPUT = 2
+EXIT_TRAINING = 3
+
+
+def _uri(value: str) -> str:
+    try:
+        return check_uri(value, "store URI")
+    except InvalidURIError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _training_id(value: str) -> str:
+    try:
+        return check_training_id(value)
+    except InvalidSpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _iteration(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"iteration must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def read_spec(text: str) -> TrainingSpec:
+    """A spec from inline JSON or from a JSON file's path."""
+    if text.lstrip().startswith("{"):
+        raw = text
+    else:
+        try:
+            with open(text, encoding="utf-8") as file:
+                raw = file.read()
+        except OSError as error:
+            raise InvalidSpecError(f"cannot read spec file {text!r}: {error.strerror}") from None
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidSpecError(f"spec is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidSpecError("spec must be a JSON object")
+    return TrainingSpec.from_dict(parsed)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="hmm-em",
+        description="Baum-Welch training of HMMs as committed, resumable iterations in a store "
+        "(file:///path or s3://bucket/prefix).",
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, *, store: bool = True, engine: bool = False) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        if store:
+            command.add_argument("--store", type=_uri, required=True, help="store root URI")
+            command.add_argument("--training-id", type=_training_id, required=True, help="training identifier")
+        if engine:
+            command.add_argument(
+                "--engine",
+                choices=ENGINES,
+                default="spark",
+                help="spark: Spark E-step (default); local: this process with pyarrow",
+            )
+            command.add_argument("--master", help="Spark master when not run by spark-submit, e.g. local[2]")
+        return command
+
+    train = add(
+        "train",
+        "Start (or continue) a training: init, iterations until converged or max_iter, finalize.",
+        engine=True,
+    )
+    train.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
+    add("resume", "Continue a training from its last committed iteration, then finalize.", engine=True)
+    add("status", "Table of the committed iterations of a training.")
+    validate = add(
+        "validate", "Scan the data of a spec and report the first bad rows; writes nothing.", store=False, engine=True
+    )
+    validate.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
+    add("report", "Publish the model and report of a training (idempotent) and print where they are.")
+    init = add("init", "EMR step: write spec.json and iteration 0 (initial parameters).", engine=True)
+    init.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
+    iterate = add("iterate", "EMR step: commit iteration K from committed K-1.", engine=True)
+    iterate.add_argument("--iteration", type=_iteration, required=True, help="the iteration K to commit")
+    add("finalize", "EMR step: publish the last committed parameters and the report.")
+    return top
+
+
+def _spark(args: argparse.Namespace) -> Any:
+    if getattr(args, "engine", "local") != "spark":
+        return None
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(f"hmm-em {args.command}")
+    if args.master:
+        builder = builder.master(args.master)
+    return builder.getOrCreate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import steps
+
+    if args.command == "status":
+        training = Training(open_store(args.store), args.training_id)
+        if not training.has_spec():
+            raise TrainingError(f"training {args.training_id!r} does not exist in {args.store}")
+        from .report import iteration_table
+
+        print(iteration_table(training.records()))
+        print(f"\nlatest committed iteration: {training.latest()}; converged: {training.converged()}")
+        return 0
+    if args.command in ("report", "finalize"):
+        result = steps.finalize(args.store, args.training_id)
+        print(f"{args.command}: {result['status']}: model {result['model']}, report {result['report']}")
+        return 0
+    spark = _spark(args)
+    if args.command == "validate":
+        counts = steps.validate_data(read_spec(args.spec), args.engine, spark)
+        print(f"valid: {counts['n_sequences']} sequences, {counts['n_observations']} observations")
+    elif args.command == "init":
+        result = steps.init_training(args.store, args.training_id, read_spec(args.spec), args.engine, spark)
+        print(f"init: {result['status']}: iteration 0 of {args.training_id} ({result['n_sequences']} sequences)")
+    elif args.command == "iterate":
+        result = steps.em_iteration(args.store, args.training_id, args.iteration, args.engine, spark)
+        print(steps.format_progress(result))
+    else:  # train, resume
+        spec = read_spec(args.spec) if args.command == "train" else None
+        result = steps.train(args.store, args.training_id, spec, args.engine, spark)
+        print(f"{args.command}: model {result['model']}\nreport {result['report']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (TrainingError, MissingObjectError) as error:
+        print(f"hmm-em {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_TRAINING
+    except ValueError as error:  # bad spec, data, URI or argument
+        print(f"hmm-em {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

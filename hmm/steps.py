@@ -1,0 +1,228 @@
+"""The three step kinds of a training, each idempotent and restartable.
+
+* :func:`init_training`: validate the spec, scan the data once, write
+  ``spec.json`` and iteration 0 (the initial parameters).
+* :func:`em_iteration`: iteration k from committed k-1: E-step over the data,
+  M-step, commit k with the log-likelihood of k-1 and the convergence flag.
+* :func:`finalize`: publish the last committed parameters and a report.
+
+``jobs/`` wraps each in a spark-submit entry point; ``hmm-em`` (:mod:`hmm.cli`)
+chains them for people and local runs; the Airflow DAG submits them as EMR
+steps. Running a step twice is a no-op the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .sequences import InvalidSequenceError
+from .sources import ParquetSequences
+from .store import open_store
+from .training import Training, TrainingError, TrainingSpec, converged_after
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _step_identity(engine: str) -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "engine": engine,
+        "code_version": __version__,
+        "emr_step_id": os.environ.get("EMR_STEP_ID"),
+    }
+
+
+def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> ParquetSequences:
+    return ParquetSequences(spec.data, spec.sequence_col, spec.id_col, engine=engine, spark=spark)
+
+
+def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
+    """Scan the data once against the spec's model; raise on the first bad rows."""
+    model = spec.build_model()
+    scan = _source(spec, engine, spark).scan(model)
+    if scan.errors:
+        more = f"; {len(scan.errors) - 1} more batch(es) have errors" if len(scan.errors) > 1 else ""
+        raise InvalidSequenceError(f"data {spec.data} is invalid: {scan.errors[0]}{more}")
+    if scan.n_sequences == 0:
+        raise InvalidSequenceError(f"data {spec.data} has no sequences")
+    return {
+        "n_sequences": scan.n_sequences,
+        "n_observations": scan.n_observations,
+        "max_symbol": scan.max_symbol,
+        "n_features": scan.n_features,
+    }
+
+
+def init_training(
+    store_uri: str,
+    training_id: str,
+    spec: TrainingSpec,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Write spec.json and iteration 0. Same spec again: no-op. Another spec: TrainingError."""
+    training = Training(open_store(store_uri), training_id)
+    if training.has_spec():
+        training.create(spec)  # raises if the stored spec differs
+        if 0 in training.committed():
+            return {"status": "exists", **training.record(0)}
+    started = time.perf_counter()
+    counts = validate_data(spec, engine, spark)
+    model = spec.build_model()
+    if model._observation_kind == "symbol" and getattr(model, "n_features", None) is None:
+        model.n_features = counts["max_symbol"] + 1
+    source = _source(spec, engine, spark)
+    X, offsets = source.sample(model)
+    X = model._as_observations(X)
+    model._init(X, offsets[1:] - offsets[:-1])
+    model._check()
+    training.create(spec)
+    record = {
+        "log_likelihood": None,
+        "improvement": None,
+        "converged": False,
+        "n_sequences": counts["n_sequences"],
+        "n_observations": counts["n_observations"],
+        "timings": {"total_seconds": time.perf_counter() - started},
+        "step": _step_identity(engine),
+        "committed_at": _now(),
+    }
+    won = training.commit(0, model, record)
+    return {"status": "committed" if won else "exists", **training.record(0)}
+
+
+def em_iteration(
+    store_uri: str,
+    training_id: str,
+    iteration: int,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Commit iteration ``iteration`` from committed ``iteration - 1``."""
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
+        raise ValueError(f"iteration must be an integer >= 1, got {iteration!r}")
+    training = Training(open_store(store_uri), training_id)
+    if not training.has_spec():
+        raise TrainingError(f"training {training_id!r} does not exist in {store_uri}: run init_training first")
+    committed = training.committed()
+    if iteration in committed:
+        return {"status": "exists", **training.record(iteration)}
+    if iteration - 1 not in committed:
+        latest = committed[-1] if committed else None
+        raise TrainingError(
+            f"iteration {iteration - 1} of training {training_id!r} is not committed (latest committed: {latest}); "
+            f"run iteration {0 if latest is None else latest + 1} first"
+        )
+    spec = training.spec()
+    previous = training.record(iteration - 1)
+    if previous["converged"]:
+        raise TrainingError(
+            f"training {training_id!r} converged at iteration {iteration - 1}; there is no iteration {iteration}"
+        )
+    started = time.perf_counter()
+    model = training.load_params(iteration - 1)
+    model._check()
+    loaded = time.perf_counter()
+    stats = _source(spec, engine, spark).statistics(model)
+    estep = time.perf_counter()
+    model._m_step(stats)
+    mstep = time.perf_counter()
+    history = [*training.history(upto=iteration - 1), stats.log_likelihood]
+    record = {
+        "log_likelihood": stats.log_likelihood,
+        "improvement": history[-1] - history[-2] if len(history) >= 2 else None,
+        "converged": converged_after(history, spec),
+        "n_sequences": stats.n_sequences,
+        "n_observations": stats.n_observations,
+        "timings": {
+            "load_seconds": loaded - started,
+            "estep_seconds": estep - loaded,
+            "mstep_seconds": mstep - estep,
+        },
+        "step": _step_identity(engine),
+        "committed_at": _now(),
+    }
+    model.monitor_._reset()  # the history lives in the COMMIT records, not in the parameters
+    won = training.commit(iteration, model, record)
+    return {"status": "committed" if won else "lost", **training.record(iteration)}
+
+
+def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
+    """Publish the last committed parameters and the report under ``model/``."""
+    from .report import build_report
+
+    store = open_store(store_uri)
+    training = Training(store, training_id)
+    latest = training.latest()
+    if latest is None:
+        raise TrainingError(f"training {training_id!r} has no committed iteration in {store_uri}")
+    published_key = f"{training.prefix}/model/PUBLISHED"
+    if store.exists(published_key):
+        published = json.loads(store.read(published_key))
+        if published["iteration"] != latest:
+            raise TrainingError(
+                f"training {training_id!r} was published from iteration {published['iteration']}, "
+                f"but iteration {latest} is now the latest; publish it under a new training_id"
+            )
+        return {"status": "exists", **published}
+    model = training.load_params(latest)
+    files = build_report(training.spec(), training.records(), model)
+    for name, data in files.items():
+        store.write(f"{training.prefix}/model/{name}", data)
+    marker = {
+        "iteration": latest,
+        "converged": bool(training.record(latest)["converged"]),
+        "model": store.url(f"{training.prefix}/model/model.npz"),
+        "report": store.url(f"{training.prefix}/model/report.md"),
+        "files": sorted(files),
+        "published_at": _now(),
+    }
+    store.create_if_absent(published_key, json.dumps(marker, sort_keys=True, indent=2).encode())
+    return {"status": "published", **json.loads(store.read(published_key))}
+
+
+def train(
+    store_uri: str,
+    training_id: str,
+    spec: TrainingSpec | None = None,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """init (if ``spec``), iterations until converged or max_iter, finalize; resumes where it stopped."""
+    training = Training(open_store(store_uri), training_id)
+    if spec is not None:
+        result = init_training(store_uri, training_id, spec, engine, spark)
+        progress(f"init: {result['status']} ({result['n_sequences']} sequences, {result['n_observations']} frames)")
+    elif not training.has_spec():
+        raise TrainingError(f"training {training_id!r} does not exist in {store_uri}: give a spec to start it")
+    while not training.converged():
+        iteration = (training.latest() or 0) + 1
+        result = em_iteration(store_uri, training_id, iteration, engine, spark)
+        progress(format_progress(result))
+    return finalize(store_uri, training_id)
+
+
+def format_progress(record: dict[str, Any]) -> str:
+    """One line per iteration: log-likelihood, delta, seconds, convergence."""
+    improvement = record.get("improvement")
+    delta = f"{improvement:+.6g}" if improvement is not None else "n/a"
+    seconds = sum(v for k, v in record.get("timings", {}).items() if k.endswith("_seconds"))
+    flag = " converged" if record.get("converged") else ""
+    return (
+        f"iteration {record['iteration']:>4} [{record.get('status', '')}] "
+        f"log-likelihood {record['log_likelihood']:.6f} delta {delta} ({seconds:.2f} s){flag}"
+    )

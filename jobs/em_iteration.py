@@ -1,0 +1,13 @@
+"""EMR step `em_iteration`: Commit EM iteration K from committed K-1 (--iteration K); a no-op if K is committed.
+
+    spark-submit jobs/em_iteration.py --store URI --training-id ID [options]
+
+Options and exit codes: `hmm-em iterate --help`. The logic lives in `hmm.steps`.
+"""
+
+import sys
+
+from hmm.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["iterate", *sys.argv[1:]]))

@@ -1,0 +1,13 @@
+"""EMR step `finalize`: Publish the last committed parameters and the report under model/.
+
+    spark-submit jobs/finalize.py --store URI --training-id ID [options]
+
+Options and exit codes: `hmm-em finalize --help`. The logic lives in `hmm.steps`.
+"""
+
+import sys
+
+from hmm.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["finalize", *sys.argv[1:]]))

@@ -1,0 +1,13 @@
+"""EMR step `init_training`: Create a training: validate the spec, scan the data, write spec.json and iteration 0.
+
+    spark-submit jobs/init_training.py --store URI --training-id ID [options]
+
+Options and exit codes: `hmm-em init --help`. The logic lives in `hmm.steps`.
+"""
+
+import sys
+
+from hmm.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["init", *sys.argv[1:]]))
