@@ -116,8 +116,10 @@ def _spark(args: argparse.Namespace) -> Any:
 
     builder = SparkSession.builder.appName(f"hmm-em {args.command}")
     if args.master:
-        builder = builder.master(args.master)
-    return builder.getOrCreate()
+        builder = builder.master(args.master).config("spark.ui.enabled", "false")
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def run(args: argparse.Namespace) -> int:

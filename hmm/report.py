@@ -59,6 +59,10 @@ def _figures(records: list[dict[str, Any]], model: BaseHMM) -> dict[str, bytes]:
         image = axis.imshow(matrix, aspect="auto", cmap="viridis")
         axis.set_title(title)
         axis.set_ylabel("state")
+        axis.set_yticks(range(matrix.shape[0]))
+        if title == "transition matrix":
+            axis.set_xticks(range(matrix.shape[1]))
+            axis.set_xlabel("next state")
         figure.colorbar(image, ax=axis)
     figures["parameters.png"] = _png(figure, plt)
     return figures

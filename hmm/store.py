@@ -27,6 +27,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 SCHEMES = ("file", "s3")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class StoreError(RuntimeError):
@@ -109,6 +111,7 @@ class FileStore(Store):
     def _temporary(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes 0600; stored objects get the usual mode
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
