@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
+#: How many bad batches a data scan names (the first bad row of each).
+REPORTED_ERRORS = 5
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -54,8 +58,10 @@ def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession
     model = spec.build_model()
     scan = _source(spec, engine, spark).scan(model)
     if scan.errors:
-        more = f"; {len(scan.errors) - 1} more batch(es) have errors" if len(scan.errors) > 1 else ""
-        raise InvalidSequenceError(f"data {spec.data} is invalid: {scan.errors[0]}{more}")
+        shown = "; ".join(scan.errors[:REPORTED_ERRORS])
+        hidden = len(scan.errors) - REPORTED_ERRORS
+        more = f" (and {hidden} more batch(es) with errors)" if hidden > 0 else ""
+        raise InvalidSequenceError(f"data {spec.data} is invalid: {shown}{more}")
     if scan.n_sequences == 0:
         raise InvalidSequenceError(f"data {spec.data} has no sequences")
     return {
