@@ -8,15 +8,19 @@ sequences at once.
 from .base import BaseHMM
 from .categorical import CategoricalHMM
 from .convergence import ConvergenceMonitor, has_converged
+from .gaussian import GaussianHMM
+from .gmm import GMMHMM
 from .persistence import load
 from .poisson import PoissonHMM
 from .sequences import InvalidParameterError, InvalidSequenceError
 from .stats import SufficientStats
 
 __all__ = [
+    "GMMHMM",
     "BaseHMM",
     "CategoricalHMM",
     "ConvergenceMonitor",
+    "GaussianHMM",
     "InvalidParameterError",
     "InvalidSequenceError",
     "PoissonHMM",
