@@ -114,3 +114,46 @@ def test_lengths_with_a_dataframe_is_refused(spark):
     df = spark.createDataFrame([(1, [0, 1])], "id long, sequence array<int>")
     with pytest.raises(ValueError, match="lengths must not be given with a DataFrame"):
         hmm.CategoricalHMM(2).fit(df, [2])
+
+
+def vector_rows(seed, n_sequences, n_features, integer):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 25, size=n_sequences)
+    if integer:
+        X = rng.poisson(np.where(rng.random((lengths.sum(), 1)) < 0.5, 2.0, 9.0), size=(lengths.sum(), n_features))
+    else:
+        X = rng.normal(size=(lengths.sum(), n_features)) + np.where(rng.random((lengths.sum(), 1)) < 0.5, -2.0, 2.0)
+    return X, lengths
+
+
+@pytest.mark.parametrize(
+    ("model_class", "integer", "column_type", "kwargs"),
+    [
+        (hmm.PoissonHMM, True, "array<array<int>>", {}),
+        (hmm.GaussianHMM, False, "array<array<double>>", {"covariance_type": "full"}),
+        (hmm.GaussianHMM, False, "array<double>", {"covariance_type": "diag"}),
+        (hmm.GMMHMM, False, "array<array<double>>", {"n_mix": 2}),
+    ],
+)
+def test_vector_emissions_on_a_dataframe_equal_in_memory(spark, model_class, integer, column_type, kwargs):
+    n_features = 1 if column_type == "array<double>" else 2
+    X, lengths = vector_rows(5, 120, n_features, integer)
+    sequences = np.split(X, np.cumsum(lengths)[:-1])
+    rows = [(i, (s[:, 0] if n_features == 1 else s).tolist()) for i, s in enumerate(sequences)]
+    df = spark.createDataFrame(rows, f"id long, sequence {column_type}").coalesce(2)
+    X, lengths = (
+        np.concatenate([np.asarray(r["sequence"], dtype=float).reshape(len(r["sequence"]), -1) for r in df.collect()]),
+        np.array([len(r["sequence"]) for r in df.collect()]),
+    )
+    start = model_class(2, random_state=3, n_iter=1, **kwargs).fit(X, lengths)
+    names = ["startprob_", "transmat_", *start._fitted_emission_attributes]
+    on_spark = model_class(2, init_params="", n_iter=3, tol=-np.inf, **kwargs)
+    in_memory = model_class(2, init_params="", n_iter=3, tol=-np.inf, **kwargs)
+    for model in (on_spark, in_memory):
+        for name in names:
+            setattr(model, name, np.copy(getattr(start, name)))
+    on_spark.fit(df)
+    in_memory.fit(X, lengths)
+    np.testing.assert_allclose(list(on_spark.monitor_.history), list(in_memory.monitor_.history), rtol=1e-9)
+    for name in names:
+        np.testing.assert_allclose(getattr(on_spark, name), getattr(in_memory, name), rtol=1e-9, atol=1e-12)
