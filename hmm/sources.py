@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 ENGINES = ("spark", "local")
 #: Rows per Arrow batch for the local engine (Spark's default maxRecordsPerBatch).
 LOCAL_BATCH_ROWS = 10_000
-#: Sequences read to the driver for data-dependent initialisation.
+#: Sequences read to the driver for data-dependent initialisation (k-means
+#: means, Poisson moments); categorical ``n_features`` uses an exact aggregate.
 INIT_SAMPLE_SEQUENCES = 10_000
 
 

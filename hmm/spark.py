@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .arrow import RECORD_DDL, arrow_sequences, batch_record, record_schema, sum_statistics
+from .sources import INIT_SAMPLE_SEQUENCES
 from .stats import SufficientStats
 
 if TYPE_CHECKING:
@@ -31,11 +32,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from .base import BaseHMM
-
-#: How many sequences ``fit`` collects to the driver for data-dependent
-#: initialisation (k-means means, Poisson moments); categorical models take
-#: ``n_features`` from an exact aggregate instead.
-INIT_SAMPLE_SEQUENCES = 10_000
 
 
 def is_dataframe(X: Any) -> bool:
