@@ -169,12 +169,19 @@ class BaseHMM(BaseEstimator):
     def _batch_statistics(self, X: np.ndarray, offsets: np.ndarray, first_sequence: int = 0) -> SufficientStats:
         """E-step over one batch of sequences (the unit a Spark task runs)."""
         stats = self._empty_stats()
-        posteriors, log_likelihoods = self._forward_backward(X, offsets, first_sequence, stats)
-        self._accumulate_emission_stats(stats.emission, X, posteriors)
+        log_likelihoods = self._accumulate(stats, X, offsets, first_sequence)
         stats.log_likelihood = float(log_likelihoods.sum())
         stats.n_sequences = offsets.shape[0] - 1
         stats.n_observations = int(offsets[-1])
         return stats
+
+    def _accumulate(
+        self, stats: SufficientStats, X: np.ndarray, offsets: np.ndarray, first_sequence: int
+    ) -> np.ndarray:
+        """Add one batch's expected counts to ``stats``; returns per-sequence log-likelihoods."""
+        posteriors, log_likelihoods = self._forward_backward(X, offsets, first_sequence, stats)
+        self._accumulate_emission_stats(stats.emission, X, posteriors)
+        return log_likelihoods
 
     def _m_step(self, stats: SufficientStats) -> None:
         """Replace the parameters by the maximisers of the expected log-likelihood."""

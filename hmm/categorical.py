@@ -121,11 +121,29 @@ class CategoricalHMM(BaseHMM):
     def _new_emission_stats(self) -> dict[str, np.ndarray]:
         return {"obs": np.zeros((self.n_components, self.n_features))}
 
-    def _accumulate_emission_stats(self, stats: dict[str, np.ndarray], X: np.ndarray, posteriors: np.ndarray) -> None:
+    def _accumulate(
+        self, stats: SufficientStats, X: np.ndarray, offsets: np.ndarray, first_sequence: int
+    ) -> np.ndarray:
+        # One fused pass: emission probabilities come from the small symbol
+        # table and posteriors go straight into per-symbol counts, so no
+        # frames x states array is ever written.
+        log_likelihoods = np.empty(offsets.shape[0] - 1)
+        counts_by_symbol = np.zeros((self.n_features, self.n_components))
+        failed = kernels.categorical_forward_backward(
+            self.startprob_,
+            self.transmat_,
+            self._emissionprob_by_symbol,
+            X,
+            offsets,
+            log_likelihoods,
+            stats.start,
+            stats.trans,
+            counts_by_symbol,
+        )
+        self._raise_on_underflow(failed, X, offsets, first_sequence)
         if "e" in self.params:
-            counts_by_symbol = np.zeros((self.n_features, self.n_components))
-            kernels.categorical_counts(X, posteriors, counts_by_symbol)
-            stats["obs"] += counts_by_symbol.T
+            stats.emission["obs"] += counts_by_symbol.T
+        return log_likelihoods
 
     def _maximize_emissions(self, stats: SufficientStats) -> dict[str, np.ndarray]:
         if "e" not in self.params:

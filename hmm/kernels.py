@@ -421,44 +421,6 @@ _scatter_frame = _make_scatter(accumulate=False)
 _scatter_add_frame = _make_scatter(accumulate=True)
 
 
-@_intrinsic
-def _add_row(typingctx, target, row, source, source_row):
-    """``target[row, :] += source[source_row, :]``, 4 columns per vector when both are C-contiguous.
-
-    (Written out because LLVM cannot rule out that the two rows overlap and
-    otherwise checks for it at every call.)
-    """
-    if not all(isinstance(a, types.Array) and a.ndim == 2 and a.dtype == types.float64 for a in (target, source)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        target_type, _, source_type, _ = sig.args
-        target_array = context.make_array(target_type)(context, builder, args[0])
-        source_array = context.make_array(source_type)(context, builder, args[2])
-        n_columns = cgutils.unpack_tuple(builder, source_array.shape, 2)[1]
-        vectors = target_type.layout == "C" and source_type.layout == "C"
-
-        def body(column, width):
-            part = ir.VectorType(ir.DoubleType(), width)
-            to = cgutils.get_item_pointer(context, builder, target_type, target_array, [args[1], column])
-            fro = cgutils.get_item_pointer(context, builder, source_type, source_array, [args[3], column])
-            if vectors:
-                to = builder.bitcast(to, part.as_pointer())
-                fro = builder.bitcast(fro, part.as_pointer())
-                builder.store(builder.fadd(builder.load(to, align=8), builder.load(fro, align=8)), to, align=8)
-            else:
-                for k in range(width):
-                    index = builder.add(column, ir.Constant(column.type, k))
-                    to = cgutils.get_item_pointer(context, builder, target_type, target_array, [args[1], index])
-                    fro = cgutils.get_item_pointer(context, builder, source_type, source_array, [args[3], index])
-                    builder.store(builder.fadd(builder.load(to), builder.load(fro)), to)
-
-        _by_columns(builder, n_columns, body)
-        return context.get_dummy_value()
-
-    return types.void(target, types.intp, source, types.intp), codegen
-
-
 @_inline
 def _rows4(m, r, x, t):
     """Lane vectors ``sum over c of m[r + k, c] * x[t, c]`` for k = 0..3.
@@ -816,7 +778,7 @@ def categorical_forward_backward(
     """The E-step of a categorical HMM, without posteriors in memory.
 
     :func:`forward_backward` with ``frameprob = emissionprob_by_symbol[symbols]``
-    followed by :func:`categorical_counts`, in one pass: the emission
+    followed by adding each frame's posteriors to its symbol's row, in one pass: the emission
     probabilities are read from the (small) ``n_symbols x n_states`` table and
     each frame's posteriors are added to ``counts_by_symbol[symbol]`` straight
     from registers, so neither ``frameprob`` nor the posteriors (two arrays of
@@ -881,10 +843,3 @@ def viterbi(log_startprob, log_transmat, log_frameprob, offsets, states, log_pro
                     previous = i
             state = previous
             states[first + t] = state
-
-
-@_jit
-def categorical_counts(symbols, posteriors, counts_by_symbol):
-    """``counts_by_symbol[x, k] += sum of posteriors[t, k] over frames with symbol x``."""
-    for t in range(symbols.shape[0]):
-        _add_row(counts_by_symbol, symbols[t], posteriors, t)
