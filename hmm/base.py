@@ -234,12 +234,13 @@ class BaseHMM(BaseEstimator):
         frameprob[t, j] * exp(log_scale[t])``: dividing by the per-frame
         maximum keeps every frame representable however unlikely it is.
         """
-        log_likelihood = self._frame_log_likelihood(X)
-        log_scale = log_likelihood.max(axis=1)
+        frameprob = np.ascontiguousarray(self._frame_log_likelihood(X), dtype=np.float64)
+        log_scale = frameprob.max(axis=1)
         # A frame impossible under every state keeps -inf; the kernel reports it.
         log_scale[~np.isfinite(log_scale)] = 0.0
+        frameprob -= log_scale[:, None]
         with np.errstate(under="ignore"):
-            frameprob = np.exp(log_likelihood - log_scale[:, None])
+            np.exp(frameprob, out=frameprob)  # in place: one frames x states array per batch
         return frameprob, log_scale
 
     def _raise_on_underflow(
@@ -464,7 +465,7 @@ class BaseHMM(BaseEstimator):
         """Rules on the data against the model (symbols < n_features, ...)."""
 
     def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
-        """log P(x_t | state j), shape (n_samples, n_components)."""
+        """log P(x_t | state j), shape (n_samples, n_components): a new array the caller may overwrite."""
         raise NotImplementedError
 
     def _new_emission_stats(self) -> dict[str, np.ndarray]:
