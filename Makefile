@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check hmm tests benchmarks
 	$(BIN)/ruff format --check hmm tests benchmarks
 	$(BIN)/mypy hmm
+	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
 test: lint
 	$(BIN)/python -m pytest -q
