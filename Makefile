@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hmm tests benchmarks
-	$(BIN)/ruff format --check hmm tests benchmarks
+	$(BIN)/ruff check hmm jobs dags tests benchmarks
+	$(BIN)/ruff format --check hmm jobs dags tests benchmarks
 	$(BIN)/mypy hmm
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
