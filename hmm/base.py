@@ -235,10 +235,8 @@ class BaseHMM(BaseEstimator):
         maximum keeps every frame representable however unlikely it is.
         """
         frameprob = np.ascontiguousarray(self._frame_log_likelihood(X), dtype=np.float64)
-        log_scale = frameprob.max(axis=1)
-        # A frame impossible under every state keeps -inf; the kernel reports it.
-        log_scale[~np.isfinite(log_scale)] = 0.0
-        frameprob -= log_scale[:, None]
+        log_scale = np.empty(frameprob.shape[0])
+        kernels.scale_frames(frameprob, log_scale)
         with np.errstate(under="ignore"):
             np.exp(frameprob, out=frameprob)  # in place: one frames x states array per batch
         return frameprob, log_scale

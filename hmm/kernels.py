@@ -843,3 +843,24 @@ def viterbi(log_startprob, log_transmat, log_frameprob, offsets, states, log_pro
                     previous = i
             state = previous
             states[first + t] = state
+
+
+@_jit
+def scale_frames(frame_log_likelihood, log_scale):
+    """``log_scale[t] = max_j frame_log_likelihood[t, j]`` (0 if that is not finite), then
+    ``frame_log_likelihood[t, j] -= log_scale[t]`` in place.
+
+    Frames become representable in probability space however unlikely they
+    are; a row that is -inf everywhere stays so, and the forward pass reports
+    it. (numpy's max over a short last axis is several times slower.)
+    """
+    n_states = frame_log_likelihood.shape[1]
+    for t in range(frame_log_likelihood.shape[0]):
+        largest = frame_log_likelihood[t, 0]
+        for j in range(1, n_states):
+            largest = max(largest, frame_log_likelihood[t, j])
+        if not np.isfinite(largest):
+            largest = 0.0
+        log_scale[t] = largest
+        for j in range(n_states):
+            frame_log_likelihood[t, j] -= largest

@@ -287,3 +287,11 @@ def test_non_contiguous_arrays(n_states):
         np.testing.assert_allclose(trans_counts, want_trans, rtol=1e-14)
         assert kernels.forward_log_likelihoods(startprob, transmat, view, offsets, log_likelihoods) == (-1, -1)
         np.testing.assert_allclose(log_likelihoods, want_log_likelihoods, rtol=1e-14)
+
+
+def test_scale_frames_subtracts_the_row_maximum_in_place():
+    frames = np.array([[-1.0, -3.0, -2.0], [-np.inf, -np.inf, -np.inf], [5.0, -np.inf, 1.0]])
+    log_scale = np.empty(3)
+    kernels.scale_frames(frames, log_scale)
+    np.testing.assert_array_equal(log_scale, [-1.0, 0.0, 5.0])
+    np.testing.assert_array_equal(frames, [[0.0, -2.0, -1.0], [-np.inf, -np.inf, -np.inf], [0.0, -np.inf, -4.0]])
