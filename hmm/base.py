@@ -236,9 +236,7 @@ class BaseHMM(BaseEstimator):
         """
         frameprob = np.ascontiguousarray(self._frame_log_likelihood(X), dtype=np.float64)
         log_scale = np.empty(frameprob.shape[0])
-        kernels.scale_frames(frameprob, log_scale)
-        with np.errstate(under="ignore"):
-            np.exp(frameprob, out=frameprob)  # in place: one frames x states array per batch
+        kernels.scale_frames(frameprob, log_scale)  # in place: one frames x states array per batch
         return frameprob, log_scale
 
     def _raise_on_underflow(

@@ -208,7 +208,7 @@ class GaussianHMM(BaseHMM):
         # yet its covariance update reads them too: with params lacking 'm'
         # it would divide by zero posteriors. They are gathered for 'c' too.
         if "m" in self.params or "c" in self.params:
-            stats["post"] += posteriors.sum(axis=0)
+            stats["post"] += np.ones(X.shape[0]) @ posteriors  # BLAS; numpy's axis-0 sum is slower
             stats["obs"] += posteriors.T @ X
         if "c" in self.params:
             if self.covariance_type in ("spherical", "diag"):

@@ -146,7 +146,7 @@ class PoissonHMM(BaseHMM):
 
     def _accumulate_emission_stats(self, stats: dict[str, np.ndarray], X: np.ndarray, posteriors: np.ndarray) -> None:
         if "l" in self.params:
-            stats["post"] += posteriors.sum(axis=0)
+            stats["post"] += np.ones(X.shape[0]) @ posteriors  # BLAS; numpy's axis-0 sum is slower
             stats["obs"] += posteriors.T @ X
 
     def _maximize_emissions(self, stats: SufficientStats) -> dict[str, np.ndarray]:

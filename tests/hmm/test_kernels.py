@@ -289,9 +289,18 @@ def test_non_contiguous_arrays(n_states):
         np.testing.assert_allclose(log_likelihoods, want_log_likelihoods, rtol=1e-14)
 
 
-def test_scale_frames_subtracts_the_row_maximum_in_place():
-    frames = np.array([[-1.0, -3.0, -2.0], [-np.inf, -np.inf, -np.inf], [5.0, -np.inf, 1.0]])
-    log_scale = np.empty(3)
+def test_scale_frames_turns_log_likelihoods_into_scaled_probabilities():
+    frames = np.array([[-1.0, -3.0, -2.0], [-np.inf, -np.inf, -np.inf], [5.0, -np.inf, 1.0], [0.0, -720.0, -700.0]])
+    log_scale = np.empty(4)
     kernels.scale_frames(frames, log_scale)
-    np.testing.assert_array_equal(log_scale, [-1.0, 0.0, 5.0])
-    np.testing.assert_array_equal(frames, [[0.0, -2.0, -1.0], [-np.inf, -np.inf, -np.inf], [0.0, -np.inf, -4.0]])
+    np.testing.assert_array_equal(log_scale, [-1.0, 0.0, 5.0, 0.0])
+    want = np.exp([[0.0, -2.0, -1.0], [-np.inf, -np.inf, -np.inf], [0.0, -np.inf, -4.0], [0.0, -np.inf, -700.0]])
+    np.testing.assert_allclose(frames, want, rtol=3e-16, atol=0)
+
+
+def test_polynomial_exp_is_within_an_ulp_of_libm():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-rng.random(20000) * 708, -rng.random(2000) * 1e-6, [0.0, -708.0, -1e-300]])
+    frames = np.stack([x, np.zeros_like(x)], axis=1)
+    kernels.scale_frames(frames, np.empty(x.shape[0]))
+    np.testing.assert_allclose(frames[:, 0], np.exp(x), rtol=4.5e-16, atol=0)
