@@ -175,9 +175,8 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
     latest = training.latest()
     if latest is None:
         raise TrainingError(f"training {training_id!r} has no committed iteration in {store_uri}")
-    published_key = f"{training.prefix}/model/PUBLISHED"
-    if store.exists(published_key):
-        published = json.loads(store.read(published_key))
+    published = training.published()
+    if published is not None:
         if published["iteration"] != latest:
             raise TrainingError(
                 f"training {training_id!r} was published from iteration {published['iteration']}, "
@@ -196,8 +195,8 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
         "files": sorted(files),
         "published_at": _now(),
     }
-    store.create_if_absent(published_key, json.dumps(marker, sort_keys=True, indent=2).encode())
-    return {"status": "published", **json.loads(store.read(published_key))}
+    store.create_if_absent(training.published_key, json.dumps(marker, sort_keys=True, indent=2).encode())
+    return {"status": "published", **(training.published() or marker)}
 
 
 def train(

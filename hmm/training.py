@@ -270,6 +270,19 @@ class Training:
     def _commit_key(self, iteration: int) -> str:
         return f"{self.prefix}/iterations/{iteration}/COMMIT"
 
+    # ------------------------------------------------------------ publishing
+
+    @property
+    def published_key(self) -> str:
+        return f"{self.prefix}/model/PUBLISHED"
+
+    def published(self) -> dict[str, Any] | None:
+        """The marker ``finalize`` writes last under ``model/``, or None before that."""
+        if not self.store.exists(self.published_key):
+            return None
+        marker: dict[str, Any] = json.loads(self.store.read(self.published_key))
+        return marker
+
     def converged(self) -> bool:
         latest = self.latest()
         return latest is not None and latest >= 1 and bool(self.record(latest)["converged"])

@@ -1,0 +1,235 @@
+"""
+# hmm_training: Baum-Welch training of a hidden Markov model, one EM iteration per step
+
+One DAG run is one training. Every iteration is committed to the store
+(`trainings/<training_id>/iterations/<k>/COMMIT`, see the project's DESIGN), so a
+run can fail anywhere and the next run continues from the last committed iteration.
+
+## Flow
+
+```
+validate -> emr_mode -> [create_cluster] -> init
+  -> iteration_1 -> wait_1 -> iteration_2 -> wait_2 -> ... -> iteration_S -> wait_S -> continue_training
+                      \\-----------------------\\------ ... ------------------\\-> finalize (outlet: Asset hmm-em-model)
+  -> [terminate_cluster] (teardown: runs whenever the cluster was created)
+watcher (fails the run if any task failed, since the teardown would otherwise decide the run's state)
+```
+
+* **validate** turns the params into a `TrainingSpec`, checks the URIs and the training id and
+  looks at the store. In `local` mode it also scans the data (local engine) for a new training;
+  in `emr` mode it stops at these cheap checks, so no cluster time is spent on a bad request.
+  Bad params are refused even earlier: the trigger form validates them against their JSON schema.
+* **create_cluster** / **terminate_cluster** (`emr` mode only; skipped in `local` mode): an EMR
+  cluster for this run, terminated as the run's teardown whatever happened in between.
+* **init** commits iteration 0 (`jobs/init_training.py`); a no-op for a training that has it.
+* **iteration_i** handles iteration k = b + i, where b is the latest iteration committed when
+  the run started (0 for a new training): it runs (`local`) or submits (`emr`)
+  `jobs/em_iteration.py --iteration k`, or passes straight through if `COMMIT k` exists
+  already. **wait_i** waits for that step and for `COMMIT k`, fails at once with EMR's reason
+  if the step FAILED or was CANCELLED, logs the COMMIT (log-likelihood, delta, timings) and
+  branches to slot i+1, or to **finalize** once the COMMIT says `converged` (gain below `tol`,
+  or `max_iter` updates; the later slots are skipped at once).
+* **finalize** publishes the model and its report (`jobs/finalize.py`) and updates the
+  `hmm-em-model` asset (extra: training id, iteration, model and report URIs), so downstream DAGs
+  can be scheduled on a new model. It is skipped when that model was published by an earlier run.
+
+## Bounding the loop
+
+A DAG is acyclic, so each run has a fixed chain of S = `ITERATION_SLOTS` iteration slots. A run
+that uses all S slots without converging skips finalize and triggers a **continuation run**
+of this DAG (`continue_training`, run id `hmm_em_continue__<training_id>__<k>`, so a re-run of
+that task cannot start a second one) with the same conf plus `training_id`; that run resumes
+the training where this one stopped. `max_iter` is therefore not limited by S, and one
+DAG run stays one readable chain in which each task always means the same iteration. Why not
+one task looping inside: a crash would lose the task's place, its log would hold hours of
+iterations, and Airflow could not show per-iteration progress. In `emr` mode each run has its
+own cluster: S bounds how long a cluster lives, at the cost of one cluster start per S
+iterations (raise S for long trainings of quick iterations).
+
+## Steps, engines, idempotency
+
+`local` mode (default) runs each step as `spark-submit --master local[*] jobs/<step>.py ...`
+on the worker, or as a plain python process with `engine=local` (pyarrow, no Spark; for
+small data and tests). finalize starts no Spark and always runs as a python process.
+`emr` mode adds EMR steps (`spark-submit --deploy-mode <emr.deploy_mode> --py-files
+<emr.bundle_uri>/hmm.zip <emr.bundle_uri>/jobs/<step>.py ...`, always the Spark engine); before
+adding one, a task reuses a step of the same name (`hmm-em <training_id> iteration <k>`) that is
+pending, running or completed on the cluster, and a slot whose iteration is committed submits
+nothing. init and finalize wait for their step inside the task; an iteration's step is waited
+for by its sensor, which gives up its worker slot between looks (`mode="reschedule"`).
+
+Tasks do not retry on their own: a failure is bad data, a bug or a cluster problem, and
+resuming costs nothing (below).
+
+## Schedule
+
+Weekly, no catch-up. A scheduled run trains with the params' defaults: the data and store URIs
+default to `$HMM_EM_DATA_URI` and `$HMM_EM_STORE_URI` of the DAG processor (else
+`file:///var/lib/hmm-em/{data,store}`), so a deployment points the weekly training at data its
+upstream pipeline refreshes without editing this file. Each week's logical date makes a new
+training id.
+
+## Training id, resume, backfill
+
+The training id is `<model>-<logical date, UTC>-<first 12 hex of the SHA-256 of the spec>`,
+so a re-run or **backfill** of the same logical date with the same params resumes that
+training, and a backfill of a finished date finds every iteration committed and the model
+published: it does no new work. To **resume** a failed run: clear its failed task (with
+downstream), re-run the same logical date, or trigger the DAG with `training_id` in the conf
+(any earlier training; if the params differ from its stored spec, the stored spec wins and
+the differences are logged). No committed iteration is ever recomputed or overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Asset, Param, TriggerRule, chain, task
+from airflow.sdk.exceptions import AirflowException
+
+from hmm import airflow_tasks
+from hmm.orchestration import EMR_DEFAULTS, EMR_SCHEMA, MODES, URI_PATTERN
+from hmm.sources import ENGINES
+from hmm.training import COLUMN, MODEL_TYPES, TRAINING_ID
+
+DAG_ID = "hmm_training"
+#: Iteration slots per run; a run that uses them all without converging triggers a continuation.
+ITERATION_SLOTS = 6
+#: How long one iteration may take before its sensor gives up.
+ITERATION_TIMEOUT = timedelta(hours=6)
+#: Seconds between two looks at a running EMR step (the sensor frees its worker slot meanwhile).
+POKE_INTERVAL = 60
+JOBS_DIR = str(Path(__file__).resolve().parents[1] / "jobs")
+MODEL_ASSET = Asset("hmm-em-model")
+
+PARAMS = {
+    "model": Param("categorical", type="string", enum=sorted(MODEL_TYPES), description="HMM emission model"),
+    "n_components": Param(3, type="integer", minimum=1, description="number of hidden states"),
+    "data": Param(
+        os.environ.get("HMM_EM_DATA_URI", "file:///var/lib/hmm-em/data"),
+        type="string",
+        pattern=URI_PATTERN,
+        description="Parquet sequences: file:///path or s3://bucket/prefix",
+    ),
+    "store": Param(
+        os.environ.get("HMM_EM_STORE_URI", "file:///var/lib/hmm-em/store"),
+        type="string",
+        pattern=URI_PATTERN,
+        description="root of the trainings: file:///path or s3://bucket/prefix",
+    ),
+    "sequence_col": Param("sequence", type="string", pattern=COLUMN.pattern, description="list column of frames"),
+    "id_col": Param(None, type=["null", "string"], pattern=COLUMN.pattern, description="sequence id column"),
+    "tol": Param(1e-2, type="number", minimum=0, description="stop when the log-likelihood gains less"),
+    "max_iter": Param(100, type="integer", minimum=1, description="at most this many EM updates"),
+    "seed": Param(0, type="integer", minimum=0, maximum=2**32 - 1, description="random_state of the model"),
+    "model_args": Param({}, type="object", description="further constructor arguments (priors, covariance_type...)"),
+    "mode": Param("local", type="string", enum=list(MODES), description="local: this worker; emr: a cluster per run"),
+    "engine": Param("spark", type="string", enum=list(ENGINES), description="local mode: spark-submit or pyarrow"),
+    "emr": Param(dict(EMR_DEFAULTS), **EMR_SCHEMA, description="EMR cluster settings (emr mode)"),
+    "training_id": Param(
+        None,
+        type=["null", "string"],
+        pattern=TRAINING_ID.pattern,
+        description="resume this training; empty: derived from the logical date and the spec",
+    ),
+}
+
+with DAG(
+    dag_id=DAG_ID,
+    schedule="@weekly",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    params=PARAMS,
+    doc_md=__doc__,
+    default_args={"retries": 0},
+    tags=["hmm-em"],
+) as dag:
+
+    @task(multiple_outputs=True)
+    def validate(params=None, logical_date=None, dag_run=None):
+        return airflow_tasks.plan_run(dict(params), logical_date, dag_run.run_after)
+
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
+    def emr_mode(mode: str) -> bool:
+        return mode == "emr"
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def init(plan: dict, ti=None):
+        return airflow_tasks.init(plan, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+
+    @task
+    def iteration(plan: dict, slot: int, ti=None):
+        return airflow_tasks.submit_iteration(plan, slot, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[MODEL_ASSET])
+    def finalize(plan: dict, ti=None, outlet_events=None):
+        published = airflow_tasks.finalize(plan, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        outlet_events[MODEL_ASSET].extra = published
+        return published
+
+    @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
+    def cluster_created(ti=None) -> bool:
+        return bool(ti.xcom_pull(task_ids="create_cluster"))
+
+    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
+    def watcher():
+        raise AirflowException("a task of this run failed (the cluster teardown still ran)")
+
+    plan = validate()
+    create_cluster = EmrCreateJobFlowOperator(
+        task_id="create_cluster",
+        job_flow_overrides=plan["job_flow"],
+        aws_conn_id=airflow_tasks.AWS_CONN_ID,
+        emr_conn_id=None,
+        wait_for_completion=False,
+    )
+    started = init(plan)
+    chain(plan, emr_mode(plan["mode"]), create_cluster, started)
+
+    published = finalize(plan)
+    continuation = TriggerDagRunOperator(
+        task_id="continue_training",
+        trigger_dag_id=DAG_ID,
+        trigger_run_id=(
+            "hmm_em_continue__{{ ti.xcom_pull(task_ids='validate', key='training_id') }}"
+            f"__{{{{ ti.xcom_pull(task_ids='wait_{ITERATION_SLOTS}', key='commit')['iteration'] }}}}"
+        ),
+        conf=plan["continuation_conf"],
+        skip_when_already_exists=True,
+        openlineage_inject_parent_info=False,
+    )
+    previous = started
+    for slot in range(1, ITERATION_SLOTS + 1):
+        submitted = iteration.override(task_id=f"iteration_{slot}")(plan, slot)
+        waited = airflow_tasks.IterationSensor(
+            task_id=f"wait_{slot}",
+            plan=plan,
+            slot=slot,
+            slots=ITERATION_SLOTS,
+            submit_task_id=f"iteration_{slot}",
+            next_task_id=f"iteration_{slot + 1}" if slot < ITERATION_SLOTS else "continue_training",
+            continue_task_id="continue_training",
+            finalize_task_id="finalize",
+            mode="reschedule",
+            poke_interval=POKE_INTERVAL,
+            timeout=ITERATION_TIMEOUT.total_seconds(),
+        )
+        chain(previous, submitted, waited, published)
+        previous = waited
+    previous >> continuation
+
+    terminate = EmrTerminateJobFlowOperator(
+        task_id="terminate_cluster",
+        job_flow_id=create_cluster.output,
+        aws_conn_id=airflow_tasks.AWS_CONN_ID,
+        trigger_rule=TriggerRule.ALL_DONE,
+    )
+    chain([published, continuation], cluster_created(), terminate)
+
+    # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
+    gates = {"emr_mode", "cluster_created"}
+    [t for t in dag.tasks if t.task_id not in gates] >> watcher()

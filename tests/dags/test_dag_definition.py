@@ -1,0 +1,94 @@
+"""The DAG files: they import offline, the training DAG has the agreed shape, bad params never start a run."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.dags.conftest import DAGS
+
+GOOD = {
+    "model": "categorical",
+    "n_components": 2,
+    "data": "file:///nonexistent/data",
+    "store": "file:///nonexistent/store",
+    "engine": "local",
+}
+
+
+def test_every_dag_imports_without_network_or_errors(airflow_home, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"a DAG file opened a network connection at import: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert len(bag.dags) == len(list(DAGS.glob("*.py")))
+    for dag in bag.dags.values():
+        assert dag.doc_md, f"{dag.dag_id} has no doc_md"
+
+
+def test_the_training_dag_is_a_bounded_chain_of_slots_with_a_teardown(dag):
+    from airflow.sdk import TriggerRule
+
+    slots = sorted(int(t.split("_")[1]) for t in dag.task_ids if t.startswith("iteration_"))
+    assert slots == list(range(1, len(slots) + 1)) and len(slots) >= 2
+    assert {t for t in dag.task_ids if t.startswith("wait_")} == {f"wait_{i}" for i in slots}
+    for i in slots[:-1]:
+        assert dag.task_dict[f"wait_{i}"].downstream_task_ids >= {f"iteration_{i + 1}", "finalize"}
+    assert dag.task_dict[f"wait_{slots[-1]}"].downstream_task_ids >= {"continue_training", "finalize"}
+    assert dag.task_dict["terminate_cluster"].trigger_rule == TriggerRule.ALL_DONE
+    assert dag.task_dict["watcher"].trigger_rule == TriggerRule.ONE_FAILED
+    # The watcher sees every task but the two short circuits (which would skip it).
+    assert dag.task_dict["watcher"].upstream_task_ids == set(dag.task_ids) - {"watcher", "emr_mode", "cluster_created"}
+    assert [o.name for o in dag.task_dict["finalize"].outlets] == ["hmm-em-model"]
+    assert not dag.catchup
+    assert "Bounding the loop" in dag.doc_md and "backfill" in dag.doc_md
+    assert dag.task_dict["continue_training"].trigger_dag_id == dag.dag_id
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"training_id": "../x"}, "Invalid input for param training_id: '../x' does not match"),
+        ({"model": "hmmlearn"}, "Invalid input for param model: 'hmmlearn' is not one of"),
+        ({"tol": -1}, "Invalid input for param tol: -1 is less than the minimum of 0"),
+        ({"store": "http://example.com/store"}, "Invalid input for param store: 'http://example.com/store' does not"),
+        ({"emr": {"ssh_key": "x"}}, "Invalid input for param emr: Additional properties are not allowed"),
+    ],
+)
+def test_bad_params_are_refused_before_any_task_runs(dag, changes, message):
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk.exceptions import ParamValidationError
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs_before = session.query(DagRun).filter(DagRun.dag_id == dag.dag_id).count()
+    with pytest.raises(ParamValidationError) as refused:
+        dag.test(logical_date=datetime(2030, 1, 1, tzinfo=UTC), run_conf={**GOOD, **changes})
+    assert message in str(refused.value)
+    with create_session() as session:
+        assert session.query(DagRun).filter(DagRun.dag_id == dag.dag_id).count() == runs_before
+
+
+def test_what_the_schema_cannot_say_fails_the_validate_task_and_nothing_else_runs(dag, tmp_path, capfd):
+    from tests.dags.helpers import task_states
+
+    store = tmp_path / "store"
+    run = dag.test(
+        logical_date=datetime(2030, 1, 2, tzinfo=UTC),
+        run_conf={**GOOD, "store": f"file://{store}", "training_id": "a..b"},
+    )
+    assert run.state == "failed"
+    states = task_states(run)
+    assert states["validate"] == "failed" and states["watcher"] == "failed"
+    assert states["terminate_cluster"] == "skipped"  # no cluster was created
+    others = set(states) - {"validate", "watcher", "cluster_created", "terminate_cluster"}
+    assert {states[t] for t in others} == {"upstream_failed"}
+    assert "training_id 'a..b' is invalid" in capfd.readouterr().out
+    assert not store.exists()

@@ -1,0 +1,267 @@
+"""EMR mode under ``dag.test()`` against moto's EMR and S3 APIs on 127.0.0.1.
+
+moto accepts clusters and steps but never runs a step (they stay RUNNING), so a
+:class:`FakeCluster` plays EMR's part: each step is seen RUNNING once, then its job
+runs in this process with the step's own arguments (``hmm.cli.main``, local engine)
+and the step becomes COMPLETED, or it is set FAILED or CANCELLED with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from hmm import orchestration
+from hmm.training import TrainingSpec
+from tests.conftest import write_categorical_parquet
+from tests.dags.helpers import SPEC, conf, records, reference, run_job_here, task_states
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+DATE = datetime(2026, 2, 2, tzinfo=UTC)
+TOL = 1000.0  # stops the training at iteration 2 on the test data
+EMR = {"bundle_uri": "s3://hmm-em-artifacts/bundle/test", "log_uri": "s3://hmm-em-logs/emr/", "core_instance_count": 3}
+
+
+def emr_backend():
+    from moto.emr.models import emr_backends
+
+    return emr_backends[ACCOUNT][REGION]
+
+
+class FakeCluster:
+    """Moves moto's steps along, one at a time in order, as EMR would with StepConcurrencyLevel 1."""
+
+    def __init__(self, outcomes=None):
+        self.outcomes = outcomes or {}  # step name -> (state, reason) to end it with instead of running it
+        self.looks = Counter()
+
+    def advance(self, cluster_id):
+        steps = emr_backend().clusters[cluster_id].steps
+        step = next((s for s in steps if s.state in ("PENDING", "RUNNING")), None)
+        if step is None:
+            return
+        self.looks[step.id] += 1
+        if self.looks[step.id] == 1:
+            step.state = "RUNNING"
+        elif step.name in self.outcomes:
+            step.state, step.last_state_change_reason = self.outcomes[step.name]
+        else:
+            engine = [] if step.args[5].endswith("/finalize.py") else ["--engine", "local"]
+            step.state = "COMPLETED" if run_job_here([*step.args, *engine]) == 0 else "FAILED"
+
+
+@pytest.fixture
+def emr(moto_endpoint, monkeypatch):
+    """aws_default pointing at moto; a fake cluster driven whenever a task looks at a step."""
+    from hmm import airflow_tasks
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": moto_endpoint, "region_name": REGION},
+            }
+        ),
+    )
+    cluster = FakeCluster()
+    real_state = airflow_tasks.emr_step_state
+
+    def step_state(client, cluster_id, step_id):
+        cluster.advance(cluster_id)
+        return real_state(client, cluster_id, step_id)
+
+    monkeypatch.setattr(airflow_tasks, "emr_step_state", step_state)
+    monkeypatch.setattr(airflow_tasks, "STEP_POLL_SECONDS", 0.01)
+    return cluster
+
+
+@pytest.fixture
+def sent_configs(monkeypatch):
+    """Every run_job_flow request the create_cluster task sends."""
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    sent = []
+    real = EmrHook.create_job_flow
+
+    def create_job_flow(self, job_flow_overrides):
+        sent.append(job_flow_overrides)
+        return real(self, job_flow_overrides)
+
+    monkeypatch.setattr(EmrHook, "create_job_flow", create_job_flow)
+    return sent
+
+
+@pytest.fixture
+def data_uri(tmp_path):
+    return write_categorical_parquet(str(tmp_path / "data"), n_sequences=60)[0]
+
+
+def cluster_steps(cluster_id):
+    return [(s.name, s.args, s.state) for s in emr_backend().clusters[cluster_id].steps]
+
+
+def cluster_of(run):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return (
+            session.query(XComModel.value)
+            .filter(XComModel.run_id == run.run_id, XComModel.task_id == "create_cluster")
+            .filter(XComModel.key == "return_value")
+            .scalar()
+        )
+
+
+def training_id(data_uri, **changes):
+    return orchestration.derive_training_id(TrainingSpec.from_dict({**SPEC, "data": data_uri, **changes}), DATE)
+
+
+def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates(
+    dag, emr, sent_configs, s3_root, data_uri, tmp_path
+):
+    run_conf = conf(data_uri, s3_root, tol=TOL, max_iter=10, mode="emr", engine="spark", emr=EMR)
+    training = training_id(data_uri, tol=TOL, max_iter=10)
+    run = dag.test(logical_date=DATE, run_conf=run_conf)
+    assert run.state == "success"
+    states = task_states(run)
+    assert (states["create_cluster"], states["terminate_cluster"], states["watcher"]) == (
+        "success",
+        "success",
+        "skipped",
+    )
+
+    assert sent_configs == [
+        {
+            "Name": f"hmm-em {training}",
+            "ReleaseLabel": "emr-7.5.0",
+            "Applications": [{"Name": "Spark"}],
+            "Instances": {
+                "InstanceGroups": [
+                    {
+                        "Name": "primary",
+                        "Market": "ON_DEMAND",
+                        "InstanceRole": "MASTER",
+                        "InstanceType": "m5.xlarge",
+                        "InstanceCount": 1,
+                    },
+                    {
+                        "Name": "core",
+                        "Market": "ON_DEMAND",
+                        "InstanceRole": "CORE",
+                        "InstanceType": "m5.xlarge",
+                        "InstanceCount": 3,
+                    },
+                ],
+                "KeepJobFlowAliveWhenNoSteps": True,
+                "TerminationProtected": False,
+            },
+            "JobFlowRole": "EMR_EC2_DefaultRole",
+            "ServiceRole": "EMR_DefaultRole",
+            "VisibleToAllUsers": True,
+            "StepConcurrencyLevel": 1,
+            "AutoTerminationPolicy": {"IdleTimeout": 3600},
+            "Tags": [{"Key": "hmm-em:training-id", "Value": training}],
+            "LogUri": "s3://hmm-em-logs/emr/",
+        }
+    ]
+    cluster_id = cluster_of(run)
+    assert emr_backend().clusters[cluster_id].state == "TERMINATED"
+
+    steps = cluster_steps(cluster_id)
+    assert [name for name, _, _ in steps] == [
+        f"hmm-em {training} init",
+        f"hmm-em {training} iteration 1",
+        f"hmm-em {training} iteration 2",
+        f"hmm-em {training} finalize",
+    ]
+    assert {state for _, _, state in steps} == {"COMPLETED"}
+    bundle = "s3://hmm-em-artifacts/bundle/test"
+    submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", f"{bundle}/hmm.zip"]
+    assert steps[2][1] == [
+        *submit,
+        f"{bundle}/jobs/em_iteration.py",
+        "--store",
+        s3_root,
+        "--training-id",
+        training,
+        "--iteration",
+        "2",
+    ]
+    init_args = steps[0][1]
+    assert init_args[:10] == [*submit, f"{bundle}/jobs/init_training.py", "--store", s3_root, "--training-id", training]
+    assert init_args[10] == "--spec"
+    assert TrainingSpec.from_json(init_args[11].encode()) == TrainingSpec.from_dict(
+        {**SPEC, "data": data_uri, "tol": TOL, "max_iter": 10}
+    )
+    assert steps[3][1] == [*submit, f"{bundle}/jobs/finalize.py", "--store", s3_root, "--training-id", training]
+
+    expected = reference(f"file://{tmp_path}/reference", data_uri, tol=TOL, max_iter=10)
+    final = records(s3_root, training)
+    assert max(final) == 2 and final[2]["params_sha256"] == expected["params_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("failing", "state", "reason", "failed_task"),
+    [
+        ("iteration 1", "FAILED", "Step failed: java.lang.OutOfMemoryError: Java heap space", "wait_1"),
+        ("init", "CANCELLED", "Cancelled by the cluster's owner", "init"),
+    ],
+)
+def test_a_failed_or_cancelled_step_fails_fast_with_its_reason_and_the_cluster_is_still_terminated(
+    dag, emr, s3_root, data_uri, tmp_path, capfd, failing, state, reason, failed_task
+):
+    run_conf = conf(data_uri, s3_root, tol=TOL, max_iter=10, mode="emr", engine="spark", emr=EMR)
+    training = training_id(data_uri, tol=TOL, max_iter=10)
+    emr.outcomes = {f"hmm-em {training} {failing}": (state, reason)}
+    failed = dag.test(logical_date=DATE, run_conf=run_conf)
+    assert failed.state == "failed"
+    states = task_states(failed)
+    assert (states[failed_task], states["finalize"]) == ("failed", "upstream_failed")
+    assert (states["terminate_cluster"], states["watcher"]) == ("success", "failed")
+    cluster_id = cluster_of(failed)
+    assert emr_backend().clusters[cluster_id].state == "TERMINATED"
+    step_id = next(s.id for s in emr_backend().clusters[cluster_id].steps if s.name.endswith(failing))
+    assert f"EMR step {step_id} (hmm-em {training} {failing}) is {state}: {reason}" in capfd.readouterr().out
+    if failing == "init":
+        return
+
+    # Resumed on the same date: a new cluster gets steps for the uncommitted iterations only.
+    emr.outcomes = {}
+    resumed = dag.test(logical_date=DATE, run_conf=run_conf)
+    assert resumed.state == "success"
+    names = [name for name, _, _ in cluster_steps(cluster_of(resumed))]
+    assert names == [f"hmm-em {training} iteration 1", f"hmm-em {training} iteration 2", f"hmm-em {training} finalize"]
+    expected = reference(f"file://{tmp_path}/reference", data_uri, tol=TOL, max_iter=10)
+    assert records(s3_root, training)[2]["params_sha256"] == expected["params_sha256"]
+
+
+def test_a_re_run_task_reuses_its_step_unless_that_step_failed(moto_endpoint):
+    import boto3
+
+    from hmm import airflow_tasks
+
+    client = boto3.client("emr")
+    cluster_id = client.run_job_flow(
+        Name="reuse",
+        ReleaseLabel="emr-7.5.0",
+        Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
+    )["JobFlowId"]
+    step = orchestration.emr_step("iterate", orchestration.check_emr(EMR), "s3://store-bucket/x", "t-1", iteration=4)
+    first = airflow_tasks.submit_emr_step(client, cluster_id, step)
+    assert airflow_tasks.submit_emr_step(client, cluster_id, step) == first
+    emr_backend().clusters[cluster_id].steps[0].state = "COMPLETED"
+    assert airflow_tasks.submit_emr_step(client, cluster_id, step) == first
+    emr_backend().clusters[cluster_id].steps[0].state = "FAILED"
+    second = airflow_tasks.submit_emr_step(client, cluster_id, step)
+    assert second != first
+    assert [s.id for s in emr_backend().clusters[cluster_id].steps] == [first, second]
