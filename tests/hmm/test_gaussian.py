@@ -7,6 +7,7 @@ from threadpoolctl import threadpool_limits
 
 import hmm
 from hmm.sequences import InvalidParameterError, InvalidSequenceError
+from tests.hmm.oracle import assert_same_inference
 
 RTOL = 1e-6
 ATOL = 1e-10
@@ -155,22 +156,7 @@ def test_inference_matches_with_the_same_parameters(covariance_type):
     X, lengths = sample_data(seed=6)
     theirs = oracle.GaussianHMM(N_STATES, covariance_type=covariance_type, random_state=0, n_iter=5).fit(X, lengths)
     ours = set_params(hmm.GaussianHMM(N_STATES, covariance_type=covariance_type), emission_params(theirs))
-    assert ours.score(X, lengths) == pytest.approx(theirs.score(X, lengths), rel=1e-12)
-    log_prob, posteriors = ours.score_samples(X, lengths)
-    their_log_prob, their_posteriors = theirs.score_samples(X, lengths)
-    assert log_prob == pytest.approx(their_log_prob, rel=1e-12)
-    np.testing.assert_allclose(posteriors, their_posteriors, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(ours.predict_proba(X, lengths), their_posteriors, atol=1e-12)
-    for algorithm in ("viterbi", "map"):
-        log_prob, states = ours.decode(X, lengths, algorithm=algorithm)
-        their_log_prob, their_states = theirs.decode(X, lengths, algorithm=algorithm)
-        np.testing.assert_array_equal(states, their_states)
-        assert log_prob == pytest.approx(their_log_prob, rel=1e-12)
-        if algorithm == "viterbi":
-            np.testing.assert_array_equal(ours.predict(X, lengths), their_states)
-    np.testing.assert_allclose(ours._frame_log_likelihood(X), theirs._compute_log_likelihood(X), rtol=1e-12, atol=1e-12)
-    assert ours.aic(X, lengths) == pytest.approx(theirs.aic(X, lengths), rel=1e-12)
-    assert ours.bic(X, lengths) == pytest.approx(theirs.bic(X, lengths), rel=1e-12)
+    assert_same_inference(ours, theirs, X, lengths)
 
 
 @every_type
