@@ -322,6 +322,16 @@ def _is_rows(array, rows, fallback):
     )
 
 
+def _concatenate(builder, vectors):
+    """One vector of the given vectors' elements in order (a power-of-two count of equal vectors)."""
+    while len(vectors) > 1:
+        size = vectors[0].type.count
+        vectors = [
+            builder.shuffle_vector(vectors[i], vectors[i + 1], _i32(range(2 * size))) for i in range(0, len(vectors), 2)
+        ]
+    return vectors[0]
+
+
 @_intrinsic
 def _gather_frame(typingctx, array, rows, ones, frames, t):
     """``frames[t, j, lane] = array[rows[lane], j]`` for every column j.
@@ -352,13 +362,7 @@ def _gather_frame(typingctx, array, rows, ones, frames, t):
                         piece = builder.insert_element(piece, value, ir.Constant(ir.IntType(32), k))
                     pieces.append(piece)
             # concatenate the lanes' pieces, then take every width-th element
-            while len(pieces) > 1:
-                size = pieces[0].type.count
-                pieces = [
-                    builder.shuffle_vector(pieces[i], pieces[i + 1], _i32(range(2 * size)))
-                    for i in range(0, len(pieces), 2)
-                ]
-            block = pieces[0]
+            block = _concatenate(builder, pieces)
             for k in range(width):
                 v = builder.shuffle_vector(
                     block, ir.Constant(block.type, ir.Undefined), _i32(range(k, LANES * width, width))
@@ -390,19 +394,20 @@ def _make_scatter(accumulate):
                     index = builder.add(column, ir.Constant(column.type, k))
                     pointer = _vector_pointer(context, builder, sig.args[3], args[3], args[4], index)
                     vectors.append(builder.fmul(builder.load(pointer, align=8), args[5]))
+                # the width x 8 block transposed by shuffles: lane L's piece is (vectors[k][L] for k)
+                block = _concatenate(builder, vectors)
+                undefined = ir.Constant(block.type, ir.Undefined)
                 # lane by lane, in order: two lanes may write the same row
                 for lane_number, lane in enumerate(lanes):
-                    values = [builder.extract_element(v, ir.Constant(ir.IntType(32), lane_number)) for v in vectors]
+                    piece = builder.shuffle_vector(block, undefined, _i32(range(lane_number, LANES * width, LANES)))
                     if contiguous:
-                        piece = ir.Constant(part, ir.Undefined)
-                        for k, value in enumerate(values):
-                            piece = builder.insert_element(piece, value, ir.Constant(ir.IntType(32), k))
                         pointer = builder.bitcast(_element(builder, lane, column), part.as_pointer())
                         if accumulate:
                             piece = builder.fadd(builder.load(pointer, align=8), piece)
                         builder.store(piece, pointer, align=8)
                     else:
-                        for k, value in enumerate(values):
+                        for k in range(width):
+                            value = builder.extract_element(piece, ir.Constant(ir.IntType(32), k))
                             pointer = _element(builder, lane, builder.add(column, ir.Constant(column.type, k)))
                             builder.store(builder.fadd(builder.load(pointer), value) if accumulate else value, pointer)
 
@@ -440,6 +445,18 @@ def _rows4(m, r, x, t):
         a2 = _fma(a2, m[r + 2, c], v)
         a3 = _fma(a3, m[r + 3, c], v)
     return a0, a1, a2, a3
+
+
+@_inline
+def _rows2(m, r, x, t):
+    """Lane vectors ``sum over c of m[r + k, c] * x[t, c]`` for k = 0, 1 (as :func:`_rows4`)."""
+    a0 = _splat(0.0)
+    a1 = _splat(0.0)
+    for c in range(m.shape[1]):
+        v = _load(x, t, c)
+        a0 = _fma(a0, m[r, c], v)
+        a1 = _fma(a1, m[r + 1, c], v)
+    return a0, a1
 
 
 @_inline
@@ -530,7 +547,12 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
                 total = _emit_alpha(alpha, frames, t, j + 1, a1, total)
                 total = _emit_alpha(alpha, frames, t, j + 2, a2, total)
                 total = _emit_alpha(alpha, frames, t, j + 3, a3, total)
-            for j in range(in_fours, n_states):
+            if n_states - in_fours >= 2:
+                a0, a1 = _rows2(into, in_fours, alpha, t - 1)
+                total = _emit_alpha(alpha, frames, t, in_fours, a0, total)
+                total = _emit_alpha(alpha, frames, t, in_fours + 1, a1, total)
+            if n_states % 2:
+                j = n_states - 1
                 total = _emit_alpha(alpha, frames, t, j, _row(into, j, alpha, t - 1), total)
         _store(scale, 0, t, total)
         inverse = _reciprocal(total)
@@ -641,7 +663,12 @@ def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta
                 _store(beta, 0, i + 1, _add(a1, restart))
                 _store(beta, 0, i + 2, _add(a2, restart))
                 _store(beta, 0, i + 3, _add(a3, restart))
-            for i in range(in_fours, n_states):
+            if n_states - in_fours >= 2:
+                a0, a1 = _rows2(transmat, in_fours, frames, t + 1)
+                _store(beta, 0, in_fours, _add(a0, restart))
+                _store(beta, 0, in_fours + 1, _add(a1, restart))
+            if n_states % 2:
+                i = n_states - 1
                 _store(beta, 0, i, _add(_row(transmat, i, frames, t + 1), restart))
         # posteriors of frame t, normalised as hmmlearn does
         total = _splat(0.0)
@@ -665,39 +692,47 @@ def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta
             _scatter_frame(target, rows, sink, beta, 1, inverse)
 
 
+# Frames per pass of the transition sums: the chunk's alpha and w rows
+# (2 x frames x n_states x 64 bytes) stay in the L1-L2 caches while every
+# (i, j) tile streams over them. Streaming whole sequences instead re-reads
+# them from L2 once per tile, and the sums ran at a third of FMA speed.
+_L1_FRAME_STATES = 320
+
+
 @_jit
 def _transition_sums(alpha, w, longest, outer):
-    """``outer[i, j] += sum over t < longest - 1 and lanes of alpha[t, i] w[t + 1, j]``.
+    """``outer[i, j, lane] += sum over t < longest - 1 of alpha[t, i, lane] w[t + 1, j, lane]``.
 
     A 2 x 2 tile of (i, j) pairs per pass keeps four lane-vector accumulators
     in registers, so every loaded vector feeds two multiply-adds. An odd last
-    row or column is computed twice and stored once.
+    row or column is computed twice from the same accumulator (both copies
+    agree). The lanes are summed by the caller, once per batch.
     """
     n_states = alpha.shape[1]
-    for i0 in range(0, n_states, 2):
-        i1 = min(i0 + 1, n_states - 1)
-        for j0 in range(0, n_states, 2):
-            j1 = min(j0 + 1, n_states - 1)
-            a00 = _splat(0.0)
-            a01 = _splat(0.0)
-            a10 = _splat(0.0)
-            a11 = _splat(0.0)
-            for t in range(longest - 1):
-                x0 = _load(alpha, t, i0)
-                x1 = _load(alpha, t, i1)
-                y0 = _load(w, t + 1, j0)
-                y1 = _load(w, t + 1, j1)
-                a00 = _fmav(a00, x0, y0)
-                a01 = _fmav(a01, x0, y1)
-                a10 = _fmav(a10, x1, y0)
-                a11 = _fmav(a11, x1, y1)
-            outer[i0, j0] += _lane_sum(a00)
-            if j1 != j0:
-                outer[i0, j1] += _lane_sum(a01)
-            if i1 != i0:
-                outer[i1, j0] += _lane_sum(a10)
-                if j1 != j0:
-                    outer[i1, j1] += _lane_sum(a11)
+    chunk = max(4, _L1_FRAME_STATES // n_states)
+    for t0 in range(0, longest - 1, chunk):
+        t1 = min(t0 + chunk, longest - 1)
+        for i0 in range(0, n_states, 2):
+            i1 = min(i0 + 1, n_states - 1)
+            for j0 in range(0, n_states, 2):
+                j1 = min(j0 + 1, n_states - 1)
+                a00 = _load(outer, i0, j0)
+                a01 = _load(outer, i0, j1)
+                a10 = _load(outer, i1, j0)
+                a11 = _load(outer, i1, j1)
+                for t in range(t0, t1):
+                    x0 = _load(alpha, t, i0)
+                    x1 = _load(alpha, t, i1)
+                    y0 = _load(w, t + 1, j0)
+                    y1 = _load(w, t + 1, j1)
+                    a00 = _fmav(a00, x0, y0)
+                    a01 = _fmav(a01, x0, y1)
+                    a10 = _fmav(a10, x1, y0)
+                    a11 = _fmav(a11, x1, y1)
+                _store(outer, i0, j0, a00)
+                _store(outer, i0, j1, a01)
+                _store(outer, i1, j0, a10)
+                _store(outer, i1, j1, a11)
 
 
 @_jit
@@ -717,7 +752,7 @@ def _expectations(startprob, transmat, table, symbols, offsets, target, log_like
     sink = np.zeros(n_states)
     # sum over t and lanes of alpha_t[i] * w_t[j]; the transition matrix is
     # a common factor, applied once at the end.
-    outer = np.zeros((n_states, n_states))
+    outer = np.zeros((n_states, n_states, LANES))
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
         _load_frames(table, symbols, first, length, longest, frames, rows, ones)
@@ -734,7 +769,7 @@ def _expectations(startprob, transmat, table, symbols, offsets, target, log_like
         _transition_sums(alpha, frames, longest, outer)
     for i in range(n_states):
         for j in range(n_states):
-            trans_counts[i, j] += transmat[i, j] * outer[i, j]
+            trans_counts[i, j] += transmat[i, j] * _lane_sum(_load(outer, i, j))
     return -1, -1
 
 
