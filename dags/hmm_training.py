@@ -51,15 +51,28 @@ iterations (raise S for long trainings of quick iterations).
 `local` mode (default) runs each step as `spark-submit --master local[*] jobs/<step>.py ...`
 on the worker, or as a plain python process with `engine=local` (pyarrow, no Spark; for
 small data and tests). finalize starts no Spark and always runs as a python process.
-`emr` mode adds EMR steps (`spark-submit --deploy-mode <emr.deploy_mode> --py-files
-<emr.bundle_uri>/hmm.zip <emr.bundle_uri>/jobs/<step>.py ...`, always the Spark engine); before
-adding one, a task reuses a step of the same name (`hmm-em <training_id> iteration <k>`) that is
-pending, running or completed on the cluster, and a slot whose iteration is committed submits
-nothing. init and finalize wait for their step inside the task; an iteration's step is waited
-for by its sensor, which gives up its worker slot between looks (`mode="reschedule"`).
+`emr` mode adds EMR steps (`spark-submit --deploy-mode <emr.deploy_mode>
+<bundle>/jobs/<step>.py ...`, always the Spark engine, importing the wheel that the bundle's
+bootstrap action installed on every node, kernels precompiled); before adding one, a
+task reuses a step of the same name (`hmm-em <training_id> iteration <k>`) that is pending,
+running or completed on the cluster, and a slot whose iteration is committed submits nothing.
+init and finalize wait for their step inside the task; an iteration's step is waited for by
+its sensor, which gives up its worker slot between looks (`mode="reschedule"`).
 
 Tasks do not retry on their own: a failure is bad data, a bug or a cluster problem, and
 resuming costs nothing (below).
+
+## Code version
+
+`<bundle>` is `<emr.bundle_root>/<code version>`, a bundle that `make upload ROOT=s3://...`
+put there (`emr.bundle_root` empty: `<store>/bundle`, so `make upload ROOT=<store>` is all it
+takes). The code version is the one the training's `spec.json` records (`code_version`, written
+by the init step: the hmm-em version that created the training), so a training resumed after a
+deploy of newer code keeps running the code it started with; a new training runs the version of
+the hmm-em this DAG imports, as does one whose spec.json predates recorded versions. The cluster's
+bootstrap action, `<bundle>/bootstrap.sh <bundle>`, installs Python 3.11 and that version's wheel
+on every node, and Spark runs Python 3.11 (`spark-env` `PYSPARK_PYTHON`). The code version is not
+part of the training id: a re-run with newer code resumes the same training.
 
 ## Schedule
 
@@ -129,7 +142,11 @@ PARAMS = {
     "model_args": Param({}, type="object", description="further constructor arguments (priors, covariance_type...)"),
     "mode": Param("local", type="string", enum=list(MODES), description="local: this worker; emr: a cluster per run"),
     "engine": Param("spark", type="string", enum=list(ENGINES), description="local mode: spark-submit or pyarrow"),
-    "emr": Param(dict(EMR_DEFAULTS), **EMR_SCHEMA, description="EMR cluster settings (emr mode)"),
+    "emr": Param(
+        dict(EMR_DEFAULTS),
+        **EMR_SCHEMA,
+        description="EMR cluster settings (emr mode); bundle_root empty: the bundles are under <store>/bundle",
+    ),
     "training_id": Param(
         None,
         type=["null", "string"],

@@ -28,4 +28,8 @@ __all__ = [
     "has_converged",
     "load",
 ]
-__version__ = "0.1.0"
+try:
+    # Written by setuptools-scm when the package is built or installed: the git commit's version.
+    from ._version import __version__
+except ImportError:  # a source tree that was never built or installed
+    __version__ = "0.0"  # pyproject.toml's fallback_version: the code version is unknown

@@ -10,6 +10,7 @@ task receives: training id, store, spec, mode, engine, EMR settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -50,12 +51,14 @@ def plan_run(params: Mapping[str, Any], logical_date: datetime | None, run_after
     """Check the params, fix the training id and look at the store: the plan every later task follows.
 
     Local mode also scans the data (``hmm.steps.validate_data``, local engine) when the training is new;
-    EMR mode stops at cheap checks, so no cluster time is spent on a run that cannot start.
+    EMR mode stops at cheap checks, so no cluster time is spent on a run that cannot start. EMR mode
+    also fixes the code version the cluster runs: the one the training's spec.json records.
     """
     settings = orchestration.check_params(params)
     training_id = orchestration.resolve_training_id(settings, logical_date, run_after)
     training = Training(open_store(settings.store), training_id)
     spec = settings.spec
+    stored = None
     latest = None
     published = False
     if training.has_spec():
@@ -78,6 +81,18 @@ def plan_run(params: Mapping[str, Any], logical_date: datetime | None, run_after
 
         counts = validate_data(spec, engine="local")
         log.info("data %s: %s", spec.data, counts)
+    code_version = None
+    if settings.mode == "emr":
+        code_version = orchestration.code_version_to_run(stored)
+        if stored is not None and stored.code_version is None:
+            log.warning(
+                "spec.json of training %s records no code version: running this one, %s", training_id, code_version
+            )
+        log.info(
+            "EMR steps run hmm-em %s from %s",
+            code_version,
+            orchestration.bundle_uri(settings.emr["bundle_root"], code_version),
+        )
     return {
         "training_id": training_id,
         "store": settings.store,
@@ -85,7 +100,8 @@ def plan_run(params: Mapping[str, Any], logical_date: datetime | None, run_after
         "mode": settings.mode,
         "engine": settings.engine,
         "emr": settings.emr,
-        "job_flow": orchestration.job_flow_config(settings.emr, training_id) if settings.mode == "emr" else None,
+        "code_version": code_version,
+        "job_flow": orchestration.job_flow_config(settings.emr, training_id, code_version) if code_version else None,
         "latest": latest,
         "first_iteration": orchestration.first_iteration(latest),
         "published": published,
@@ -120,6 +136,43 @@ def spark_submit_path() -> str | None:
     return str(beside) if beside.exists() else shutil.which("spark-submit")
 
 
+def spark_class_archive(spark_submit: str) -> Path:
+    """The class data sharing archive of the JVM that ``spark_submit`` starts, in the user's cache.
+
+    With it a step's JVM maps the classes of Spark, Hadoop and Parquet from one file instead of
+    loading and verifying them from the jars: about a third of a small step's CPU time
+    (benchmarks/README.md). An archive fits one JDK and one set of jars, hence the key in its
+    name (a JVM that finds a mismatch ignores the archive).
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    java = Path(java_home, "bin", "java") if java_home else Path(shutil.which("java") or "java")
+    identity = []
+    for path in (java.resolve(), Path(spark_submit).resolve()):
+        identity.append(f"{path}:{path.stat().st_mtime_ns if path.exists() else 0}")
+    key = hashlib.sha256("|".join(identity).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "hmm-em" / f"spark-classes-{key}.jsa"
+
+
+def class_archive_options(archive: Path) -> tuple[list[str], Path | None]:
+    """JVM options that use ``archive``, or that write it when the step's JVM exits if there is none.
+
+    Returns the options and the file being written (None when using the archive): the caller
+    moves it into place once the step has ended, so that no JVM maps a half-written archive.
+    """
+    quiet = ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]  # a JVM that cannot use an archive says so at length
+    if any(c.isspace() for c in str(archive)):
+        return [], None
+    if archive.exists():
+        return [f"-XX:SharedArchiveFile={archive}", *quiet], None
+    try:
+        archive.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return [], None
+    partial = archive.with_name(f"{archive.stem}.{os.getpid()}-{time.monotonic_ns()}.partial")
+    return [f"-XX:ArchiveClassesAtExit={partial}", *quiet], partial
+
+
 def run_command(argv: list[str], env: Mapping[str, str]) -> None:
     """Run a job, its output into the task log; fail with the job's error line if it exits non-zero."""
     log.info("running %s", shlex.join(argv))
@@ -146,6 +199,12 @@ def _job_name(argv: list[str]) -> str:
 
 
 def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration: int | None = None) -> None:
+    spark_submit = spark_submit_path()
+    java_options: list[str] = []
+    archive = written = None
+    if plan["engine"] == "spark" and kind != "finalize" and spark_submit:
+        archive = spark_class_archive(spark_submit)
+        java_options, written = class_archive_options(archive)
     argv = orchestration.local_command(
         kind,
         plan["store"],
@@ -153,11 +212,18 @@ def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration:
         engine=plan["engine"],
         jobs_dir=jobs_dir,
         python=sys.executable,
-        spark_submit=spark_submit_path(),
+        spark_submit=spark_submit,
         iteration=iteration,
         spec=_spec(plan) if kind == "init" else None,
+        java_options=java_options,
     )
-    run_command(argv, local_environment(jobs_dir))
+    try:
+        run_command(argv, local_environment(jobs_dir))
+    finally:
+        if written is not None and archive is not None and written.exists():
+            # Atomic: a step starting now maps either no archive or a whole one.
+            os.replace(written, archive)
+            log.info("wrote the JVM class archive %s for the next local steps", archive)
 
 
 # ------------------------------------------------------------------ EMR mode
@@ -201,6 +267,7 @@ def run_emr_step(
         plan["emr"],
         plan["store"],
         plan["training_id"],
+        plan["code_version"],
         iteration=iteration,
         spec=_spec(plan) if kind == "init" else None,
     )

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -108,6 +109,42 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def process_age_seconds(pid: int | str = "self") -> float | None:
+    """Seconds since a process started (Linux ``/proc``); None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # Fields after the command name, which is in parentheses and may hold spaces;
+            # the start time (field 22) is in clock ticks since boot.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def job_startup(spark_session_seconds: float | None, own_process: bool) -> dict[str, float]:
+    """What the job spent before its step, for the COMMIT's timings.
+
+    ``spark_session_seconds``: starting the Spark session. In a process of its own (a job or
+    the ``hmm-em`` script) also ``startup_seconds``, from the start of this Python process to
+    now (interpreter, imports, the session), and under spark-submit ``launch_seconds``, from
+    the start of the JVM that spark-submit launched (this process's parent) to the start of
+    this process.
+    """
+    timings: dict[str, float] = {}
+    if spark_session_seconds is not None:
+        timings["spark_session_seconds"] = spark_session_seconds
+    age = process_age_seconds() if own_process else None
+    if age is not None:
+        timings["startup_seconds"] = age
+    # spark-submit's PythonRunner starts the job with the gateway port of the JVM, its parent.
+    if age is not None and "PYSPARK_GATEWAY_PORT" in os.environ:
+        parent = process_age_seconds(os.getppid())
+        if parent is not None:
+            timings["launch_seconds"] = max(parent - age, 0.0)
+    return timings
+
+
 def _spark(args: argparse.Namespace) -> Any:
     if getattr(args, "engine", "local") != "spark":
         return None
@@ -116,13 +153,19 @@ def _spark(args: argparse.Namespace) -> Any:
 
     builder = SparkSession.builder.appName(f"hmm-em {args.command}")
     if args.master:
-        builder = builder.master(args.master).config("spark.ui.enabled", "false")
+        # Not under spark-submit (whose --conf and cluster defaults are left alone): a session
+        # of this process, so no web UI and no progress bar on the terminal.
+        builder = (
+            builder.master(args.master)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+        )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, own_process: bool = False) -> int:
     from . import steps
 
     if args.command == "status":
@@ -138,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         result = steps.finalize(args.store, args.training_id)
         print(f"{args.command}: {result['status']}: model {result['model']}, report {result['report']}")
         return 0
+    session_started = time.perf_counter()
     spark = _spark(args)
+    session_seconds = time.perf_counter() - session_started if spark is not None else None
     if args.command == "validate":
         counts = steps.validate_data(read_spec(args.spec), args.engine, spark)
         print(f"valid: {counts['n_sequences']} sequences, {counts['n_observations']} observations")
@@ -146,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
         result = steps.init_training(args.store, args.training_id, read_spec(args.spec), args.engine, spark)
         print(f"init: {result['status']}: iteration 0 of {args.training_id} ({result['n_sequences']} sequences)")
     elif args.command == "iterate":
-        result = steps.em_iteration(args.store, args.training_id, args.iteration, args.engine, spark)
+        startup = job_startup(session_seconds, own_process)
+        result = steps.em_iteration(args.store, args.training_id, args.iteration, args.engine, spark, startup)
         print(steps.format_progress(result))
     else:  # train, resume
         spec = read_spec(args.spec) if args.command == "train" else None
@@ -155,10 +201,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, own_process: bool | None = None) -> int:
+    """Run one command; ``own_process``: this process exists for it (default: ``argv`` is None,
+    i.e. the ``hmm-em`` script), so its start-up counts as the command's (see :func:`job_startup`)."""
     args = parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, own_process=argv is None if own_process is None else own_process)
     except (TrainingError, MissingObjectError) as error:
         print(f"hmm-em {args.command}: error: {error}", file=sys.stderr)
         return EXIT_TRAINING

@@ -9,33 +9,55 @@ reaches a path, an S3 key or a spark-submit argument list.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
 from .sources import ENGINES
 from .store import InvalidURIError, check_uri
-from .training import InvalidSpecError, TrainingSpec, check_training_id
+from .training import CODE_VERSION, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
 
 MODES = ("local", "emr")
 #: Step kind -> the spark-submit entry point in jobs/.
 JOBS = {"init": "init_training", "iterate": "em_iteration", "finalize": "finalize"}
 #: What the trigger form may hold besides the TrainingSpec fields.
 RUN_FIELDS = ("store", "mode", "engine", "emr", "training_id")
-SPEC_FIELDS = tuple(TrainingSpec.__dataclass_fields__)
+#: The TrainingSpec fields a user chooses (the code version is recorded by the code, not chosen).
+SPEC_FIELDS = tuple(name for name in TrainingSpec.__dataclass_fields__ if name not in RECORDED_FIELDS)
 #: A data or store root as the trigger form accepts it; :func:`hmm.store.check_uri` has the last word.
 URI_PATTERN = r"^(file:///|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$))\S*$"
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$"
 #: Spark master of local mode: every core of the Airflow worker.
 LOCAL_MASTER = "local[*]"
-#: Layout of the code bundle under ``emr.bundle_uri``: the ``hmm`` package zipped for
-#: ``--py-files`` and the jobs/ entry points next to it.
-BUNDLE_ARCHIVE = "hmm.zip"
+#: Spark settings of a local-mode step: a step is one short-lived job, so no web UI (a server
+#: and its port per step) and no progress bar in the task log.
+LOCAL_SPARK_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
+#: JVM options of a local-mode step's driver (in local mode the executor too). A step's JVM lives
+#: seconds to minutes: the quick C1 compiler alone costs less than C2 compiling Spark's start-up
+#: code on the cores the step needs (benchmarks/README.md, "fixed cost of a step").
+LOCAL_JAVA_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1",)
+#: The code bundles' directory under a store root (``make upload ROOT=<store>``): the default
+#: of ``emr.bundle_root``.
+BUNDLE_PREFIX = "bundle"
+#: Layout of one bundle, ``<emr.bundle_root>/<code version>/`` (built by infra/bundle.py): the
+#: version's wheel, the jobs/ entry points and the bootstrap action that installs the wheel on
+#: every node. Steps import the installed wheel, not a ``--py-files`` archive: numba caches
+#: compiled kernels by source path, and an archive's path is new in every YARN application,
+#: so each step would compile them again (tens of seconds).
 BUNDLE_JOBS = "jobs"
+BOOTSTRAP_SCRIPT = "bootstrap.sh"
+#: The Python that bootstrap.sh installs on the nodes and Spark runs (EMR 7's python3 is 3.9).
+CLUSTER_PYTHON = "/usr/bin/python3.11"
+#: numba's cache on the nodes: bootstrap.sh compiles every kernel into it (python -m hmm.warmup),
+#: and every step's driver and executors read it, so no step compiles.
+CLUSTER_NUMBA_CACHE = "/var/cache/hmm-em/numba"
+#: pyproject.toml's fallback_version: the version of code installed without git metadata.
+UNKNOWN_CODE_VERSION = "0.0"
 #: EMR step states: reusable when a task is re-run, and failures.
 STEP_REUSABLE = frozenset({"PENDING", "RUNNING", "COMPLETED"})
 STEP_FAILED = frozenset({"FAILED", "CANCELLED", "INTERRUPTED"})
@@ -49,9 +71,9 @@ EMR_SCHEMA: dict[str, Any] = {
         "master_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"},
         "core_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"},
         "core_instance_count": {"type": "integer", "minimum": 1, "maximum": 256},
-        "bundle_uri": {"type": "string", "pattern": S3_URI_PATTERN},
+        # Where `make upload` put the bundles: <bundle_root>/<code version>/. Empty: <store>/bundle.
+        "bundle_root": {"type": ["null", "string"], "pattern": S3_URI_PATTERN},
         "log_uri": {"type": ["null", "string"], "pattern": S3_URI_PATTERN},
-        "bootstrap_uri": {"type": ["null", "string"], "pattern": S3_URI_PATTERN},
         "deploy_mode": {"type": "string", "enum": ["cluster", "client"]},
         "job_flow_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}$"},
         "service_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}$"},
@@ -64,9 +86,8 @@ EMR_DEFAULTS: dict[str, Any] = {
     "master_instance_type": "m5.xlarge",
     "core_instance_type": "m5.xlarge",
     "core_instance_count": 2,
-    "bundle_uri": f"s3://hmm-em-artifacts/bundle/{__version__}",
+    "bundle_root": None,
     "log_uri": None,
-    "bootstrap_uri": None,
     "deploy_mode": "cluster",
     "job_flow_role": "EMR_EC2_DefaultRole",
     "service_role": "EMR_DefaultRole",
@@ -139,6 +160,13 @@ def check_params(params: Mapping[str, Any]) -> RunSettings:
     mode = check_value({"type": "string", "enum": list(MODES)}, params.get("mode", "local"), "mode")
     engine = check_value({"type": "string", "enum": list(ENGINES)}, params.get("engine", "spark"), "engine")
     emr = check_emr(params.get("emr"))
+    if emr["bundle_root"] is None and store.startswith("s3://"):
+        emr["bundle_root"] = default_bundle_root(store)
+    if mode == "emr" and emr["bundle_root"] is None:
+        raise InvalidSpecError(
+            f"param 'store' is {store!r} and param 'emr.bundle_root' is empty: emr mode needs the code "
+            "bundles on S3, under an s3:// store or at emr.bundle_root"
+        )
     given = params.get("training_id")
     training_id = None if given is None else check_training_id(given)
     return RunSettings(spec=spec, store=store, mode=mode, engine=engine, emr=emr, training_id=training_id)
@@ -148,8 +176,8 @@ def check_params(params: Mapping[str, Any]) -> RunSettings:
 
 
 def spec_digest(spec: TrainingSpec) -> str:
-    """SHA-256 of the spec's canonical JSON: equal specs, equal digests."""
-    return hashlib.sha256(spec.to_json()).hexdigest()
+    """SHA-256 of the spec's canonical JSON without the code version: equal specs, equal digests."""
+    return hashlib.sha256(spec.to_json(recorded=False)).hexdigest()
 
 
 def derive_training_id(spec: TrainingSpec, logical_date: datetime) -> str:
@@ -171,9 +199,46 @@ def resolve_training_id(settings: RunSettings, logical_date: datetime | None, ru
 
 
 def spec_differences(stored: TrainingSpec, requested: TrainingSpec) -> list[str]:
-    """Names of the fields in which two specs differ."""
-    a, b = asdict(stored), asdict(requested)
+    """Names of the fields in which two specs differ; the code version that created them does not count."""
+    a, b = stored.definition(), requested.definition()
     return sorted(k for k in a if a[k] != b[k])
+
+
+# ------------------------------------------------------------------ code version and bundle
+
+
+def code_version_to_run(stored: TrainingSpec | None) -> str:
+    """The code version whose bundle a training's EMR steps run: the one its spec.json records.
+
+    So a training resumed after a deploy keeps running the code that created it. A new training
+    runs this deployment's version (its init step records it); so does one whose spec.json
+    predates recorded versions.
+    """
+    if stored is not None and stored.code_version not in (None, UNKNOWN_CODE_VERSION):
+        return check_code_version(stored.code_version)
+    if __version__ == UNKNOWN_CODE_VERSION:
+        raise ValueError(
+            f"this hmm-em was installed without git metadata (version {__version__}), so it cannot name the "
+            "EMR bundle to run: install it from a git checkout or from a bundle's wheel (make bundle)"
+        )
+    return check_code_version(__version__)
+
+
+def check_code_version(code_version: Any) -> str:
+    if not isinstance(code_version, str) or not CODE_VERSION.match(code_version):
+        raise ValueError(f"code version {code_version!r} is invalid: a version is 1-128 letters, digits and '.+_-'")
+    return code_version
+
+
+def default_bundle_root(store: str) -> str:
+    """``<store>/bundle``: where ``make upload ROOT=<store>`` puts the bundles."""
+    return f"{store.rstrip('/')}/{BUNDLE_PREFIX}"
+
+
+def bundle_uri(bundle_root: Any, code_version: str) -> str:
+    """``<bundle_root>/<code_version>``: the bundle of one code version."""
+    root = check_value({"type": "string", "pattern": S3_URI_PATTERN}, bundle_root, "emr.bundle_root")
+    return f"{root.rstrip('/')}/{check_code_version(code_version)}"
 
 
 # ------------------------------------------------------------------ the loop
@@ -257,7 +322,8 @@ def job_arguments(
     if kind == "init":
         if spec is None:
             raise ValueError("the init step needs the spec")
-        arguments += ["--spec", spec.to_json().decode()]
+        # One line, without the code version: the job records its own in spec.json.
+        arguments += ["--spec", json.dumps(spec.definition(), sort_keys=True)]
     elif kind == "iterate":
         if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
             raise ValueError(f"iteration must be an integer >= 1, got {iteration!r}")
@@ -276,11 +342,14 @@ def local_command(
     spark_submit: str | None,
     iteration: int | None = None,
     spec: TrainingSpec | None = None,
+    java_options: Sequence[str] = (),
 ) -> list[str]:
     """argv of a step in local mode.
 
-    ``spark`` engine: ``spark-submit --master local[*] jobs/<job>.py ...``. ``local`` engine, and
-    finalize (which starts no Spark): the job in a plain python process.
+    ``spark`` engine: ``spark-submit --master local[*] jobs/<job>.py ...`` with
+    :data:`LOCAL_SPARK_CONF` and the driver JVM options :data:`LOCAL_JAVA_OPTIONS` plus
+    ``java_options`` (e.g. a class data sharing archive). ``local`` engine, and finalize (which
+    starts no Spark): the job in a plain python process.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -292,7 +361,20 @@ def local_command(
         return [python, job, *arguments, "--engine", "local"]
     if not spark_submit:
         raise ValueError("spark-submit not found: install pyspark where the task runs, or set param engine=local")
-    return [spark_submit, "--master", LOCAL_MASTER, "--conf", "spark.ui.enabled=false", job, *arguments]
+    options = [*LOCAL_JAVA_OPTIONS, *java_options]
+    if any(not option.startswith("-") or any(c.isspace() for c in option) for option in options):
+        raise ValueError(f"JVM options must be single words starting with '-', got {options}")
+    conf = [part for key, value in LOCAL_SPARK_CONF.items() for part in ("--conf", f"{key}={value}")]
+    return [
+        spark_submit,
+        "--master",
+        LOCAL_MASTER,
+        *conf,
+        "--driver-java-options",
+        " ".join(options),
+        job,
+        *arguments,
+    ]
 
 
 def emr_step(
@@ -300,11 +382,12 @@ def emr_step(
     emr: Mapping[str, Any],
     store: str,
     training_id: str,
+    code_version: str,
     iteration: int | None = None,
     spec: TrainingSpec | None = None,
 ) -> dict[str, Any]:
-    """The EMR step (``add_job_flow_steps`` shape) running ``jobs/<job>.py`` from the bundle."""
-    bundle = check_value(EMR_SCHEMA["properties"]["bundle_uri"], emr["bundle_uri"], "emr.bundle_uri").rstrip("/")
+    """The EMR step (``add_job_flow_steps`` shape) running ``jobs/<job>.py`` from the bundle of ``code_version``."""
+    bundle = bundle_uri(emr["bundle_root"], code_version)
     deploy_mode = check_value(EMR_SCHEMA["properties"]["deploy_mode"], emr["deploy_mode"], "emr.deploy_mode")
     return {
         "Name": step_name(training_id, kind, iteration),
@@ -316,8 +399,6 @@ def emr_step(
                 "spark-submit",
                 "--deploy-mode",
                 deploy_mode,
-                "--py-files",
-                f"{bundle}/{BUNDLE_ARCHIVE}",
                 f"{bundle}/{BUNDLE_JOBS}/{JOBS[kind]}.py",
                 *job_arguments(kind, store, training_id, iteration, spec),
             ],
@@ -325,9 +406,14 @@ def emr_step(
     }
 
 
-def job_flow_config(emr: Mapping[str, Any], training_id: str) -> dict[str, Any]:
-    """``run_job_flow`` arguments for the training's cluster (EmrCreateJobFlowOperator overrides)."""
+def job_flow_config(emr: Mapping[str, Any], training_id: str, code_version: str) -> dict[str, Any]:
+    """``run_job_flow`` arguments for the training's cluster (EmrCreateJobFlowOperator overrides).
+
+    Every node runs the bundle's bootstrap action, which installs Python 3.11 and the wheel of
+    ``code_version``; Spark's driver and executors run that Python.
+    """
     settings = check_emr(emr)
+    bundle = bundle_uri(settings["bundle_root"], code_version)
     instances: dict[str, Any] = {
         "InstanceGroups": [
             {
@@ -355,20 +441,52 @@ def job_flow_config(emr: Mapping[str, Any], training_id: str) -> dict[str, Any]:
         "Name": f"hmm-em {check_training_id(training_id)}",
         "ReleaseLabel": settings["release_label"],
         "Applications": [{"Name": "Spark"}],
+        "Configurations": [
+            {
+                "Classification": "spark-env",
+                "Configurations": [
+                    {
+                        "Classification": "export",
+                        "Properties": {
+                            "PYSPARK_PYTHON": CLUSTER_PYTHON,
+                            "PYSPARK_DRIVER_PYTHON": CLUSTER_PYTHON,
+                            "NUMBA_CACHE_DIR": CLUSTER_NUMBA_CACHE,
+                        },
+                    }
+                ],
+                "Properties": {},
+            },
+            {
+                # YARN containers do not read spark-env: the executors and (cluster deploy mode)
+                # the driver get the kernel cache's location from Spark itself.
+                "Classification": "spark-defaults",
+                "Properties": {
+                    "spark.executorEnv.NUMBA_CACHE_DIR": CLUSTER_NUMBA_CACHE,
+                    "spark.yarn.appMasterEnv.NUMBA_CACHE_DIR": CLUSTER_NUMBA_CACHE,
+                },
+            },
+        ],
+        "BootstrapActions": [
+            {
+                "Name": f"hmm-em {code_version}",
+                "ScriptBootstrapAction": {"Path": f"{bundle}/{BOOTSTRAP_SCRIPT}", "Args": [bundle]},
+            }
+        ],
         "Instances": instances,
         "JobFlowRole": settings["job_flow_role"],
         "ServiceRole": settings["service_role"],
         "VisibleToAllUsers": True,
         "StepConcurrencyLevel": 1,
         "AutoTerminationPolicy": {"IdleTimeout": settings["idle_timeout_seconds"]},
-        "Tags": [{"Key": "hmm-em:training-id", "Value": training_id}],
+        "Tags": [
+            {"Key": "hmm-em:training-id", "Value": training_id},
+            {"Key": "hmm-em:code-version", "Value": code_version},
+            # The EMR service role's AmazonEMRServicePolicy_v2 acts only on resources with this tag.
+            {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"},
+        ],
     }
     if settings["log_uri"]:
         config["LogUri"] = settings["log_uri"]
-    if settings["bootstrap_uri"]:
-        config["BootstrapActions"] = [
-            {"Name": "hmm-em dependencies", "ScriptBootstrapAction": {"Path": settings["bootstrap_uri"], "Args": []}}
-        ]
     return config
 
 

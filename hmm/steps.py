@@ -17,7 +17,8 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 
 #: How many bad batches a data scan names (the first bad row of each).
 REPORTED_ERRORS = 5
+#: The phases of an iteration step in its COMMIT ``timings``; the other ``*_seconds`` there
+#: (``startup_seconds``, ``spark_session_seconds``, ``launch_seconds``) are the job's start-up.
+STEP_PHASES = ("load_seconds", "estep_seconds", "mstep_seconds")
 
 
 def _now() -> str:
@@ -79,7 +83,12 @@ def init_training(
     engine: str = "spark",
     spark: SparkSession | None = None,
 ) -> dict[str, Any]:
-    """Write spec.json and iteration 0. Same spec again: no-op. Another spec: TrainingError."""
+    """Write spec.json and iteration 0. Same spec again: no-op. Another spec: TrainingError.
+
+    spec.json records this code's version as the training's ``code_version``; an existing
+    spec.json keeps the version that created it.
+    """
+    spec = replace(spec, code_version=__version__)
     training = Training(open_store(store_uri), training_id)
     if training.has_spec():
         training.create(spec)  # raises if the stored spec differs
@@ -116,10 +125,16 @@ def em_iteration(
     iteration: int,
     engine: str = "spark",
     spark: SparkSession | None = None,
+    startup: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Commit iteration ``iteration`` from committed ``iteration - 1``."""
+    """Commit iteration ``iteration`` from committed ``iteration - 1``.
+
+    ``startup``: timings of the job process before this step (``*_seconds``, see
+    :func:`hmm.cli.job_startup`), recorded in the COMMIT next to the step's own phases.
+    """
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
         raise ValueError(f"iteration must be an integer >= 1, got {iteration!r}")
+    started = time.perf_counter()
     training = Training(open_store(store_uri), training_id)
     if not training.has_spec():
         raise TrainingError(f"training {training_id!r} does not exist in {store_uri}: run init_training first")
@@ -138,15 +153,15 @@ def em_iteration(
         raise TrainingError(
             f"training {training_id!r} converged at iteration {iteration - 1}; there is no iteration {iteration}"
         )
-    started = time.perf_counter()
     model = training.load_params(iteration - 1)
     model._check()
+    previous_history = training.history(upto=iteration - 1)
     loaded = time.perf_counter()
     stats = _source(spec, engine, spark).statistics(model)
     estep = time.perf_counter()
     model._m_step(stats)
     mstep = time.perf_counter()
-    history = [*training.history(upto=iteration - 1), stats.log_likelihood]
+    history = [*previous_history, stats.log_likelihood]
     record = {
         "log_likelihood": stats.log_likelihood,
         "improvement": history[-1] - history[-2] if len(history) >= 2 else None,
@@ -154,6 +169,8 @@ def em_iteration(
         "n_sequences": stats.n_sequences,
         "n_observations": stats.n_observations,
         "timings": {
+            **(startup or {}),
+            # Everything the step reads before the E-step: checks, spec, parameters, history.
             "load_seconds": loaded - started,
             "estep_seconds": estep - loaded,
             "mstep_seconds": mstep - estep,
@@ -222,12 +239,15 @@ def train(
 
 
 def format_progress(record: dict[str, Any]) -> str:
-    """One line per iteration: log-likelihood, delta, seconds, convergence."""
+    """One line per iteration: log-likelihood, delta, the step's seconds (and the job's start-up), convergence."""
     improvement = record.get("improvement")
     delta = f"{improvement:+.6g}" if improvement is not None else "n/a"
-    seconds = sum(v for k, v in record.get("timings", {}).items() if k.endswith("_seconds"))
+    timings = record.get("timings", {})
+    seconds = sum(timings.get(phase) or 0.0 for phase in STEP_PHASES)
+    startup = timings.get("startup_seconds")
+    job = f"; job start-up {startup:.1f} s" if startup is not None else ""
     flag = " converged" if record.get("converged") else ""
     return (
         f"iteration {record['iteration']:>4} [{record.get('status', '')}] "
-        f"log-likelihood {record['log_likelihood']:.6f} delta {delta} ({seconds:.2f} s){flag}"
+        f"log-likelihood {record['log_likelihood']:.6f} delta {delta} ({seconds:.2f} s{job}){flag}"
     )

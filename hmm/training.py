@@ -41,6 +41,13 @@ MODEL_TYPES = {
 }
 TRAINING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: A code version as setuptools-scm writes it (e.g. ``0.1.dev26+g4a89137cf``); it becomes part of
+#: an S3 key and of spark-submit arguments, so nothing else is accepted.
+CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
+#: Spec fields that record which code created a training rather than what it trains. Spec
+#: equality, the training id's digest and spec differences leave them out, so a training
+#: resumed by newer code is still the same training.
+RECORDED_FIELDS = ("code_version",)
 #: Constructor arguments a spec may set besides n_components, tol, n_iter and random_state.
 MODEL_ARGS = frozenset(
     {
@@ -98,6 +105,10 @@ class TrainingSpec:
     max_iter: int = 100
     seed: int = 0
     model_args: dict[str, Any] = field(default_factory=dict)
+    #: The hmm-em version that created the training: ``init_training`` records its own, whatever a
+    #: spec given to it says. None in spec.json files written before versions were recorded.
+    #: A training's EMR steps run the bundle of this version (see hmm.orchestration).
+    code_version: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrainingSpec:
@@ -131,6 +142,11 @@ class TrainingSpec:
         bad = set(model_args) - MODEL_ARGS
         if bad:
             raise InvalidSpecError(f"spec field 'model_args' has unknown argument(s) {sorted(bad)}")
+        code_version = raw.get("code_version")
+        if code_version is not None and (not isinstance(code_version, str) or not CODE_VERSION.match(code_version)):
+            raise InvalidSpecError(
+                f"spec field 'code_version' is {code_version!r}; a version is 1-128 letters, digits and '.+_-'"
+            )
         spec = cls(
             model=model,
             n_components=n_components,
@@ -141,6 +157,7 @@ class TrainingSpec:
             max_iter=max_iter,
             seed=seed,
             model_args=model_args,
+            code_version=code_version,
         )
         try:
             spec.build_model()._check_settings()
@@ -148,8 +165,14 @@ class TrainingSpec:
             raise InvalidSpecError(f"spec field 'model_args' does not build a {MODEL_TYPES[model]}: {error}") from error
         return spec
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, indent=2).encode()
+    def definition(self) -> dict[str, Any]:
+        """What is trained on what: every field but the :data:`RECORDED_FIELDS`."""
+        return {name: value for name, value in asdict(self).items() if name not in RECORDED_FIELDS}
+
+    def to_json(self, recorded: bool = True) -> bytes:
+        """Canonical JSON: spec.json; with ``recorded=False`` only the :meth:`definition`."""
+        fields = asdict(self) if recorded else self.definition()
+        return json.dumps(fields, sort_keys=True, indent=2).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> TrainingSpec:
@@ -201,8 +224,9 @@ class Training:
         if self.store.create_if_absent(f"{self.prefix}/spec.json", spec.to_json()):
             return True
         existing = self.spec()
-        if existing != spec:
-            differences = sorted(k for k, v in asdict(spec).items() if asdict(existing).get(k) != v)
+        if existing != spec:  # the code version does not count: see RECORDED_FIELDS
+            stored = existing.definition()
+            differences = sorted(k for k, v in spec.definition().items() if stored.get(k) != v)
             raise TrainingError(
                 f"training {self.id!r} already exists with a different spec (fields {differences} differ); "
                 "nothing was changed. Use another training_id to train with this spec."

@@ -10,4 +10,4 @@ import sys
 from hmm.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["iterate", *sys.argv[1:]]))
+    sys.exit(main(["iterate", *sys.argv[1:]], own_process=True))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import socket
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +142,73 @@ def write_categorical_parquet(directory, n_sequences=400, n_features=6, seed=0, 
 @pytest.fixture
 def categorical_data(tmp_path):
     return write_categorical_parquet(str(tmp_path / "data"))
+
+
+# ------------------------------------------------------------------ Airflow
+# A real Airflow 3 for the DAG tests (tests/dags, tests/infra): SQLite metadata DB in a temporary
+# AIRFLOW_HOME, migrated once per session. Airflow reads its configuration when first imported,
+# so nothing here imports it at module level: the fixture sets the environment, migrates, then
+# the tests import.
+
+DAGS = Path(__file__).resolve().parents[1] / "dags"
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow_home")
+    settings = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        # Steps started by tasks find the repository and run Spark workers on this python.
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    root_logging = (logging.root.level, list(logging.root.handlers))
+    os.environ.update(settings)
+    migrated = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, check=False, timeout=300
+    )
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    yield home
+    # Airflow configured logging for its tasks; later tests (and py4j at exit) get the usual root logger back.
+    logging.root.setLevel(root_logging[0])
+    logging.root.handlers[:] = root_logging[1]
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def loaded_dag(airflow_home):
+    """The hmm_training DAG as the DAG processor loads it, with the sensors' waits shortened for tests."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    loaded = bag.dags["hmm_training"]
+    for task in loaded.tasks:
+        if task.task_id.startswith("wait_"):
+            task.poke_interval = 0.1
+    defaults = {key: copy.deepcopy(loaded.params.get_param(key).value) for key in loaded.params}
+    return loaded, defaults
+
+
+@pytest.fixture
+def dag(loaded_dag):
+    """The DAG with its params' defaults restored.
+
+    ``dag.test()`` runs tasks in this process, and merging a run's conf into the params
+    sets the values of the DAG's own Param objects; a worker process parses the DAG afresh.
+    """
+    loaded, defaults = loaded_dag
+    for owner in [loaded, *loaded.tasks]:
+        for key in owner.params:
+            if key in defaults:
+                owner.params.get_param(key).value = copy.deepcopy(defaults[key])
+    return loaded

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.dags.conftest import DAGS
+from tests.conftest import DAGS
 
 GOOD = {
     "model": "categorical",

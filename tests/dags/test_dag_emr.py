@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+import hmm
 from hmm import orchestration
-from hmm.training import TrainingSpec
+from hmm.store import open_store
+from hmm.training import Training, TrainingSpec
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import SPEC, conf, records, reference, run_job_here, task_states
 
@@ -23,7 +25,9 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 DATE = datetime(2026, 2, 2, tzinfo=UTC)
 TOL = 1000.0  # stops the training at iteration 2 on the test data
-EMR = {"bundle_uri": "s3://hmm-em-artifacts/bundle/test", "log_uri": "s3://hmm-em-logs/emr/", "core_instance_count": 3}
+EMR = {"bundle_root": "s3://hmm-em-artifacts/bundle", "log_uri": "s3://hmm-em-logs/emr/", "core_instance_count": 3}
+#: The bundle of the code under test: a new training runs the version of the hmm-em the DAG imports.
+BUNDLE = f"s3://hmm-em-artifacts/bundle/{hmm.__version__}"
 
 
 def emr_backend():
@@ -50,7 +54,7 @@ class FakeCluster:
         elif step.name in self.outcomes:
             step.state, step.last_state_change_reason = self.outcomes[step.name]
         else:
-            engine = [] if step.args[5].endswith("/finalize.py") else ["--engine", "local"]
+            engine = [] if any(a.endswith("/finalize.py") for a in step.args) else ["--engine", "local"]
             step.state = "COMPLETED" if run_job_here([*step.args, *engine]) == 0 else "FAILED"
 
 
@@ -143,6 +147,35 @@ def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates
             "Name": f"hmm-em {training}",
             "ReleaseLabel": "emr-7.5.0",
             "Applications": [{"Name": "Spark"}],
+            "Configurations": [
+                {
+                    "Classification": "spark-env",
+                    "Configurations": [
+                        {
+                            "Classification": "export",
+                            "Properties": {
+                                "PYSPARK_PYTHON": "/usr/bin/python3.11",
+                                "PYSPARK_DRIVER_PYTHON": "/usr/bin/python3.11",
+                                "NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
+                            },
+                        }
+                    ],
+                    "Properties": {},
+                },
+                {
+                    "Classification": "spark-defaults",
+                    "Properties": {
+                        "spark.executorEnv.NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
+                        "spark.yarn.appMasterEnv.NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
+                    },
+                },
+            ],
+            "BootstrapActions": [
+                {
+                    "Name": f"hmm-em {hmm.__version__}",
+                    "ScriptBootstrapAction": {"Path": f"{BUNDLE}/bootstrap.sh", "Args": [BUNDLE]},
+                }
+            ],
             "Instances": {
                 "InstanceGroups": [
                     {
@@ -168,7 +201,11 @@ def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates
             "VisibleToAllUsers": True,
             "StepConcurrencyLevel": 1,
             "AutoTerminationPolicy": {"IdleTimeout": 3600},
-            "Tags": [{"Key": "hmm-em:training-id", "Value": training}],
+            "Tags": [
+                {"Key": "hmm-em:training-id", "Value": training},
+                {"Key": "hmm-em:code-version", "Value": hmm.__version__},
+                {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"},
+            ],
             "LogUri": "s3://hmm-em-logs/emr/",
         }
     ]
@@ -183,11 +220,11 @@ def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates
         f"hmm-em {training} finalize",
     ]
     assert {state for _, _, state in steps} == {"COMPLETED"}
-    bundle = "s3://hmm-em-artifacts/bundle/test"
-    submit = ["spark-submit", "--deploy-mode", "cluster", "--py-files", f"{bundle}/hmm.zip"]
+    # No --py-files: the steps import the wheel that the bundle's bootstrap action installed.
+    submit = ["spark-submit", "--deploy-mode", "cluster"]
     assert steps[2][1] == [
         *submit,
-        f"{bundle}/jobs/em_iteration.py",
+        f"{BUNDLE}/jobs/em_iteration.py",
         "--store",
         s3_root,
         "--training-id",
@@ -196,16 +233,17 @@ def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates
         "2",
     ]
     init_args = steps[0][1]
-    assert init_args[:10] == [*submit, f"{bundle}/jobs/init_training.py", "--store", s3_root, "--training-id", training]
-    assert init_args[10] == "--spec"
-    assert TrainingSpec.from_json(init_args[11].encode()) == TrainingSpec.from_dict(
+    assert init_args[:8] == [*submit, f"{BUNDLE}/jobs/init_training.py", "--store", s3_root, "--training-id", training]
+    assert init_args[8] == "--spec"
+    assert TrainingSpec.from_json(init_args[9].encode()) == TrainingSpec.from_dict(
         {**SPEC, "data": data_uri, "tol": TOL, "max_iter": 10}
     )
-    assert steps[3][1] == [*submit, f"{bundle}/jobs/finalize.py", "--store", s3_root, "--training-id", training]
+    assert steps[3][1] == [*submit, f"{BUNDLE}/jobs/finalize.py", "--store", s3_root, "--training-id", training]
 
     expected = reference(f"file://{tmp_path}/reference", data_uri, tol=TOL, max_iter=10)
     final = records(s3_root, training)
     assert max(final) == 2 and final[2]["params_sha256"] == expected["params_sha256"]
+    assert Training(open_store(s3_root), training).spec().code_version == hmm.__version__
 
 
 @pytest.mark.parametrize(
@@ -216,7 +254,7 @@ def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates
     ],
 )
 def test_a_failed_or_cancelled_step_fails_fast_with_its_reason_and_the_cluster_is_still_terminated(
-    dag, emr, s3_root, data_uri, tmp_path, capfd, failing, state, reason, failed_task
+    dag, emr, sent_configs, s3_root, data_uri, tmp_path, capfd, monkeypatch, failing, state, reason, failed_task
 ):
     run_conf = conf(data_uri, s3_root, tol=TOL, max_iter=10, mode="emr", engine="spark", emr=EMR)
     training = training_id(data_uri, tol=TOL, max_iter=10)
@@ -233,12 +271,17 @@ def test_a_failed_or_cancelled_step_fails_fast_with_its_reason_and_the_cluster_i
     if failing == "init":
         return
 
-    # Resumed on the same date: a new cluster gets steps for the uncommitted iterations only.
+    # Resumed on the same date after a deploy of newer code: a new cluster gets steps for the
+    # uncommitted iterations only, and runs the code that created the training.
     emr.outcomes = {}
+    monkeypatch.setattr(orchestration, "__version__", "99.0")
     resumed = dag.test(logical_date=DATE, run_conf=run_conf)
     assert resumed.state == "success"
-    names = [name for name, _, _ in cluster_steps(cluster_of(resumed))]
+    resumed_steps = cluster_steps(cluster_of(resumed))
+    names = [name for name, _, _ in resumed_steps]
     assert names == [f"hmm-em {training} iteration 1", f"hmm-em {training} iteration 2", f"hmm-em {training} finalize"]
+    assert {args[3].rsplit("/jobs/", 1)[0] for _, args, _ in resumed_steps} == {BUNDLE}
+    assert sent_configs[-1]["BootstrapActions"][0]["ScriptBootstrapAction"]["Args"] == [BUNDLE]
     expected = reference(f"file://{tmp_path}/reference", data_uri, tol=TOL, max_iter=10)
     assert records(s3_root, training)[2]["params_sha256"] == expected["params_sha256"]
 
@@ -256,7 +299,9 @@ def test_a_re_run_task_reuses_its_step_unless_that_step_failed(moto_endpoint):
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
     )["JobFlowId"]
-    step = orchestration.emr_step("iterate", orchestration.check_emr(EMR), "s3://store-bucket/x", "t-1", iteration=4)
+    step = orchestration.emr_step(
+        "iterate", orchestration.check_emr(EMR), "s3://store-bucket/x", "t-1", hmm.__version__, iteration=4
+    )
     first = airflow_tasks.submit_emr_step(client, cluster_id, step)
     assert airflow_tasks.submit_emr_step(client, cluster_id, step) == first
     emr_backend().clusters[cluster_id].steps[0].state = "COMPLETED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -23,7 +24,7 @@ PARAMS = {
     "model_args": {},
     "mode": "emr",
     "engine": "spark",
-    "emr": {"bundle_uri": "s3://artifacts/hmm-em/0.1.0", "core_instance_count": 4},
+    "emr": {"bundle_root": "s3://artifacts/hmm-em/bundles", "core_instance_count": 4},
     "training_id": None,
 }
 DATE = datetime(2026, 3, 2, tzinfo=UTC)
@@ -42,6 +43,14 @@ def test_training_id_is_the_model_the_date_and_a_digest_of_the_spec():
     assert orch.derive_training_id(spec(), DATE + timedelta(weeks=1)) != training_id
     with pytest.raises(ValueError, match="time zone"):
         orch.derive_training_id(spec(), datetime(2026, 3, 2))
+
+
+def test_the_code_version_is_not_part_of_the_training_id():
+    # The digest of trainings created before spec.json recorded a code version: they keep their ids.
+    assert orch.spec_digest(spec()) == "a0e2433daba7136923422d293d287dc1dec47b3c52f04fd8568733e4d722b2c3"
+    assert orch.spec_digest(spec(code_version="0.1.dev3+gabc1234")) == orch.spec_digest(spec())
+    assert orch.spec_differences(spec(code_version="0.1"), spec(code_version="0.2", tol=0.5)) == ["tol"]
+    assert "code_version" not in orch.SPEC_FIELDS  # not a param: the code records it
 
 
 def test_a_training_id_in_the_conf_wins_and_runs_without_a_logical_date_use_run_after():
@@ -65,7 +74,25 @@ def test_params_become_run_settings_with_emr_defaults_filled_in():
         "spark",
         None,
     )
-    assert settings.emr == {**orch.EMR_DEFAULTS, "bundle_uri": "s3://artifacts/hmm-em/0.1.0", "core_instance_count": 4}
+    assert settings.emr == {
+        **orch.EMR_DEFAULTS,
+        "bundle_root": "s3://artifacts/hmm-em/bundles",
+        "core_instance_count": 4,
+    }
+
+
+def test_the_bundles_are_under_the_store_unless_emr_bundle_root_says_otherwise():
+    settings = orch.check_params({**PARAMS, "emr": {}, "store": "s3://store-bucket/hmm/"})
+    assert settings.emr["bundle_root"] == "s3://store-bucket/hmm/bundle"
+    local = orch.check_params({**PARAMS, "emr": {}, "mode": "local", "store": "file:///srv/store"})
+    assert local.emr["bundle_root"] is None  # local mode runs this checkout's jobs/
+    elsewhere = {"bundle_root": "s3://artifacts/hmm-em/bundles"}
+    assert orch.check_params({**PARAMS, "emr": elsewhere, "store": "file:///srv/store"}).emr == {
+        **orch.EMR_DEFAULTS,
+        **elsewhere,
+    }
+    with pytest.raises(InvalidSpecError, match=r"param 'store' is 'file:///srv/store' and param 'emr.bundle_root'"):
+        orch.check_params({**PARAMS, "emr": {}, "store": "file:///srv/store"})
 
 
 @pytest.mark.parametrize(
@@ -83,7 +110,8 @@ def test_params_become_run_settings_with_emr_defaults_filled_in():
         ({"mode": "k8s"}, "param 'mode' is 'k8s'; choose one of ['local', 'emr']"),
         ({"engine": "dask"}, "param 'engine' is 'dask'"),
         ({"max_iters": 5}, "unknown param(s) ['max_iters']"),
-        ({"emr": {"bundle_uri": "file:///tmp/bundle"}}, "param 'emr.bundle_uri' is 'file:///tmp/bundle'"),
+        ({"emr": {"bundle_root": "file:///tmp/bundle"}}, "param 'emr.bundle_root' is 'file:///tmp/bundle'"),
+        ({"emr": {"bundle_uri": "s3://b-1/x"}}, "param 'emr' has unknown field(s) ['bundle_uri']"),
         ({"emr": {"release_label": "emr-7; curl x"}}, "param 'emr.release_label' is 'emr-7; curl x'"),
         ({"emr": {"core_instance_count": 0}}, "param 'emr.core_instance_count' is 0"),
         ({"emr": {"core_instance_count": True}}, "param 'emr.core_instance_count' is True; it must be an integer"),
@@ -150,8 +178,9 @@ def test_job_arguments_are_the_one_command_line_of_each_step():
         "--iteration",
         "3",
     ]
-    init = orch.job_arguments("init", "s3://b-1/root", "t-1", spec=the_spec)
+    init = orch.job_arguments("init", "s3://b-1/root", "t-1", spec=replace(the_spec, code_version="0.1"))
     assert init[4] == "--spec" and TrainingSpec.from_json(init[5].encode()) == the_spec
+    assert "code_version" not in json.loads(init[5])  # the job records its own
     assert orch.job_arguments("finalize", "file:///s", "t-1") == ["--store", "file:///s", "--training-id", "t-1"]
     with pytest.raises(ValueError, match="iteration must be an integer >= 1"):
         orch.job_arguments("iterate", "file:///s", "t-1", iteration=0)
@@ -171,6 +200,10 @@ def test_local_commands_use_spark_submit_unless_the_engine_is_local():
         "local[*]",
         "--conf",
         "spark.ui.enabled=false",
+        "--conf",
+        "spark.ui.showConsoleProgress=false",
+        "--driver-java-options",
+        "-XX:TieredStopAtLevel=1",
         "/repo/jobs/em_iteration.py",
         "--store",
         "file:///s",
@@ -204,9 +237,20 @@ def test_local_commands_use_spark_submit_unless_the_engine_is_local():
     ]
 
 
-def test_an_emr_step_runs_the_job_from_the_bundle():
-    emr = orch.check_emr({"bundle_uri": "s3://artifacts/hmm-em/0.1.0/", "deploy_mode": "client"})
-    assert orch.emr_step("iterate", emr, "s3://store-bucket/hmm", "t-1", iteration=7) == {
+def test_a_training_runs_the_code_version_its_spec_json_records(monkeypatch):
+    monkeypatch.setattr(orch, "__version__", "0.3.dev2+gfeed123")  # this deployment
+    assert orch.code_version_to_run(spec(code_version="0.1.dev9+gabc1234")) == "0.1.dev9+gabc1234"
+    assert orch.code_version_to_run(None) == "0.3.dev2+gfeed123"  # a new training
+    assert orch.code_version_to_run(spec()) == "0.3.dev2+gfeed123"  # spec.json from before code versions
+    monkeypatch.setattr(orch, "__version__", orch.UNKNOWN_CODE_VERSION)
+    with pytest.raises(ValueError, match=r"installed without git metadata \(version 0.0\)"):
+        orch.code_version_to_run(None)
+
+
+def test_an_emr_step_runs_the_job_from_the_bundle_of_the_code_version():
+    emr = orch.check_emr({"bundle_root": "s3://artifacts/hmm-em/bundles/", "deploy_mode": "client"})
+    bundle = "s3://artifacts/hmm-em/bundles/0.1.dev9+gabc1234"
+    assert orch.emr_step("iterate", emr, "s3://store-bucket/hmm", "t-1", "0.1.dev9+gabc1234", iteration=7) == {
         "Name": "hmm-em t-1 iteration 7",
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {
@@ -215,9 +259,7 @@ def test_an_emr_step_runs_the_job_from_the_bundle():
                 "spark-submit",
                 "--deploy-mode",
                 "client",
-                "--py-files",
-                "s3://artifacts/hmm-em/0.1.0/hmm.zip",
-                "s3://artifacts/hmm-em/0.1.0/jobs/em_iteration.py",
+                f"{bundle}/jobs/em_iteration.py",
                 "--store",
                 "s3://store-bucket/hmm",
                 "--training-id",
@@ -227,36 +269,106 @@ def test_an_emr_step_runs_the_job_from_the_bundle():
             ],
         },
     }
-    assert orch.emr_step("finalize", emr, "s3://store-bucket/hmm", "t-1")["Name"] == "hmm-em t-1 finalize"
+    assert orch.emr_step("finalize", emr, "s3://store-bucket/hmm", "t-1", "0.1")["HadoopJarStep"]["Args"] == [
+        "spark-submit",
+        "--deploy-mode",
+        "client",
+        "s3://artifacts/hmm-em/bundles/0.1/jobs/finalize.py",
+        "--store",
+        "s3://store-bucket/hmm",
+        "--training-id",
+        "t-1",
+    ]
     assert orch.step_name("t-1", "init") == "hmm-em t-1 init"
-    with pytest.raises(ValueError, match=r"emr\.bundle_uri"):
-        orch.emr_step("finalize", {**emr, "bundle_uri": "s3://x/ --conf evil"}, "s3://store-bucket/hmm", "t-1")
+    with pytest.raises(ValueError, match=r"emr\.bundle_root"):
+        orch.emr_step("finalize", {**emr, "bundle_root": "s3://x/ --conf evil"}, "s3://store-bucket/hmm", "t-1", "0.1")
+    with pytest.raises(ValueError, match=r"code version '0.1 --conf evil' is invalid"):
+        orch.emr_step("finalize", emr, "s3://store-bucket/hmm", "t-1", "0.1 --conf evil")
 
 
-def test_the_cluster_config_follows_the_settings():
+def test_the_cluster_runs_the_bundle_s_bootstrap_and_python_3_11():
     config = orch.job_flow_config(
         {
-            "bundle_uri": "s3://artifacts/b",
+            "bundle_root": "s3://artifacts/bundles",
             "log_uri": "s3://logs-bucket/emr/",
-            "bootstrap_uri": "s3://artifacts/b/bootstrap.sh",
             "subnet_id": "subnet-0123456789abcdef0",
             "core_instance_count": 5,
         },
         "t-1",
+        "0.1.dev9+gabc1234",
     )
-    assert config["Name"] == "hmm-em t-1"
-    assert config["LogUri"] == "s3://logs-bucket/emr/"
-    assert config["Instances"]["Ec2SubnetId"] == "subnet-0123456789abcdef0"
-    assert config["Instances"]["InstanceGroups"][1]["InstanceCount"] == 5
-    assert config["BootstrapActions"] == [
-        {"Name": "hmm-em dependencies", "ScriptBootstrapAction": {"Path": "s3://artifacts/b/bootstrap.sh", "Args": []}}
-    ]
-    minimal = orch.job_flow_config({}, "t-1")
-    assert "LogUri" not in minimal and "BootstrapActions" not in minimal
-    assert "Ec2SubnetId" not in minimal["Instances"]
-    assert minimal["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
-    assert minimal["AutoTerminationPolicy"] == {"IdleTimeout": 3600}
+    bundle = "s3://artifacts/bundles/0.1.dev9+gabc1234"
+    assert config == {
+        "Name": "hmm-em t-1",
+        "ReleaseLabel": "emr-7.5.0",
+        "Applications": [{"Name": "Spark"}],
+        "Configurations": [
+            {
+                "Classification": "spark-env",
+                "Configurations": [
+                    {
+                        "Classification": "export",
+                        "Properties": {
+                            "PYSPARK_PYTHON": "/usr/bin/python3.11",
+                            "PYSPARK_DRIVER_PYTHON": "/usr/bin/python3.11",
+                            "NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
+                        },
+                    }
+                ],
+                "Properties": {},
+            },
+            {
+                "Classification": "spark-defaults",
+                "Properties": {
+                    "spark.executorEnv.NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
+                    "spark.yarn.appMasterEnv.NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
+                },
+            },
+        ],
+        "BootstrapActions": [
+            {
+                "Name": "hmm-em 0.1.dev9+gabc1234",
+                "ScriptBootstrapAction": {"Path": f"{bundle}/bootstrap.sh", "Args": [bundle]},
+            }
+        ],
+        "Instances": {
+            "InstanceGroups": [
+                {
+                    "Name": "primary",
+                    "Market": "ON_DEMAND",
+                    "InstanceRole": "MASTER",
+                    "InstanceType": "m5.xlarge",
+                    "InstanceCount": 1,
+                },
+                {
+                    "Name": "core",
+                    "Market": "ON_DEMAND",
+                    "InstanceRole": "CORE",
+                    "InstanceType": "m5.xlarge",
+                    "InstanceCount": 5,
+                },
+            ],
+            "KeepJobFlowAliveWhenNoSteps": True,
+            "TerminationProtected": False,
+            "Ec2SubnetId": "subnet-0123456789abcdef0",
+        },
+        "JobFlowRole": "EMR_EC2_DefaultRole",
+        "ServiceRole": "EMR_DefaultRole",
+        "VisibleToAllUsers": True,
+        "StepConcurrencyLevel": 1,
+        "AutoTerminationPolicy": {"IdleTimeout": 3600},
+        "Tags": [
+            {"Key": "hmm-em:training-id", "Value": "t-1"},
+            {"Key": "hmm-em:code-version", "Value": "0.1.dev9+gabc1234"},
+            {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"},
+        ],
+        "LogUri": "s3://logs-bucket/emr/",
+    }
+    minimal = orch.job_flow_config({"bundle_root": "s3://artifacts/bundles"}, "t-1", "0.1")
+    assert "LogUri" not in minimal and "Ec2SubnetId" not in minimal["Instances"]
     json.dumps(minimal)  # it travels as XCom
+    with pytest.raises(ValueError, match=r"param 'emr.bundle_root' is required"):
+        orch.job_flow_config({}, "t-1", "0.1")
 
 
 def test_a_step_is_reused_only_while_it_is_pending_running_or_completed():

@@ -105,3 +105,50 @@ def test_bad_spec_and_missing_training(capsys, file_root):
     assert main(["status", "--store", file_root, "--training-id", "nothing"]) == 3
     assert "training 'nothing' does not exist" in capsys.readouterr().err
     assert open_store(file_root).list("") == []
+
+
+def test_an_iteration_job_records_its_start_up_in_the_commit(file_root, categorical_data):
+    """A job process (jobs/em_iteration.py) records its own start-up next to the step's phases;
+    an iteration run inside another process (here, pytest) does not claim that process's age."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hmm import steps
+    from hmm.training import Training, TrainingSpec
+
+    data_uri, _, _ = categorical_data
+    spec = TrainingSpec.from_dict(json.loads(spec_text(data_uri, tol=0.0)))
+    steps.init_training(file_root, "timed", spec, engine="local")
+    assert (
+        main(["iterate", "--store", file_root, "--training-id", "timed", "--iteration", "1", "--engine", "local"]) == 0
+    )
+    in_process = Training(open_store(file_root), "timed").record(1)["timings"]
+    assert set(in_process) == set(steps.STEP_PHASES)
+
+    repo = Path(__file__).resolve().parents[2]
+    arguments = ["--store", file_root, "--training-id", "timed", "--iteration", "2", "--engine", "local"]
+    job = subprocess.run(
+        [sys.executable, str(repo / "jobs" / "em_iteration.py"), *arguments],
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    record = Training(open_store(file_root), "timed").record(2)
+    timings = record["timings"]
+    assert set(steps.STEP_PHASES) < set(timings) and "launch_seconds" not in timings  # not under spark-submit
+    assert 0 < timings["startup_seconds"] < 120
+    line = steps.format_progress({**record, "status": "committed"})
+    assert f"job start-up {timings['startup_seconds']:.1f} s" in line and line in job.stdout
+
+
+def test_process_age_and_job_startup():
+    from hmm.cli import job_startup, process_age_seconds
+
+    age = process_age_seconds()
+    assert age is not None and age > 0
+    assert job_startup(1.5, own_process=False) == {"spark_session_seconds": 1.5}
+    assert set(job_startup(None, own_process=True)) == {"startup_seconds"}

@@ -82,6 +82,46 @@ def test_a_different_spec_for_an_existing_training_changes_nothing(file_root, ca
     assert snapshot(file_root) == before
 
 
+def test_spec_json_records_the_code_that_created_the_training_and_newer_code_resumes_it(
+    file_root, categorical_data, monkeypatch
+):
+    data_uri, _, _ = categorical_data
+    given = spec_for(data_uri, code_version="9.9.9")  # a version in a given spec is not believed
+    steps.init_training(file_root, "versioned", given, engine="local")
+    training = Training(open_store(file_root), "versioned")
+    assert json.loads(open_store(file_root).read("trainings/versioned/spec.json"))["code_version"] == hmm.__version__
+    assert training.spec().code_version == hmm.__version__
+    assert training.spec() == given  # the code version takes no part in what is trained
+
+    # A deploy of newer code: the same spec is the same training, and spec.json keeps its version.
+    monkeypatch.setattr(steps, "__version__", "99.0")
+    before = snapshot(file_root)
+    assert steps.init_training(file_root, "versioned", spec_for(data_uri), engine="local")["status"] == "exists"
+    assert steps.em_iteration(file_root, "versioned", 1, engine="local")["step"]["code_version"] == "99.0"
+    assert training.spec().code_version == hmm.__version__
+    assert before.items() <= snapshot(file_root).items()
+
+
+def test_a_spec_json_from_before_code_versions_loads_with_the_version_unknown(file_root):
+    store = open_store(file_root)
+    old = {
+        "model": "categorical",
+        "n_components": 3,
+        "data": "file:///data",
+        "sequence_col": "sequence",
+        "id_col": None,
+        "tol": 0.01,
+        "max_iter": 100,
+        "seed": 0,
+        "model_args": {},
+    }
+    store.write("trainings/old/spec.json", json.dumps(old, sort_keys=True, indent=2).encode())
+    spec = Training(store, "old").spec()
+    assert spec.code_version is None
+    assert spec.definition() == old
+    assert spec.to_json(recorded=False) == json.dumps(old, sort_keys=True, indent=2).encode()
+
+
 def test_iteration_without_its_predecessor_is_refused(file_root, categorical_data):
     data_uri, _, _ = categorical_data
     steps.init_training(file_root, "t4", spec_for(data_uri), engine="local")
@@ -183,6 +223,8 @@ def test_missing_column_is_named(file_root, categorical_data):
         ({"sequence_col": "a;b"}, r"spec field 'sequence_col' is 'a;b'"),
         ({"model_args": {"rm_rf": 1}}, r"spec field 'model_args' has unknown argument\(s\) \['rm_rf'\]"),
         ({"surprise": 1}, r"spec has unknown field\(s\) \['surprise'\]"),
+        ({"code_version": "1.0 --conf x"}, r"spec field 'code_version' is '1.0 --conf x'; a version is"),
+        ({"code_version": "../1.0"}, r"spec field 'code_version' is '../1.0'"),
     ],
 )
 def test_bad_specs_are_refused(overrides, message):

@@ -1,0 +1,154 @@
+"""``make local-stack``: the DAG against a local S3 (a moto server on 127.0.0.1), data and store on s3://.
+
+    python -m infra.local.stack [--output demo-output/local-stack] [--max-sequences N] [--max-iter K] [--tol T]
+
+Starts moto's S3 API in this process on a free port of 127.0.0.1, points every AWS client at
+it (``AWS_ENDPOINT_URL``, test credentials; the steps inherit them), creates a bucket, puts the
+demo data there (:mod:`infra.local.letters`, Parquet), runs the ``hmm_training`` DAG in local
+mode with ``s3://`` data and store (:mod:`infra.local.dag_runner`), copies the published model
+and report to ``<output>/model/`` (the server keeps everything in memory) and stops the server.
+
+The steps run with the ``local`` engine (python + pyarrow, which reads S3 through the same
+endpoint): Spark has no S3 file system here (pyspark ships no hadoop-aws, and Maven is out of
+reach), while on EMR ``s3://`` is EMRFS. Everything else (store, commit protocol, conditional
+writes, the DAG) is what production runs against S3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hmm.store import open_store
+from infra.local import letters
+from infra.local.dag_runner import LocalAirflow
+
+BUCKET = "hmm-em-local"
+TRAINING_ID = "letters-local-stack"
+LOGICAL_DATE = datetime(2026, 1, 5, tzinfo=UTC)
+#: What the AWS clients of this process and of the steps use: the local server, test credentials.
+AWS_SETTINGS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def local_s3() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 for as long as the block runs; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    # Once Airflow has set up logging, the server's access log and botocore's notes would reach
+    # the terminal: they are noise here.
+    for name in ("werkzeug", "botocore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {key: os.environ.get(key) for key in [*AWS_SETTINGS, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"]}
+    os.environ.update(AWS_SETTINGS, AWS_ENDPOINT_URL=endpoint)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def put_letters(bucket: str, max_sequences: int | None) -> str:
+    """The demo data as one Parquet object in ``bucket``; returns the data URI."""
+    import boto3
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(letters.parquet_table(max_sequences), buffer)
+    boto3.client("s3").put_object(Bucket=bucket, Key="data/letters/part-00000.parquet", Body=buffer.getvalue())
+    return f"s3://{bucket}/data/letters/"
+
+
+def training_conf(data_uri: str, store_uri: str, tol: float, max_iter: int) -> dict[str, Any]:
+    return {
+        "model": "categorical",
+        "n_components": 2,
+        "data": data_uri,
+        "store": store_uri,
+        "id_col": "id",
+        "tol": tol,
+        "max_iter": max_iter,
+        "seed": 89,
+        "model_args": {"n_features": len(letters.ALPHABET)},
+        "mode": "local",
+        "engine": "local",
+        "training_id": TRAINING_ID,
+    }
+
+
+def copy_published(store_uri: str, training_id: str, folder: Path) -> list[Path]:
+    """The published model/ of a training, from the store to ``folder``."""
+    store = open_store(store_uri)
+    prefix = f"trainings/{training_id}/model/"
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for key in store.list(prefix):
+        target = folder / key[len(prefix) :]
+        target.write_bytes(store.read(key))
+        copied.append(target)
+    return copied
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="demo-output/local-stack", help="Airflow home, log and model copy")
+    parser.add_argument("--max-sequences", type=int, help="train on the first N paragraphs only (default: all)")
+    parser.add_argument("--max-iter", type=int, default=30)
+    parser.add_argument("--tol", type=float, default=500.0, help="stop when the log-likelihood gains less")
+    args = parser.parse_args(argv)
+    output = Path(args.output).resolve()
+    started = time.perf_counter()
+
+    with local_s3() as endpoint:
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        data_uri = put_letters(BUCKET, args.max_sequences)
+        store_uri = f"s3://{BUCKET}/store"
+        print(f"local S3: moto server at {endpoint}, bucket {BUCKET}")
+        print(f"data:     {data_uri}\nstore:    {store_uri}")
+        airflow = LocalAirflow(output / "airflow", log_file=output / "airflow.log").start()
+        print(f"airflow:  AIRFLOW_HOME={airflow.home}; its log: {airflow.log_file}")
+        print("DAG hmm_training, local mode, engine local (python + pyarrow steps reading S3)\n")
+        runs = airflow.train(training_conf(data_uri, store_uri, args.tol, args.max_iter), LOGICAL_DATE)
+        if runs.published is None:
+            print(f"training {runs.training_id} is not published (see {airflow.log_file})")
+            return 1
+        copied = copy_published(store_uri, runs.training_id, output / "model")
+        print(f"\nmodel:  {runs.published['model']}\nreport: {runs.published['report']}")
+        names = ", ".join(path.name for path in copied)
+        print(f"copied from the local S3 (gone when it stops) to {output / 'model'}: {names}")
+    print(f"local S3 stopped; {len(runs.runs)} DAG run(s), {time.perf_counter() - started:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
