@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -13,48 +12,14 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from infra.local.s3 import local_s3
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """A real S3 HTTP API (moto server) on 127.0.0.1, for the whole test session."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "AWS_ENDPOINT_URL",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION",
-            "AWS_SESSION_TOKEN",
-        )
-    }
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    try:
+    """A real S3 HTTP API (moto server) on 127.0.0.1, for the whole test session (``make local-stack``'s)."""
+    with local_s3() as endpoint:
         yield endpoint
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture

@@ -40,21 +40,28 @@ TOL = 500.0
 MAX_ITER = 30
 
 
-def training_conf(data_uri: str, store_uri: str, engine: str) -> dict[str, Any]:
-    """The DAG run's conf: the trigger form's params."""
+def training_conf(
+    data_uri: str,
+    store_uri: str,
+    engine: str,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+    training_id: str = TRAINING_ID,
+) -> dict[str, Any]:
+    """The DAG run's conf: the trigger form's params (``make local-stack`` changes a few)."""
     return {
         "model": "categorical",
         "n_components": 2,
         "data": data_uri,
         "store": store_uri,
         "id_col": "id",
-        "tol": TOL,
-        "max_iter": MAX_ITER,
+        "tol": tol,
+        "max_iter": max_iter,
         "seed": SEED,
         "model_args": {"n_features": len(letters.ALPHABET)},
         "mode": "local",
         "engine": engine,
-        "training_id": TRAINING_ID,
+        "training_id": training_id,
     }
 
 

@@ -18,62 +18,19 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
-import os
-import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hmm.store import open_store
-from infra.local import letters
+from infra.local import demo, letters
 from infra.local.dag_runner import LocalAirflow
+from infra.local.s3 import local_s3
 
 BUCKET = "hmm-em-local"
 TRAINING_ID = "letters-local-stack"
 LOGICAL_DATE = datetime(2026, 1, 5, tzinfo=UTC)
-#: What the AWS clients of this process and of the steps use: the local server, test credentials.
-AWS_SETTINGS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def local_s3() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 for as long as the block runs; yields its endpoint URL."""
-    from moto.server import ThreadedMotoServer
-
-    # Once Airflow has set up logging, the server's access log and botocore's notes would reach
-    # the terminal: they are noise here.
-    for name in ("werkzeug", "botocore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {key: os.environ.get(key) for key in [*AWS_SETTINGS, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"]}
-    os.environ.update(AWS_SETTINGS, AWS_ENDPOINT_URL=endpoint)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def put_letters(bucket: str, max_sequences: int | None) -> str:
@@ -88,20 +45,8 @@ def put_letters(bucket: str, max_sequences: int | None) -> str:
 
 
 def training_conf(data_uri: str, store_uri: str, tol: float, max_iter: int) -> dict[str, Any]:
-    return {
-        "model": "categorical",
-        "n_components": 2,
-        "data": data_uri,
-        "store": store_uri,
-        "id_col": "id",
-        "tol": tol,
-        "max_iter": max_iter,
-        "seed": 89,
-        "model_args": {"n_features": len(letters.ALPHABET)},
-        "mode": "local",
-        "engine": "local",
-        "training_id": TRAINING_ID,
-    }
+    """The demo's conf with data and store on S3, read by the local engine (no S3 for Spark here)."""
+    return demo.training_conf(data_uri, store_uri, "local", tol=tol, max_iter=max_iter, training_id=TRAINING_ID)
 
 
 def copy_published(store_uri: str, training_id: str, folder: Path) -> list[Path]:

@@ -25,7 +25,6 @@ import contextlib
 import copy
 import json
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from infra.local.s3 import free_port
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import conf, run_job_here, task_states
 from tests.infra import aws_recording
@@ -65,12 +65,6 @@ COMMIT_NAME = "COMMIT"
 def key_of(role: str) -> str:
     """The access key a role's requests are signed with in this test."""
     return f"AKIA{role.upper()}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def service_authorization() -> dict[str, Any]:
