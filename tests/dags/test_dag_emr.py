@@ -142,73 +142,14 @@ def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates
         "skipped",
     )
 
-    assert sent_configs == [
-        {
-            "Name": f"hmm-em {training}",
-            "ReleaseLabel": "emr-7.5.0",
-            "Applications": [{"Name": "Spark"}],
-            "Configurations": [
-                {
-                    "Classification": "spark-env",
-                    "Configurations": [
-                        {
-                            "Classification": "export",
-                            "Properties": {
-                                "PYSPARK_PYTHON": "/usr/bin/python3.11",
-                                "PYSPARK_DRIVER_PYTHON": "/usr/bin/python3.11",
-                                "NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
-                            },
-                        }
-                    ],
-                    "Properties": {},
-                },
-                {
-                    "Classification": "spark-defaults",
-                    "Properties": {
-                        "spark.executorEnv.NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
-                        "spark.yarn.appMasterEnv.NUMBA_CACHE_DIR": "/var/cache/hmm-em/numba",
-                    },
-                },
-            ],
-            "BootstrapActions": [
-                {
-                    "Name": f"hmm-em {hmm.__version__}",
-                    "ScriptBootstrapAction": {"Path": f"{BUNDLE}/bootstrap.sh", "Args": [BUNDLE]},
-                }
-            ],
-            "Instances": {
-                "InstanceGroups": [
-                    {
-                        "Name": "primary",
-                        "Market": "ON_DEMAND",
-                        "InstanceRole": "MASTER",
-                        "InstanceType": "m5.xlarge",
-                        "InstanceCount": 1,
-                    },
-                    {
-                        "Name": "core",
-                        "Market": "ON_DEMAND",
-                        "InstanceRole": "CORE",
-                        "InstanceType": "m5.xlarge",
-                        "InstanceCount": 3,
-                    },
-                ],
-                "KeepJobFlowAliveWhenNoSteps": True,
-                "TerminationProtected": False,
-            },
-            "JobFlowRole": "EMR_EC2_DefaultRole",
-            "ServiceRole": "EMR_DefaultRole",
-            "VisibleToAllUsers": True,
-            "StepConcurrencyLevel": 1,
-            "AutoTerminationPolicy": {"IdleTimeout": 3600},
-            "Tags": [
-                {"Key": "hmm-em:training-id", "Value": training},
-                {"Key": "hmm-em:code-version", "Value": hmm.__version__},
-                {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"},
-            ],
-            "LogUri": "s3://hmm-em-logs/emr/",
-        }
-    ]
+    # The request that reached EMR is the one hmm.orchestration renders for these params (whose
+    # every field test_orchestration pins), with this run's settings in it.
+    (sent,) = sent_configs
+    assert sent == orchestration.job_flow_config(EMR, training, hmm.__version__)
+    assert sent["Instances"]["InstanceGroups"][1]["InstanceCount"] == 3
+    assert sent["LogUri"] == "s3://hmm-em-logs/emr/"
+    assert sent["BootstrapActions"][0]["ScriptBootstrapAction"] == {"Path": f"{BUNDLE}/bootstrap.sh", "Args": [BUNDLE]}
+    assert {"Key": "hmm-em:training-id", "Value": training} in sent["Tags"]
     cluster_id = cluster_of(run)
     assert emr_backend().clusters[cluster_id].state == "TERMINATED"
 
