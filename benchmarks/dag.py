@@ -44,13 +44,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# As benchmarks/spark.py: one thread per process, loopback, workers on this interpreter with this checkout.
-for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_variable] = "1"
-os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-os.environ["PYSPARK_PYTHON"] = sys.executable
-os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
@@ -62,6 +55,8 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
+# Before anything imports numpy, numba or Spark: importing benchmarks/spark.py sets the
+# environment (one thread per process, loopback, Spark workers on this interpreter and checkout).
 from benchmarks.spark import LENGTH, N_COMPONENTS, N_FEATURES, ensure_parquet, log  # noqa: E402
 
 #: The 2016 project's result for this workload: 500,000 sequences on 15 m4.2xlarge nodes.
