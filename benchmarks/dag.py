@@ -30,8 +30,8 @@ goes comes from three clocks that see the same instants (all wall-clock time of 
 The E-step of a step is the first Spark action of a fresh JVM: it includes starting the Python
 workers (which import hmm) and compiling the plan. After the training a probe (one more
 spark-submit, not part of the training time) splits a warm E-step of the same data into the
-Parquet scan in the JVM, the Arrow batches to the Python workers and back, and the E-step
-proper, median of 3.
+Spark job alone (its tasks empty), the tasks reading their splits with pyarrow, and
+the E-step proper, median of 3.
 
 Output: Markdown tables on stdout and everything measured as JSON (``--json``, default
 ``<cache>/dag-<N>.json``).
@@ -57,7 +57,7 @@ from typing import Any  # noqa: E402
 
 # Before anything imports numpy, numba or Spark: importing benchmarks/spark.py sets the
 # environment (one thread per process, loopback, Spark workers on this interpreter and checkout).
-from benchmarks.spark import LENGTH, N_COMPONENTS, N_FEATURES, ensure_parquet, log  # noqa: E402
+from benchmarks.spark import LENGTH, N_COMPONENTS, N_FEATURES, ensure_parquet, log, split_passes  # noqa: E402
 
 #: The 2016 project's result for this workload: 500,000 sequences on 15 m4.2xlarge nodes.
 MINUTES_2016 = 6.4
@@ -241,28 +241,18 @@ def probe_command(data: Path, model_file: Path, repeats: int) -> list[str]:
 
 
 def probe_child(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
-    """In one spark-submit: a cold JVM-only scan, then warm passes doing more and more, interleaved."""
-    from pyspark.sql import SparkSession, functions
+    """In one spark-submit: the step's Spark job doing more and more, cold then warm, interleaved."""
+    from pyspark.sql import SparkSession
 
     import hmm
-    from hmm.spark import batch_records
+    from hmm.sources import ParquetSequences, task_groups
 
     spark = SparkSession.builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     model = hmm.load(str(model_file))
-    df = spark.read.parquet(data.as_uri())
-
-    def count_batches(batches: Any) -> Any:
-        import pyarrow as pa
-
-        for batch in batches:
-            yield pa.RecordBatch.from_pydict({"rows": [batch.num_rows]})
-
-    passes = {
-        "scan_jvm": lambda: df.select(functions.sum(functions.size("sequence"))).collect(),
-        "scan_arrow": lambda: df.select("sequence").mapInArrow(count_batches, "rows long").collect(),
-        "estep": lambda: batch_records(model, df, "sequence", "id", statistics=True),
-    }
+    source = ParquetSequences(data.as_uri(), id_col="id", engine="spark", spark=spark)
+    passes = split_passes(spark, source, model)
+    del passes["validate"]
     cold = {}
     for name, function in passes.items():  # first of each: what a fresh step pays
         started = time.perf_counter()
@@ -275,7 +265,8 @@ def probe_child(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
             function()
             warm[name].append(time.perf_counter() - started)
     result = {
-        "partitions": df.rdd.getNumPartitions(),
+        "splits": len(source.splits()),
+        "tasks": len(task_groups(list(enumerate(source.splits())), spark.sparkContext.defaultParallelism)),
         "cold": cold,
         "warm": {name: statistics.median(values) for name, values in warm.items()},
     }
@@ -368,18 +359,12 @@ def print_report(result: dict[str, Any]) -> None:
         estep = statistics.median(r["phases"]["estep"] for r in rows)
         warm, cold = probe["warm"], probe["cold"]
         print(
-            f"\nThe E-step, split (probe: one more spark-submit, same data, {probe['partitions']} partitions; "
-            "warm = median of 3 in a session that has run each pass once):\n"
+            f"\nThe E-step, split (probe: one more spark-submit, same data, {probe['splits']} splits in "
+            f"{probe['tasks']} tasks; warm = median of 3 in a session that has run each pass once):\n"
         )
         print("| pass | first in a fresh JVM | warm |\n|---|---:|---:|")
-        print(
-            f"| Parquet scan in the JVM (sum of sequence sizes) | {seconds(cold['scan_jvm'])} "
-            f"| {seconds(warm['scan_jvm'])} |"
-        )
-        print(
-            f"| + Arrow batches to the Python workers and back | {seconds(cold['scan_arrow'])} "
-            f"| {seconds(warm['scan_arrow'])} |"
-        )
+        print(f"| Spark job, its tasks empty | {seconds(cold['empty tasks'])} | {seconds(warm['empty tasks'])} |")
+        print(f"| + each task reads its splits with pyarrow | {seconds(cold['read'])} | {seconds(warm['read'])} |")
         print(f"| + E-step in the workers (hmm-em) | {seconds(cold['estep'])} | {seconds(warm['estep'])} |")
         first_action = seconds(estep - warm["estep"])
         print(

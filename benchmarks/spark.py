@@ -9,9 +9,12 @@ not grow with N. Every EM run starts from the same random initial model.
 
 For each number of sequences N:
 
-(a) hmm-em: ``hmm.spark.e_step(model, df, "sequence")`` (``mapInArrow``, one
-    compiled E-step per Arrow batch) + ``model._m_step``; median of 5 timed
-    iterations after three warm-up iterations (the JVM compiles the query's path meanwhile).
+(a) hmm-em as its ``em_iteration`` job runs the E-step:
+    ``hmm.sources.ParquetSequences(uri, engine="spark").statistics(model)`` (one
+    Spark task per Parquet split, the executors read their split with pyarrow,
+    one compiled E-step and one statistics record per Arrow batch) +
+    ``model._m_step``; median of 5 timed iterations after three warm-up
+    iterations (the JVM compiles the job's path meanwhile).
 (b) the 2016 design (Zalando Hack Week, ``shared/seed/2016-pyspark-hmm.txt``):
     parameters broadcast, ``df.rdd.map`` of a per-sequence Python function around
     hmmlearn 0.3.3's compiled forward-backward, the results turned into a
@@ -29,14 +32,18 @@ For each number of sequences N:
     forward). Forked workers share pages, so the sum over-counts a little.
 
 To show where hmm-em's time goes: the CPU seconds of the driver, the JVM and
-the Python workers during (a)'s iterations (psutil), and the same pass over the
-data doing less work (a JVM-only scan; Arrow batches to Python and back;
-unpacking and validation without the E-step) or reading a persisted DataFrame
-(what ``fit_dataframe`` iterates over), interleaved.
+the Python workers during (a)'s iterations (psutil), and the same Spark job
+doing less work (empty tasks; reading the splits; unpacking and validation
+without the E-step), next to the DataFrame path that ``fit`` on a Spark
+DataFrame takes (``hmm.spark.e_step``: the JVM reads the Parquet and
+``mapInArrow`` hands Arrow batches to Python), over the Parquet and over a
+persisted DataFrame, interleaved.
 
 Spark keeps its defaults apart from driver memory (4g) and 10,000 rows per
-Arrow batch; it packs the files into 2 partitions (one per core) for every N
-here, and both designs read the same partitions. The 2016
+Arrow batch. hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
+1,000,000) into one task per core, as ``hmm.sources.task_groups`` does for any
+data under 128 MB per core; the 2016 design and the DataFrame path read the
+Spark DataFrame, which packs the files into 2 partitions (one per core). The 2016
 design's ``createDataFrame`` skips Python-side schema verification
 (``verifySchema=False``), which only makes it faster.
 """
@@ -408,32 +415,60 @@ def cpu_seconds(jvm: psutil.Process | None) -> dict[str, float]:
     return seconds
 
 
+def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str, Any]:
+    """The training job's Spark job over ``source``'s splits, doing more and more of the work."""
+    from hmm.sources import read_split, task_groups
+
+    context = spark.sparkContext
+    groups = task_groups(list(enumerate(source.splits())), context.defaultParallelism)
+    filesystem_spec = source.filesystem_spec
+
+    def empty_task(group: Any) -> Any:
+        yield len(group)
+
+    def read_batches(group: Any) -> Any:
+        filesystem = filesystem_spec.open()
+        for _, split in group:
+            yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+
+    return {
+        "empty tasks": lambda: context.parallelize(groups, len(groups)).flatMap(empty_task).collect(),
+        "read": lambda: context.parallelize(groups, len(groups)).flatMap(read_batches).collect(),
+        "validate": lambda: source.records(model, statistics=False),
+        "estep": lambda: source.records(model, statistics=True),
+    }
+
+
 def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dict[str, Any]:
     """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``)."""
     from pyspark import StorageLevel
-    from pyspark.sql import functions
 
-    from hmm.spark import batch_records, e_step
+    from hmm.sources import ParquetSequences, task_groups
+    from hmm.spark import e_step
 
     log(f"N={n_sequences}: starting Spark")
     spark = start_spark()
     try:
         jvm = jvm_process(spark)
         row: dict[str, Any] = {"n": n_sequences, "parquet_mb": directory_mb(path), "machine": machine(spark)}
+        source = ParquetSequences(f"file://{path}", engine="spark", spark=spark)
+        splits = source.splits()
+        row["splits"] = len(splits)
+        row["tasks"] = len(task_groups(list(enumerate(splits)), spark.sparkContext.defaultParallelism))
         df = spark.read.parquet(f"file://{path}")
         row["partitions"] = df.rdd.getNumPartitions()
 
-        # (a) hmm-em, reading the Parquet files every iteration.
+        # (a) hmm-em as an em_iteration job runs it: Spark tasks over the Parquet splits.
         model = initial_model()
-        log(f"N={n_sequences}: hmm-em warm-up iterations ({row['partitions']} partitions)")
-        first_stats = e_step(model, df, "sequence")
+        log(f"N={n_sequences}: hmm-em warm-up iterations ({row['splits']} splits)")
+        first_stats = source.statistics(model)
         model._m_step(first_stats)
         row["first_stats"] = first_stats.to_bytes().hex()
 
         def iteration() -> None:
-            model._m_step(e_step(model, df, "sequence"))
+            model._m_step(source.statistics(model))
 
-        # A training runs many iterations of the same query: time them once the JVM has compiled
+        # A training runs many iterations of the same job: time them once the JVM has compiled
         # its path (its first iterations run interpreted code), as they run in the rest of a fit.
         for _ in range(WARM_UP_ITERATIONS - 1):
             iteration()
@@ -465,23 +500,20 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dic
             row["2016 vs hmm-em"] = relative_difference(stats_2016[0], first_stats)
             log(f"N={n_sequences}: 2016 design {row['2016']:.1f} s/iter")
 
-        # Where hmm-em's time goes: the same pass doing less work, and over a persisted
-        # DataFrame; interleaved, so that a noisy neighbour slows them all alike.
-        def count_batches(batches: Any) -> Any:
-            import pyarrow as pa
-
-            for batch in batches:
-                yield pa.RecordBatch.from_pydict({"rows": [batch.num_rows]})
-
+        # Where hmm-em's time goes: the same Spark job doing less work, and the DataFrame path
+        # (``fit`` on a DataFrame: mapInArrow) over the Parquet and over a persisted DataFrame;
+        # interleaved, so that a noisy neighbour slows them all alike.
         persisted = df.select("sequence").persist(StorageLevel.MEMORY_AND_DISK)
         persisted.count()
+        e_step(model, df, "sequence")
         e_step(model, persisted, "sequence")
+        job = split_passes(spark, source, model)
+        row["batches"] = len(job["validate"]())
         passes = {
-            "scan jvm": lambda: df.select(functions.sum(functions.size("sequence"))).collect(),
-            "scan arrow": lambda: df.select("sequence").mapInArrow(count_batches, "rows long").collect(),
-            "scan validate": lambda: row.__setitem__(
-                "batches", len(batch_records(model, df, "sequence", statistics=False))
-            ),
+            "empty tasks": job["empty tasks"],
+            "read": job["read"],
+            "validate": job["validate"],
+            "dataframe": lambda: model._m_step(e_step(model, df, "sequence")),
             "persisted": lambda: model._m_step(e_step(model, persisted, "sequence")),
         }
         walls: dict[str, list[float]] = {name: [] for name in passes}
@@ -577,24 +609,27 @@ def print_report(rows: list[dict[str, Any]], libraries: dict[int, dict[str, Any]
         print(f"\n2016 design: {'; '.join(notes)}.")
 
     print(
-        "\nWhere hmm-em's time goes. Wall seconds of one pass over the data doing more and more of the work "
-        "(the passes interleaved, median of the same repeats), hmm-em over a persisted DataFrame (as "
-        "fit_dataframe does), and the CPU seconds per timed hmm-em iteration of each process (2 cores: at most "
-        "2 CPU seconds per second), next to the library's single-thread seconds for the same E-step and M-step:\n"
+        "\nWhere hmm-em's time goes. Wall seconds of the same Spark job (the same tasks) doing more "
+        "and more of the work, and of the DataFrame path (`fit` on a DataFrame: the JVM reads the Parquet, "
+        "`mapInArrow` hands Arrow batches to Python) over the Parquet and over a persisted DataFrame; the "
+        "passes interleaved, median of the same repeats. Then the CPU seconds per timed hmm-em iteration of "
+        "each process (2 cores: at most 2 CPU seconds per second), next to the library's single-thread "
+        "seconds for the same E-step and M-step:\n"
     )
     print(
-        "| N | Parquet MB | partitions / Arrow batches | Parquet scan in the JVM | + Arrow batches to Python "
-        "| + unpack and validate | + E-step and M-step (hmm-em) | hmm-em, persisted DataFrame "
+        "| N | Parquet MB | splits / tasks / Arrow batches | empty tasks | + read with pyarrow | + unpack and validate "
+        "| + E-step and M-step (hmm-em) | DataFrame path | DataFrame path, persisted "
         "| CPU s: JVM | CPU s: Python workers | CPU s: driver | library 1-thread |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         cpu = row["cpu"]
         print(
-            f"| {row['n']:,} | {row['parquet_mb']:.1f} | {row['partitions']} / {row['batches']} "
-            f"| {seconds(row['scan jvm'])} | {seconds(row['scan arrow'])} | {seconds(row['scan validate'])} "
-            f"| {seconds(row['hmm-em'])} | {seconds(row['persisted'])} | {seconds(cpu['jvm'])} "
-            f"| {seconds(cpu['python workers'])} | {seconds(cpu['driver'])} | {seconds(row['library'])} |"
+            f"| {row['n']:,} | {row['parquet_mb']:.1f} | {row['splits']} / {row['tasks']} / {row['batches']} "
+            f"| {seconds(row['empty tasks'])} | {seconds(row['read'])} | {seconds(row['validate'])} "
+            f"| {seconds(row['hmm-em'])} | {seconds(row['dataframe'])} | {seconds(row['persisted'])} "
+            f"| {seconds(cpu['jvm'])} | {seconds(cpu['python workers'])} | {seconds(cpu['driver'])} "
+            f"| {seconds(row['library'])} |"
         )
     for row in rows:
         if "2016 cpu" in row:

@@ -2,9 +2,10 @@
 
 A batch's list column is hmmlearn's ``X, lengths`` layout already: the list
 offsets are the sequence boundaries and the flattened values are the frames.
-Both engines use this module per batch: Spark executors (:mod:`hmm.spark`)
-and the single-process engine (:mod:`hmm.sources`), so a batch is validated,
-counted and turned into statistics by the same code wherever it runs.
+Every path uses this module per batch: a DataFrame's ``mapInArrow``
+(:mod:`hmm.spark`) and the Parquet splits of a training (:mod:`hmm.sources`,
+on Spark executors or in one process), so a batch is validated, counted and
+turned into statistics by the same code wherever it runs.
 """
 
 from __future__ import annotations
@@ -103,13 +104,26 @@ def check_batch(model: BaseHMM, X: np.ndarray, offsets: np.ndarray) -> np.ndarra
     return observations
 
 
-def locate_error(error: Exception, partition: int, batch: int, ids: list[Any] | None) -> str:
+def locate_error(error: Exception, where: str, batch: int, ids: list[Any] | None) -> str:
     """Prefix a batch-local error with where the batch is, and the row's id if known."""
     message = str(error)
     match = re.match(r"sequence (\d+)", message)
     if match and ids is not None:
         message = f"sequence id={ids[int(match.group(1))]!r}" + message[match.end() :]
-    return f"partition {partition}, batch {batch}: {message}"
+    return f"{where}, batch {batch}: {message}"
+
+
+def error_record(partition: int, error: str) -> dict[str, Any]:
+    """A record for a part of the data that could not be read at all (sorted before its batches)."""
+    record = _blank_record(partition, -1, 0)
+    record["error"] = error
+    return record
+
+
+def _blank_record(partition: int, batch: int, n_sequences: int) -> dict[str, Any]:
+    record: dict[str, Any] = {name: None for name, _ in RECORD_FIELDS}
+    record.update(partition=partition, batch=batch, n_sequences=n_sequences, n_observations=0)
+    return record
 
 
 def batch_record(
@@ -120,6 +134,7 @@ def batch_record(
     partition: int,
     index: int,
     statistics: bool,
+    where: str | None = None,
 ) -> dict[str, Any]:
     """Validate one batch and summarise it; with ``statistics``, also run the E-step on it.
 
@@ -128,8 +143,7 @@ def batch_record(
     record's ``error`` (located by partition, batch and row id), never an
     exception, so the driver can report the first bad rows of the whole data.
     """
-    record: dict[str, Any] = {name: None for name, _ in RECORD_FIELDS}
-    record.update(partition=partition, batch=index, n_sequences=batch.num_rows, n_observations=0)
+    record = _blank_record(partition, index, batch.num_rows)
     symbols = model._observation_kind == "symbol"
     try:
         X, offsets = arrow_sequences(batch.column(sequence_col), symbols)
@@ -146,7 +160,7 @@ def batch_record(
             record["stats"] = model._batch_statistics(observations, offsets).to_bytes()
     except ValueError as error:
         ids = batch.column(id_col).to_pylist() if id_col else None
-        record["error"] = locate_error(error, partition, index, ids)
+        record["error"] = locate_error(error, where or f"partition {partition}", index, ids)
     return record
 
 

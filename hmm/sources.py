@@ -1,38 +1,53 @@
-"""Where a training's sequences come from: Parquet at a URI, read by an engine.
+"""Where a training's sequences come from: Parquet files at a URI, read in splits.
 
-Two engines run the same per-batch code (:func:`hmm.arrow.batch_record`):
+The driver lists the data's Parquet files (names starting with ``.`` or ``_``
+are skipped, as Spark and pyarrow do) and cuts them into :class:`Split` s: a
+file, or a run of a large file's row groups of about :data:`SPLIT_BYTES`.
+Each split is read with pyarrow in record batches, and every batch goes
+through the same code (:func:`hmm.arrow.batch_record`): validated, counted and,
+for an E-step, turned into one small statistics record. Two engines run the
+splits:
 
-* ``spark``: ``spark.read.parquet`` and ``mapInArrow`` on the executors (EMR,
-  or ``local[*]``); the production path.
-* ``local``: pyarrow in this process, batch after batch, for data that one
-  machine reads in reasonable time (and for fast tests of the commit
-  protocol, which does not depend on the engine).
+* ``spark``: one Spark task per split (EMR, or ``local[*]``); the executors
+  read their files themselves, so Spark only schedules. This skips the JVM's
+  Parquet-row -> Arrow conversion and the SQL planning of a DataFrame job,
+  which were most of an iteration's time on small data (measured in
+  ``benchmarks/spark.py``).
+* ``local``: the same splits one after another in this process, for data that
+  one machine reads in reasonable time and for fast tests.
 
-Records come back in a fixed (partition, batch) order, so statistics are
-summed in the same order on every run.
+Records come back keyed by (split, batch) and are added in that order, so
+both engines give bit-identical statistics on every run.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from .arrow import arrow_sequences, batch_record, sum_statistics
+from .arrow import arrow_sequences, batch_record, error_record, sum_statistics
 from .sequences import InvalidSequenceError
 from .store import check_uri
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
     from pyspark.sql import SparkSession
 
     from .base import BaseHMM
 
 ENGINES = ("spark", "local")
-#: Rows per Arrow batch for the local engine (Spark's default maxRecordsPerBatch).
-LOCAL_BATCH_ROWS = 10_000
+#: Rows per Arrow batch (Spark's default maxRecordsPerBatch) ...
+BATCH_ROWS = 10_000
+#: ... unless that is more than this many uncompressed bytes (long sequences).
+BATCH_BYTES = 64 * 2**20
+#: Files larger than this are split by row groups (Spark's default maxPartitionBytes).
+SPLIT_BYTES = 128 * 2**20
 #: Sequences read to the driver for data-dependent initialisation (k-means
 #: means, Poisson moments); categorical ``n_features`` uses an exact aggregate.
 INIT_SAMPLE_SEQUENCES = 10_000
@@ -49,7 +64,108 @@ class Scan:
     errors: list[str]
 
 
+@dataclass(frozen=True)
+class FileSystemSpec:
+    """How to open the data's file system: small and picklable, rebuilt on each executor.
+
+    S3 credentials come from each process's default chain (an EMR instance
+    role, or the environment locally); the endpoint from ``AWS_ENDPOINT_URL_S3``
+    or ``AWS_ENDPOINT_URL`` (a local S3 such as moto), the region from the
+    environment or, on real S3, from the bucket itself.
+    """
+
+    scheme: str
+    endpoint: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def for_uri(cls, uri: str) -> FileSystemSpec:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            return cls("file")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region is None and endpoint is None:
+            import pyarrow.fs as pafs
+
+            region = pafs.resolve_s3_region(parsed.netloc)
+        return cls("s3", endpoint, region)
+
+    def open(self) -> pafs.FileSystem:
+        import pyarrow.fs as pafs
+
+        if self.scheme == "file":
+            return pafs.LocalFileSystem()
+        options: dict[str, Any] = {"region": self.region} if self.region else {}
+        if self.endpoint:
+            options["endpoint_override"] = self.endpoint
+        return pafs.S3FileSystem(**options)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One unit of work: a Parquet file, or a run of its row groups (``None``: all of them)."""
+
+    path: str
+    row_groups: tuple[int, ...] | None = None
+    size: int = 0  # compressed bytes, to balance the tasks
+
+    def describe(self, base: str) -> str:
+        name = os.path.relpath(self.path, base) if self.path != base else os.path.basename(self.path)
+        if self.row_groups is None:
+            return f"file {name}"
+        return f"file {name} (row groups {self.row_groups[0]}-{self.row_groups[-1]})"
+
+
+def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The split's record batches: ``BATCH_ROWS`` rows each, fewer for wide rows."""
+    import pyarrow.parquet as pq
+
+    with filesystem.open_input_file(split.path) as handle:
+        parquet = pq.ParquetFile(handle)
+        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        if missing:
+            raise InvalidSequenceError(f"has no column {missing[0]!r} (columns: {sorted(parquet.schema_arrow.names)})")
+        metadata = parquet.metadata
+        groups = range(metadata.num_row_groups) if split.row_groups is None else split.row_groups
+        rows = sum(metadata.row_group(g).num_rows for g in groups)
+        size = sum(metadata.row_group(g).total_byte_size for g in groups)
+        batch_rows = max(1, min(BATCH_ROWS, BATCH_BYTES * rows // max(size, 1)))
+        batches = parquet.iter_batches(batch_size=batch_rows, row_groups=split.row_groups, columns=columns)
+        yield from (batch for batch in batches if batch.num_rows)
+
+
+def split_records(
+    model: BaseHMM,
+    filesystem: pafs.FileSystem,
+    base: str,
+    index: int,
+    split: Split,
+    sequence_col: str,
+    id_col: str | None,
+    statistics: bool,
+) -> Iterator[dict[str, Any]]:
+    """One record per batch of ``split`` (the ``index``-th split of the data).
+
+    A file that is not Parquet or lacks a column becomes an error record that
+    names it; I/O errors propagate, so Spark retries the task.
+    """
+    import pyarrow as pa
+
+    columns = [sequence_col] + ([id_col] if id_col else [])
+    where = split.describe(base)
+    try:
+        for number, batch in enumerate(read_split(filesystem, split, columns)):
+            yield batch_record(model, batch, sequence_col, id_col, index, number, statistics, where)
+    except InvalidSequenceError as error:
+        yield error_record(index, f"{where}: {error}")
+    except pa.ArrowInvalid as error:
+        yield error_record(index, f"{where}: is not a readable Parquet file ({error})")
+
+
 class ParquetSequences:
+    """The Parquet data at ``uri`` (a file or a directory of files), one sequence per row."""
+
     def __init__(
         self,
         uri: str,
@@ -65,8 +181,9 @@ class ParquetSequences:
         self.id_col = id_col
         self.engine = engine
         self._spark = spark
-
-    # ------------------------------------------------------------ engines
+        self.filesystem_spec = FileSystemSpec.for_uri(self.uri)
+        parsed = urlparse(self.uri)
+        self.base = parsed.path if parsed.scheme == "file" else f"{parsed.netloc}{parsed.path}".rstrip("/")
 
     @property
     def spark(self) -> SparkSession:
@@ -76,44 +193,61 @@ class ParquetSequences:
             self._spark = SparkSession.builder.appName("hmm-em").getOrCreate()
         return self._spark
 
-    def _dataset(self) -> Any:
-        import pyarrow.dataset as ds
-        import pyarrow.fs as pafs
-
-        parsed = urlparse(self.uri)
-        if parsed.scheme == "file":
-            if not os.path.exists(parsed.path):
-                raise InvalidSequenceError(f"data URI {self.uri} does not exist")
-            return ds.dataset(parsed.path, format="parquet")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        filesystem = pafs.S3FileSystem(endpoint_override=endpoint) if endpoint else pafs.S3FileSystem()
-        return ds.dataset(f"{parsed.netloc}{parsed.path}", format="parquet", filesystem=filesystem)
-
     def _columns(self) -> list[str]:
         return [self.sequence_col] + ([self.id_col] if self.id_col else [])
 
+    # ------------------------------------------------------------- splits
+
+    def splits(self) -> list[Split]:
+        """The data's files in path order, large ones cut into runs of row groups."""
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        filesystem = self.filesystem_spec.open()
+        info = filesystem.get_file_info(self.base)
+        if info.type == pafs.FileType.NotFound:
+            raise InvalidSequenceError(f"data URI {self.uri} does not exist")
+        if info.type == pafs.FileType.File:
+            files = [info]
+        else:
+            listing = filesystem.get_file_info(pafs.FileSelector(self.base, recursive=True))
+            files = [f for f in listing if f.type == pafs.FileType.File and not _hidden(f.path, self.base)]
+        files.sort(key=lambda f: f.path)
+        if not files:
+            raise InvalidSequenceError(f"data URI {self.uri} has no Parquet files")
+        splits = []
+        for file in files:
+            if file.size is None or file.size <= SPLIT_BYTES:
+                splits.append(Split(file.path, None, file.size or 0))
+                continue
+            with filesystem.open_input_file(file.path) as handle:
+                metadata = pq.ParquetFile(handle).metadata
+            run: list[int] = []
+            run_bytes = 0
+            for group in range(metadata.num_row_groups):
+                size = _compressed_bytes(metadata.row_group(group))
+                if run and run_bytes + size > SPLIT_BYTES:
+                    splits.append(Split(file.path, tuple(run), run_bytes))
+                    run, run_bytes = [], 0
+                run.append(group)
+                run_bytes += size
+            whole = len(run) == metadata.num_row_groups
+            splits.append(Split(file.path, None if whole else tuple(run), run_bytes))
+        return splits
+
+    # ------------------------------------------------------------ engines
+
     def records(self, model: BaseHMM, statistics: bool) -> list[dict[str, Any]]:
-        """One record per Arrow batch, in (partition, batch) order."""
+        """One record per Arrow batch, in (split, batch) order."""
+        splits = list(enumerate(self.splits()))
+        work = _split_work(model, self.filesystem_spec, self.base, self.sequence_col, self.id_col, statistics)
         if self.engine == "spark":
-            from .spark import batch_records
-
-            frame = self.spark.read.parquet(self.uri)
-            self._check_columns(frame.columns)
-            return batch_records(model, frame, self.sequence_col, self.id_col, statistics)
-        dataset = self._dataset()
-        self._check_columns(dataset.schema.names)
-        records = []
-        fragments = sorted(dataset.get_fragments(), key=lambda f: f.path)
-        for partition, fragment in enumerate(fragments):
-            batches = fragment.to_batches(columns=self._columns(), batch_size=LOCAL_BATCH_ROWS)
-            for index, batch in enumerate(b for b in batches if b.num_rows):
-                records.append(batch_record(model, batch, self.sequence_col, self.id_col, partition, index, statistics))
-        return records
-
-    def _check_columns(self, names: list[str]) -> None:
-        for column in self._columns():
-            if column not in names:
-                raise InvalidSequenceError(f"data {self.uri} has no column {column!r} (columns: {sorted(names)})")
+            context = self.spark.sparkContext
+            groups = task_groups(splits, context.defaultParallelism)
+            records = context.parallelize(groups, len(groups)).flatMap(work).collect()
+        else:
+            records = list(work(splits))
+        return sorted(records, key=lambda r: (r["partition"], r["batch"]))
 
     # ------------------------------------------------------------- passes
 
@@ -138,11 +272,68 @@ class ParquetSequences:
         return sum_statistics(model, self.records(model, statistics=True))
 
     def sample(self, model: BaseHMM, n_sequences: int = INIT_SAMPLE_SEQUENCES) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``n_sequences`` sequences, for data-dependent initialisation."""
-        symbols = model._observation_kind == "symbol"
-        if self.engine == "spark":
-            from .spark import collect_sample
+        """The first ``n_sequences`` sequences in split order (read here), for data-dependent initialisation."""
+        import pyarrow as pa
 
-            return collect_sample(self.spark.read.parquet(self.uri), self.sequence_col, symbols, n_sequences)
-        table = self._dataset().head(n_sequences, columns=[self.sequence_col])
-        return arrow_sequences(table.column(self.sequence_col), symbols)
+        filesystem = self.filesystem_spec.open()
+        batches: list[pa.RecordBatch] = []
+        remaining = n_sequences
+        for split in self.splits():
+            for batch in read_split(filesystem, split, [self.sequence_col]):
+                batches.append(batch.slice(0, remaining))
+                remaining -= batches[-1].num_rows
+                if not remaining:
+                    break
+            if not remaining:
+                break
+        table = pa.Table.from_batches(batches) if batches else None
+        if table is None:
+            raise InvalidSequenceError(f"data URI {self.uri} has no sequences")
+        return arrow_sequences(table.column(self.sequence_col), model._observation_kind == "symbol")
+
+
+def task_groups(splits: list[tuple[int, Split]], parallelism: int) -> list[list[tuple[int, Split]]]:
+    """The splits in consecutive groups of about equal bytes, one Spark task each.
+
+    As many groups as task slots, or one per ``SPLIT_BYTES`` of data if that
+    is more: each Spark task costs tens of milliseconds whatever it reads
+    (measured: 4 empty tasks on 2 cores take 50-60 ms longer than 2), which
+    small data would otherwise pay per file. Which task reads a split does not
+    change its records, so the grouping never changes the statistics.
+    """
+    weights = [max(split.size, 1) for _, split in splits]
+    total = sum(weights)
+    count = min(len(splits), max(parallelism, -(-total // SPLIT_BYTES)))
+    groups: list[list[tuple[int, Split]]] = [[] for _ in range(count)]
+    done = 0
+    for item, weight in zip(splits, weights, strict=True):
+        groups[(2 * done + weight) * count // (2 * total)].append(item)  # where the split's middle byte falls
+        done += weight
+    return [group for group in groups if group]
+
+
+def _compressed_bytes(row_group: Any) -> int:
+    return sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns))
+
+
+def _hidden(path: str, base: str) -> bool:
+    """Spark's and pyarrow's rule: names below the data root starting with ``.`` or ``_`` are not data."""
+    return any(part.startswith((".", "_")) for part in os.path.relpath(path, base).split("/"))
+
+
+def _split_work(
+    model: BaseHMM,
+    filesystem_spec: FileSystemSpec,
+    base: str,
+    sequence_col: str,
+    id_col: str | None,
+    statistics: bool,
+) -> Any:
+    """What each task runs over its ``(index, split)`` pairs (module level: pickled small)."""
+
+    def work(indexed_splits: Iterable[tuple[int, Split]]) -> Iterator[dict[str, Any]]:
+        filesystem = filesystem_spec.open()
+        for index, split in indexed_splits:
+            yield from split_records(model, filesystem, base, index, split, sequence_col, id_col, statistics)
+
+    return work

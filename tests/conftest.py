@@ -44,9 +44,12 @@ def store_root(request):
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """One real local[2] Spark session for the whole run (start-up costs ~15 s)."""
-    import sys
+def spark(moto_endpoint):
+    """One real local[2] Spark session for the whole run (start-up costs ~15 s).
+
+    Started after the local S3 so its Python workers inherit the S3 settings, as
+    EMR executors have the instance role.
+    """
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ["PYSPARK_PYTHON"] = sys.executable

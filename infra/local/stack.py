@@ -8,10 +8,10 @@ demo data there (:mod:`infra.local.letters`, Parquet), runs the ``hmm_training``
 mode with ``s3://`` data and store (:mod:`infra.local.dag_runner`), copies the published model
 and report to ``<output>/model/`` (the server keeps everything in memory) and stops the server.
 
-The steps run with the ``local`` engine (python + pyarrow, which reads S3 through the same
-endpoint): Spark has no S3 file system here (pyspark ships no hadoop-aws, and Maven is out of
-reach), while on EMR ``s3://`` is EMRFS. Everything else (store, commit protocol, conditional
-writes, the DAG) is what production runs against S3.
+The steps are spark-submit jobs on local Spark with the ``spark`` engine, as on EMR: the
+executors read the Parquet from S3 with pyarrow through the same endpoint (Spark itself needs
+no S3 file system), and store, commit protocol, conditional writes and the DAG are what
+production runs against S3.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def put_letters(bucket: str, max_sequences: int | None) -> str:
 
 
 def training_conf(data_uri: str, store_uri: str, tol: float, max_iter: int) -> dict[str, Any]:
-    """The demo's conf with data and store on S3, read by the local engine (no S3 for Spark here)."""
-    return demo.training_conf(data_uri, store_uri, "local", tol=tol, max_iter=max_iter, training_id=TRAINING_ID)
+    """The demo's conf with data and store on S3 (Spark executors read the data with pyarrow)."""
+    return demo.training_conf(data_uri, store_uri, "spark", tol=tol, max_iter=max_iter, training_id=TRAINING_ID)
 
 
 def copy_published(store_uri: str, training_id: str, folder: Path) -> list[Path]:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data:     {data_uri}\nstore:    {store_uri}")
         airflow = LocalAirflow(output / "airflow", log_file=output / "airflow.log").start()
         print(f"airflow:  AIRFLOW_HOME={airflow.home}; its log: {airflow.log_file}")
-        print("DAG hmm_training, local mode, engine local (python + pyarrow steps reading S3)\n")
+        print("DAG hmm_training, local mode, engine spark (spark-submit steps; executors read S3 with pyarrow)\n")
         runs = airflow.train(training_conf(data_uri, store_uri, args.tol, args.max_iter), LOGICAL_DATE)
         if runs.published is None:
             print(f"training {runs.training_id} is not published (see {airflow.log_file})")

@@ -224,7 +224,7 @@ def test_the_bundle_installs_in_a_fresh_environment_and_its_jobs_train_on_s3(bun
     assert any(p.suffix == ".nbc" for p in cached)
 
     def submit(job, *arguments):
-        """The EMR step's command line on local[2], with the local engine: Spark here cannot read S3."""
+        """The EMR step's command line on local[2]: the executors read the data from S3 with pyarrow."""
         command = [str(venv / "bin" / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false"]
         command += [str(bundle_dir / "jobs" / f"{job}.py")]
         command += ["--store", s3_root, "--training-id", "bundled", *arguments]
@@ -232,8 +232,8 @@ def test_the_bundle_installs_in_a_fresh_environment_and_its_jobs_train_on_s3(bun
         assert done.returncode == 0, f"{job}: {done.stderr[-3000:]}"
         return done.stdout
 
-    assert "init: committed" in submit("init_training", "--spec", json.dumps(spec), "--engine", "local")
-    assert "[committed]" in submit("em_iteration", "--iteration", "1", "--engine", "local")  # max_iter: converged
+    assert "init: committed" in submit("init_training", "--spec", json.dumps(spec))
+    assert "[committed]" in submit("em_iteration", "--iteration", "1")  # max_iter: converged
     assert "finalize: published" in submit("finalize")
     # Every kernel the jobs ran came from the warm-up's cache: none was compiled (and added) by a job.
     assert sorted(p.relative_to(numba_cache) for p in numba_cache.rglob("*")) == cached
@@ -242,6 +242,7 @@ def test_the_bundle_installs_in_a_fresh_environment_and_its_jobs_train_on_s3(bun
     version = bundle_dir.name
     assert training.spec().code_version == version
     assert {r["step"]["code_version"] for r in training.records()} == {version}
+    assert {r["step"]["engine"] for r in training.records()} == {"spark"}
     assert training.published()["iteration"] == 1
     reference = Training(open_store(f"file://{tmp_path}/reference"), "reference")
     assert training.history() == reference.history()

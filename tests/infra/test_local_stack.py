@@ -52,5 +52,5 @@ def test_the_stack_conf_is_valid_dag_params():
     from hmm import orchestration
 
     settings = orchestration.check_params(stack.training_conf("s3://b-1/data/", "s3://b-1/store", 1.0, 5))
-    assert (settings.mode, settings.engine, settings.store) == ("local", "local", "s3://b-1/store")
+    assert (settings.mode, settings.engine, settings.store) == ("local", "spark", "s3://b-1/store")
     assert settings.spec.data == "s3://b-1/data/" and settings.spec.max_iter == 5
