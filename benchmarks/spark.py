@@ -418,15 +418,18 @@ def cpu_seconds(jvm: psutil.Process | None) -> dict[str, float]:
 def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str, Any]:
     """The training job's Spark job over ``source``'s splits, doing more and more of the work."""
     from hmm.sources import read_split, task_groups
+    from hmm.spark import freeze_worker_heap
 
     context = spark.sparkContext
     groups = task_groups(list(enumerate(source.splits())), context.defaultParallelism)
     filesystem_spec = source.filesystem_spec
 
     def empty_task(group: Any) -> Any:
+        freeze_worker_heap()  # as the E-step's tasks do
         yield len(group)
 
     def read_batches(group: Any) -> Any:
+        freeze_worker_heap()
         filesystem = filesystem_spec.open()
         for _, split in group:
             yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))

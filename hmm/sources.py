@@ -131,7 +131,10 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
         rows = sum(metadata.row_group(g).num_rows for g in groups)
         size = sum(metadata.row_group(g).total_byte_size for g in groups)
         batch_rows = max(1, min(BATCH_ROWS, BATCH_BYTES * rows // max(size, 1)))
-        batches = parquet.iter_batches(batch_size=batch_rows, row_groups=split.row_groups, columns=columns)
+        # One thread: a Spark task has one core, and pyarrow's pool would only add hand-offs.
+        batches = parquet.iter_batches(
+            batch_size=batch_rows, row_groups=split.row_groups, columns=columns, use_threads=False
+        )
         yield from (batch for batch in batches if batch.num_rows)
 
 
@@ -244,7 +247,7 @@ class ParquetSequences:
         if self.engine == "spark":
             context = self.spark.sparkContext
             groups = task_groups(splits, context.defaultParallelism)
-            records = context.parallelize(groups, len(groups)).flatMap(work).collect()
+            records = context.parallelize(groups, len(groups)).flatMap(_spark_task(work)).collect()
         else:
             records = list(work(splits))
         return sorted(records, key=lambda r: (r["partition"], r["batch"]))
@@ -310,6 +313,16 @@ def task_groups(splits: list[tuple[int, Split]], parallelism: int) -> list[list[
         groups[(2 * done + weight) * count // (2 * total)].append(item)  # where the split's middle byte falls
         done += weight
     return [group for group in groups if group]
+
+
+def _spark_task(work: Any) -> Any:
+    def task(group: list[tuple[int, Split]]) -> Iterator[dict[str, Any]]:
+        from .spark import freeze_worker_heap
+
+        freeze_worker_heap()
+        return work(group)
+
+    return task
 
 
 def _compressed_bytes(row_group: Any) -> int:

@@ -174,3 +174,17 @@ def test_spark_executors_read_s3_data_themselves(spark, s3_root, tmp_path):
     assert [s.path.rsplit("/", 1)[1] for s in source.splits()] == [s.path.rsplit("/", 1)[1] for s in local.splits()]
     assert_same_statistics(source.statistics(model), local.statistics(model))
     np.testing.assert_array_equal(source.sample(model)[0], local.sample(model)[0])
+
+
+def test_spark_tasks_freeze_the_heap_the_local_engine_leaves_it(tmp_path):
+    import gc
+
+    one_file(tmp_path / "data" / "part-0.parquet", n_sequences=5)
+    gc.unfreeze()
+    ParquetSequences(f"file://{tmp_path}/data", engine="local").statistics(model_for())
+    assert gc.get_freeze_count() == 0  # the driver's collector is left as it was
+    task = sources._spark_task(lambda group: [gc.get_freeze_count()])
+    try:
+        assert task([])[0] > 1000  # a worker's imports, out of the after-task gc.collect()'s way
+    finally:
+        gc.unfreeze()
