@@ -369,7 +369,7 @@ def print_report(result: dict[str, Any]) -> None:
         first_action = seconds(estep - warm["estep"])
         print(
             f"\nA step's E-step (median {seconds(estep)} s) is its first Spark action: {first_action} s more than "
-            "a warm one (Python workers starting and importing hmm, plan compilation, JIT)."
+            "a warm one (the Python workers starting and importing hmm, the JVM's JIT)."
         )
     print(f"\nJSON: {result['json']}")
 
