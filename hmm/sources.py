@@ -8,11 +8,12 @@ through the same code (:func:`hmm.arrow.batch_record`): validated, counted and,
 for an E-step, turned into one small statistics record. Two engines run the
 splits:
 
-* ``spark``: one Spark task per split (EMR, or ``local[*]``); the executors
-  read their files themselves, so Spark only schedules. This skips the JVM's
-  Parquet-row -> Arrow conversion and the SQL planning of a DataFrame job,
-  which were most of an iteration's time on small data (measured in
-  ``benchmarks/spark.py``).
+* ``spark``: the splits in Spark tasks (:func:`task_groups`: one per core, or
+  per ``SPLIT_BYTES`` of data; EMR, or ``local[*]``); the executors read their
+  files themselves, so Spark only schedules. This skips the JVM's Parquet-row
+  -> Arrow conversion and the SQL planning of a DataFrame job, which were most
+  of an iteration's time on small data and the main gap to the library on
+  large data (``benchmarks/spark.py``).
 * ``local``: the same splits one after another in this process, for data that
   one machine reads in reasonable time and for fast tests.
 
@@ -196,9 +197,6 @@ class ParquetSequences:
             self._spark = SparkSession.builder.appName("hmm-em").getOrCreate()
         return self._spark
 
-    def _columns(self) -> list[str]:
-        return [self.sequence_col] + ([self.id_col] if self.id_col else [])
-
     # ------------------------------------------------------------- splits
 
     def splits(self) -> list[Split]:
@@ -289,9 +287,9 @@ class ParquetSequences:
                     break
             if not remaining:
                 break
-        table = pa.Table.from_batches(batches) if batches else None
-        if table is None:
+        if not batches:
             raise InvalidSequenceError(f"data URI {self.uri} has no sequences")
+        table = pa.Table.from_batches(batches)
         return arrow_sequences(table.column(self.sequence_col), model._observation_kind == "symbol")
 
 
