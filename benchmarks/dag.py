@@ -57,7 +57,15 @@ from typing import Any  # noqa: E402
 
 # Before anything imports numpy, numba or Spark: importing benchmarks/spark.py sets the
 # environment (one thread per process, loopback, Spark workers on this interpreter and checkout).
-from benchmarks.spark import LENGTH, N_COMPONENTS, N_FEATURES, ensure_parquet, log, split_passes  # noqa: E402
+from benchmarks.spark import (  # noqa: E402
+    LENGTH,
+    N_COMPONENTS,
+    N_FEATURES,
+    cpu_model,
+    ensure_parquet,
+    log,
+    split_passes,
+)
 
 #: The 2016 project's result for this workload: 500,000 sequences on 15 m4.2xlarge nodes.
 MINUTES_2016 = 6.4
@@ -286,12 +294,7 @@ def run_probe(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     import pyspark
 
     import hmm

@@ -544,13 +544,17 @@ def run_spark(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> di
 # ------------------------------------------------------------------ report
 
 
-def machine(spark: Any) -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or platform.machine()
+
+
+def machine(spark: Any) -> str:
+    cpu = cpu_model()
     import hmmlearn
     import numba
     import pyarrow

@@ -125,6 +125,23 @@ def test_a_file_that_is_not_parquet_is_named(tmp_path):
         ParquetSequences(f"file://{data}", engine="local").statistics(model_for())
 
 
+def test_data_without_sequences_is_refused(tmp_path, file_root):
+    from hmm import steps
+    from hmm.store import open_store
+    from hmm.training import TrainingSpec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    empty = pa.table({"id": pa.array([], pa.int64()), "sequence": pa.array([], pa.list_(pa.int32()))})
+    pq.write_table(empty, data / "part-0.parquet")
+    with pytest.raises(InvalidSequenceError, match=r"^data URI file://.*/data has no sequences$"):
+        ParquetSequences(f"file://{data}", engine="local").sample(model_for())
+    spec = TrainingSpec.from_dict({"model": "categorical", "n_components": 2, "data": f"file://{data}", "seed": 1})
+    with pytest.raises(InvalidSequenceError, match=r"^data file://.*/data has no sequences$"):
+        steps.init_training(file_root, "empty", spec, engine="local")
+    assert open_store(file_root).list("") == []
+
+
 def test_a_bad_row_is_named_by_file_batch_and_id(tmp_path):
     data = tmp_path / "data"
     one_file(data / "part-0.parquet", n_sequences=5)
