@@ -8,7 +8,6 @@ reaches a path, an S3 key or a spark-submit argument list.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -120,7 +119,8 @@ def check_value(schema: Mapping[str, Any], value: Any, field: str) -> Any:
     if "enum" in schema and value not in schema["enum"]:
         raise InvalidSpecError(f"param {field!r} is {value!r}; choose one of {schema['enum']}")
     if "string" in allowed:
-        if not isinstance(value, str) or not re.match(schema.get("pattern", ""), value):
+        # fullmatch: with re.match (and JSON schema's search) "$" also accepts a trailing newline.
+        if not isinstance(value, str) or not re.fullmatch(schema.get("pattern", ""), value):
             raise InvalidSpecError(f"param {field!r} is {value!r}; it must match {schema.get('pattern', '')}")
     elif "integer" in allowed:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -176,8 +176,8 @@ def check_params(params: Mapping[str, Any]) -> RunSettings:
 
 
 def spec_digest(spec: TrainingSpec) -> str:
-    """SHA-256 of the spec's canonical JSON without the code version: equal specs, equal digests."""
-    return hashlib.sha256(spec.to_json(recorded=False)).hexdigest()
+    """SHA-256 of the spec's canonical JSON without the code version (:meth:`TrainingSpec.digest`)."""
+    return spec.digest()
 
 
 def derive_training_id(spec: TrainingSpec, logical_date: datetime) -> str:

@@ -110,6 +110,9 @@ class Split:
     path: str
     row_groups: tuple[int, ...] | None = None
     size: int = 0  # compressed bytes, to balance the tasks
+    #: The whole file's size and modification time, which pin the data of a training.
+    file_size: int | None = None
+    mtime_ns: int | None = None
 
     def describe(self, base: str) -> str:
         name = os.path.relpath(self.path, base) if self.path != base else os.path.basename(self.path)
@@ -218,8 +221,9 @@ class ParquetSequences:
             raise InvalidSequenceError(f"data URI {self.uri} has no Parquet files")
         splits = []
         for file in files:
+            pin = {"file_size": file.size, "mtime_ns": file.mtime_ns}
             if file.size is None or file.size <= SPLIT_BYTES:
-                splits.append(Split(file.path, None, file.size or 0))
+                splits.append(Split(file.path, None, file.size or 0, **pin))
                 continue
             with filesystem.open_input_file(file.path) as handle:
                 metadata = pq.ParquetFile(handle).metadata
@@ -228,12 +232,12 @@ class ParquetSequences:
             for group in range(metadata.num_row_groups):
                 size = _compressed_bytes(metadata.row_group(group))
                 if run and run_bytes + size > SPLIT_BYTES:
-                    splits.append(Split(file.path, tuple(run), run_bytes))
+                    splits.append(Split(file.path, tuple(run), run_bytes, **pin))
                     run, run_bytes = [], 0
                 run.append(group)
                 run_bytes += size
             whole = len(run) == metadata.num_row_groups
-            splits.append(Split(file.path, None if whole else tuple(run), run_bytes))
+            splits.append(Split(file.path, None if whole else tuple(run), run_bytes, **pin))
         return splits
 
     # ------------------------------------------------------------ engines

@@ -179,9 +179,10 @@ def test_train_runs_to_convergence_and_publishes(store_root, categorical_data):
     store = open_store(store_root)
     files = store.list("trainings/t7/model/")
     for name in ("model.npz", "report.json", "report.md", "log_likelihood.png", "parameters.png", "PUBLISHED"):
-        assert f"trainings/t7/model/{name}" in files
-    assert result["iteration"] == latest and result["report"].endswith("trainings/t7/model/report.md")
-    published = hmm.persistence.loads(store.read("trainings/t7/model/model.npz"))
+        assert f"trainings/t7/model/{latest}/{name}" in files
+    assert result["iteration"] == latest and result["report"].endswith(f"trainings/t7/model/{latest}/report.md")
+    assert training.published() == {k: v for k, v in result.items() if k != "status"}
+    published = hmm.persistence.loads(store.read(f"trainings/t7/model/{latest}/model.npz"))
     library = training.load_params(0)
     library.set_params(init_params="", n_iter=50, tol=0.5)
     library.fit(X, lengths)
