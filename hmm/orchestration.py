@@ -120,7 +120,7 @@ def check_value(schema: Mapping[str, Any], value: Any, field: str) -> Any:
         raise InvalidSpecError(f"param {field!r} is {value!r}; choose one of {schema['enum']}")
     if "string" in allowed:
         # fullmatch: with re.match (and JSON schema's search) "$" also accepts a trailing newline.
-        if not isinstance(value, str) or not re.fullmatch(schema.get("pattern", ""), value):
+        if not isinstance(value, str) or ("pattern" in schema and not re.fullmatch(schema["pattern"], value)):
             raise InvalidSpecError(f"param {field!r} is {value!r}; it must match {schema.get('pattern', '')}")
     elif "integer" in allowed:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -149,9 +149,9 @@ def _os_errors(url: str, action: str) -> Iterator[None]:
         raise
     except FileNotFoundError:
         raise MissingObjectError(f"{url} does not exist") from None
-    except RecursionError:
-        raise StoreError(f"cannot {action} {url}: a symbolic link loop") from None
     except OSError as error:
+        if error.errno == errno.ELOOP:  # a link loop is a broken store, not an unavailable one
+            raise StoreError(f"cannot {action} {url}: a symbolic link loop") from None
         cause = error.strerror or str(error)
         name = errno.errorcode.get(error.errno or 0)
         raise StoreUnavailableError(f"cannot {action} {url}: {cause}" + (f" ({name})" if name else "")) from None

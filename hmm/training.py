@@ -24,6 +24,7 @@ import math
 import os
 import re
 import signal
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -203,7 +204,7 @@ class TrainingSpec:
         if len(data) > MAX_SPEC_BYTES:
             raise InvalidSpecError(f"spec is {len(data)} bytes long; at most {MAX_SPEC_BYTES} are allowed")
         try:
-            parsed = json.loads(data, parse_constant=_refuse_constant)
+            parsed = json.loads(data, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
         except RecursionError:
             raise InvalidSpecError("spec is nested too deeply to be a training spec") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -230,6 +231,15 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidSpecError(f"spec field {name!r} is {value!r}; it must be a positive integer")
     return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) < len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        duplicates = sorted(key for key, count in counts.items() if count > 1)
+        raise InvalidSpecError(f"spec is ambiguous: field(s) {duplicates[:5]} appear more than once")
+    return result
 
 
 def _refuse_constant(name: str) -> Any:
@@ -283,12 +293,19 @@ def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
     if model == "categorical" and isinstance(raw.get("n_features"), int):
         shapes["emissionprob_prior"] = (n_components, raw["n_features"])
     for name, shape in shapes.items():
-        if name in raw and np.ndim(raw[name]) and np.shape(raw[name]) != shape:
+        if name in raw and not _broadcasts(np.shape(raw[name]), shape):
             raise InvalidSpecError(
                 f"spec field 'model_args.{name}' has shape {np.shape(raw[name])}; "
-                f"it must be a number or have shape {shape}"
+                f"it must be a number or an array that broadcasts to shape {shape}"
             )
     return dict(raw)
+
+
+def _broadcasts(given: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(given, shape) == shape
+    except ValueError:
+        return False
 
 
 def _check_numbers(field_name: str, value: Any, non_negative: bool) -> None:
