@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .sources import ENGINES
-from .store import InvalidURIError, StoreError, StoreUnavailableError, check_uri, open_store
+from .store import InvalidURIError, StoreError, StoreUnavailableError, brief, check_uri, open_store
 from .training import (
     MAX_SPEC_BYTES,
     InvalidSpecError,
@@ -58,7 +58,7 @@ def _training_id(value: str) -> str:
 def _iteration(value: str) -> int:
     # ASCII digits only: str.isdigit would take other scripts' digits (and int() would read them).
     if not re.fullmatch(r"[1-9][0-9]{0,8}", value):
-        raise argparse.ArgumentTypeError(f"iteration must be an integer in [1, {MAX_ITERATION}], got {value!r}")
+        raise argparse.ArgumentTypeError(f"iteration must be an integer in [1, {MAX_ITERATION}], got {brief(value)}")
     return int(value)
 
 
@@ -70,11 +70,11 @@ def read_spec(text: str) -> TrainingSpec:
         # stat first: opening a FIFO would wait for a writer, and /dev/zero never ends.
         info = os.stat(text)
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidSpecError(f"spec file {text!r} is not a regular file")
+            raise InvalidSpecError(f"spec file {brief(text)} is not a regular file")
         with open(text, "rb") as file:
             raw = file.read(MAX_SPEC_BYTES + 1)
     except OSError as error:
-        raise InvalidSpecError(f"cannot read spec file {text!r}: {error.strerror or error}") from None
+        raise InvalidSpecError(f"cannot read spec file {brief(text)}: {error.strerror or error}") from None
     return TrainingSpec.from_json(raw)
 
 

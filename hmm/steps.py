@@ -266,7 +266,8 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
     spec = training.spec()
     model = training.load_params(latest, spec)
     record = training.record(latest)
-    files = build_report(spec, training.records(), model)
+    # Only the records up to the published iteration: a later one may have landed meanwhile.
+    files = build_report(spec, [r for r in training.records() if r["iteration"] <= latest], model)
     digests = {}
     for name, data in files.items():
         key = training.model_key(latest, name)

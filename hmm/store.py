@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -63,6 +64,12 @@ class InvalidURIError(ValueError):
     """A store or data URI that is not ``file://`` or ``s3://`` or is malformed."""
 
 
+def brief(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: error messages quote hostile input, not all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}[...]"
+
+
 def check_uri(uri: str, field: str = "uri") -> str:
     """The URI if its scheme is file or s3 and it names a path; else InvalidURIError.
 
@@ -71,34 +78,35 @@ def check_uri(uri: str, field: str = "uri") -> str:
     :data:`MAX_URI_LENGTH` characters, and for S3 a bucket name that S3 accepts.
     """
     if not isinstance(uri, str) or not uri:
-        raise InvalidURIError(f"{field} must be a non-empty string, got {uri!r}")
+        raise InvalidURIError(f"{field} must be a non-empty string, got {brief(uri)}")
     if len(uri) > MAX_URI_LENGTH:
         raise InvalidURIError(f"{field} is {len(uri)} characters long; at most {MAX_URI_LENGTH} are allowed")
     if not uri.isascii() or any(ord(c) < 33 or ord(c) == 127 for c in uri):
-        raise InvalidURIError(f"{field} {uri!r} contains spaces, control or non-ASCII characters")
+        raise InvalidURIError(f"{field} {brief(uri)} contains spaces, control or non-ASCII characters")
     scheme, separator, rest = uri.partition("://")
     if not separator:
         scheme, rest = "", uri
     if scheme not in SCHEMES:
-        raise InvalidURIError(f"{field} {uri!r} has scheme {scheme!r}; only file:// and s3:// are allowed")
+        raise InvalidURIError(f"{field} {brief(uri)} has scheme {scheme!r}; only file:// and s3:// are allowed")
     netloc, _, path = rest.partition("/")
     path = "/" + path
     if not URI_PATH.fullmatch(path):
         bad = next(c for c in path if not URI_PATH.fullmatch(c))
         raise InvalidURIError(
-            f"{field} {uri!r} contains {bad!r}; a URI here is a plain path (no query, fragment, parameters or escapes)"
+            f"{field} {brief(uri)} contains {bad!r}; "
+            "a URI here is a plain path (no query, fragment, parameters or escapes)"
         )
     if scheme == "file":
         if netloc not in ("", "localhost"):
-            raise InvalidURIError(f"{field} {uri!r} must be an absolute file:///path")
+            raise InvalidURIError(f"{field} {brief(uri)} must be an absolute file:///path")
     elif not BUCKET_NAME.fullmatch(netloc) or ".." in netloc:
         raise InvalidURIError(
-            f"{field} {uri!r} must name a bucket as S3 does (s3://bucket/prefix: 3-63 lowercase letters, "
+            f"{field} {brief(uri)} must name a bucket as S3 does (s3://bucket/prefix: 3-63 lowercase letters, "
             "digits, '.' and '-')"
         )
     segments = path.strip("/").split("/") if path.strip("/") else []
     if any(part in ("", ".", "..") for part in segments):
-        raise InvalidURIError(f"{field} {uri!r} must not contain '..', '.' or empty path segments")
+        raise InvalidURIError(f"{field} {brief(uri)} must not contain '..', '.' or empty path segments")
     return uri
 
 
@@ -210,8 +218,15 @@ class FileStore(Store):
                 temporary.unlink()
 
     def exists(self, key: str) -> bool:
+        path = self._path(key)
         with _os_errors(self.url(key), "look up"):
-            return self._path(key).is_file()
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISREG(mode):
+                raise StoreError(f"cannot look up {self.url(key)}: not a regular file")
+            return True
 
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix if prefix else self.root

@@ -34,7 +34,7 @@ import numpy as np
 from . import persistence
 from .base import BaseHMM
 from .convergence import has_converged
-from .store import InvalidURIError, Store, check_uri
+from .store import InvalidURIError, Store, brief, check_uri
 
 MODEL_TYPES = {
     "categorical": "CategoricalHMM",
@@ -106,7 +106,7 @@ class DataChangedError(ValueError):
 def check_training_id(training_id: Any) -> str:
     if not isinstance(training_id, str) or not TRAINING_ID.fullmatch(training_id) or ".." in training_id:
         raise InvalidSpecError(
-            f"training_id {training_id!r} is invalid: use 1-128 letters, digits, '_', '-', '.', "
+            f"training_id {brief(training_id)} is invalid: use 1-128 letters, digits, '_', '-', '.', "
             "starting with a letter or digit, no '/' and no '..'"
         )
     return training_id
@@ -141,7 +141,7 @@ class TrainingSpec:
                 raise InvalidSpecError(f"spec field {required!r} is required")
         model = raw["model"]
         if model not in MODEL_TYPES:
-            raise InvalidSpecError(f"spec field 'model' is {model!r}; choose one of {sorted(MODEL_TYPES)}")
+            raise InvalidSpecError(f"spec field 'model' is {brief(model)}; choose one of {sorted(MODEL_TYPES)}")
         n_components = _positive_int("n_components", raw["n_components"])
         try:
             check_uri(raw["data"], "spec field 'data'")
@@ -150,19 +150,21 @@ class TrainingSpec:
         for name in ("sequence_col", "id_col"):
             value = raw.get(name)
             if value is not None and (not isinstance(value, str) or not COLUMN.fullmatch(value)):
-                raise InvalidSpecError(f"spec field {name!r} is {value!r}: a column name is letters, digits and '_'")
+                raise InvalidSpecError(
+                    f"spec field {name!r} is {brief(value)}: a column name is letters, digits and '_'"
+                )
         tol = raw.get("tol", 1e-2)
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-            raise InvalidSpecError(f"spec field 'tol' is {tol!r}; it must be a finite number >= 0")
+            raise InvalidSpecError(f"spec field 'tol' is {brief(tol)}; it must be a finite number >= 0")
         max_iter = _positive_int("max_iter", raw.get("max_iter", 100))
         seed = raw.get("seed", 0)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise InvalidSpecError(f"spec field 'seed' is {seed!r}; it must be an integer in [0, 2**32)")
+            raise InvalidSpecError(f"spec field 'seed' is {brief(seed)}; it must be an integer in [0, 2**32)")
         model_args = check_model_args(model, n_components, raw.get("model_args"))
         code_version = raw.get("code_version")
         if code_version is not None and (not isinstance(code_version, str) or not CODE_VERSION.fullmatch(code_version)):
             raise InvalidSpecError(
-                f"spec field 'code_version' is {code_version!r}; a version is 1-128 letters, digits and '.+_-'"
+                f"spec field 'code_version' is {brief(code_version)}; a version is 1-128 letters, digits and '.+_-'"
             )
         spec = cls(
             model=model,
@@ -229,7 +231,7 @@ class TrainingSpec:
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSpecError(f"spec field {name!r} is {value!r}; it must be a positive integer")
+        raise InvalidSpecError(f"spec field {name!r} is {brief(value)}; it must be a positive integer")
     return value
 
 
@@ -277,16 +279,16 @@ def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
             _positive_int(field_name, value)
         elif name in _STRING_ARGS:
             if not isinstance(value, str) or not value.isascii():
-                raise InvalidSpecError(f"spec field {field_name!r} is {value!r}; it must be a string")
+                raise InvalidSpecError(f"spec field {field_name!r} is {brief(value)}; it must be a string")
             if name in ("params", "init_params"):
                 letters = PARAM_LETTERS[model]
                 if any(letter not in letters for letter in value):
                     raise InvalidSpecError(
-                        f"spec field {field_name!r} is {value!r}; a {model} model knows the letters {letters!r}"
+                        f"spec field {field_name!r} is {brief(value)}; a {model} model knows the letters {letters!r}"
                     )
         elif name in _POSITIVE_ARGS:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise InvalidSpecError(f"spec field {field_name!r} is {value!r}; it must be a finite number > 0")
+                raise InvalidSpecError(f"spec field {field_name!r} is {brief(value)}; it must be a finite number > 0")
         elif value is not None or name not in ("covars_prior", "covars_weight"):
             _check_numbers(field_name, value, non_negative=name in _NON_NEGATIVE_ARRAY_ARGS)
     shapes = {"startprob_prior": (n_components,), "transmat_prior": (n_components, n_components)}
@@ -310,7 +312,7 @@ def _broadcasts(given: tuple[int, ...], shape: tuple[int, ...]) -> bool:
 
 def _check_numbers(field_name: str, value: Any, non_negative: bool) -> None:
     """``value`` is a finite number or a rectangular (nested) list of them."""
-    bad = f"spec field {field_name!r} is {str(value)[:80]!r}; it must be a finite number or an array of them"
+    bad = f"spec field {field_name!r} is {brief(str(value))}; it must be a finite number or an array of them"
     if isinstance(value, bool) or value is None:
         raise InvalidSpecError(bad)
     try:
@@ -401,10 +403,11 @@ class Training:
         """COMMIT ``iteration``, its structure checked (CorruptObjectError naming it otherwise)."""
         key = self._commit_key(iteration)
         record = _parse_json_object(self.store.read(key))
-        problem = None if record is None else _record_problem(record, iteration, self._params_prefix(iteration))
+        if record is None:
+            raise CorruptObjectError(f"stored COMMIT {self.store.url(key)} is corrupt: not a JSON object")
+        problem = _record_problem(record, iteration, self._params_prefix(iteration))
         if problem is not None:
             raise CorruptObjectError(f"stored COMMIT {self.store.url(key)} is corrupt: {problem}")
-        assert record is not None
         return record
 
     def records(self) -> list[dict[str, Any]]:
@@ -563,7 +566,7 @@ def _record_problem(record: Mapping[str, Any], iteration: int, params_prefix: st
     for name in ("n_sequences", "n_observations"):
         value = record.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return f"{name} {value!r} is not a count"
+            return f"{name} {brief(value)} is not a count"
     spec_digest = record.get("spec_sha256")
     if spec_digest is not None and (not isinstance(spec_digest, str) or not SHA256.fullmatch(spec_digest)):
         return f"spec_sha256 {str(spec_digest)[:80]!r} is not a SHA-256"
