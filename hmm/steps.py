@@ -20,13 +20,13 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .sequences import InvalidSequenceError
-from .sources import ParquetSequences
+from .sources import ParquetSequences, Split
 from .store import open_store
 from .training import DataChangedError, InvalidSpecError, Training, TrainingError, TrainingSpec, converged_after
 
@@ -61,10 +61,24 @@ def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> Parq
     return ParquetSequences(spec.data, spec.sequence_col, spec.id_col, engine=engine, spark=spark)
 
 
-def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
-    """Scan the data once against the spec's model; raise on the first bad rows."""
+@dataclass(frozen=True)
+class PreparedTraining:
+    """What ``init_training`` writes, computed without writing anything."""
+
+    counts: dict[str, Any]
+    model: BaseHMM  # the initial parameters
+    splits: list[Split]  # the data's files when it was scanned: iteration 0 pins them
+    base: str
+
+
+def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> PreparedTraining:
+    """Everything init does before it writes: list and scan the data (the first bad rows are
+    reported), initialise from the sample, and check the initial parameters and one EM update
+    of them on the sample against the model's own parameter checks."""
+    source = _source(spec, engine, spark)
+    splits = source.splits()
     model = spec.build_model()
-    scan = _source(spec, engine, spark).scan(model)
+    scan = source.scan(model)
     if scan.errors:
         shown = "; ".join(scan.errors[:REPORTED_ERRORS])
         hidden = len(scan.errors) - REPORTED_ERRORS
@@ -72,12 +86,32 @@ def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession
         raise InvalidSequenceError(f"data {spec.data} is invalid: {shown}{more}")
     if scan.n_sequences == 0:
         raise InvalidSequenceError(f"data {spec.data} has no sequences")
-    return {
+    counts: dict[str, Any] = {
         "n_sequences": scan.n_sequences,
         "n_observations": scan.n_observations,
         "max_symbol": scan.max_symbol,
         "n_features": scan.n_features,
     }
+    if model._observation_kind == "symbol" and getattr(model, "n_features", None) is None:
+        model.n_features = counts["max_symbol"] + 1
+    X, offsets = source.sample(model)
+    X = model._as_observations(X)
+    model._init(X, offsets[1:] - offsets[:-1])
+    try:
+        model._check()
+        trial = copy.deepcopy(model)
+        trial._m_step(trial._batch_statistics(X, offsets))
+        trial._check()
+    except (ValueError, TypeError, IndexError) as error:
+        raise InvalidSpecError(
+            f"spec field 'model_args' does not give a usable {spec.model} model on this data: {error}"
+        ) from None
+    return PreparedTraining(counts, model, splits, source.base)
+
+
+def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
+    """:func:`prepare_training`'s checks (nothing written); the data's counts."""
+    return prepare_training(spec, engine, spark).counts
 
 
 def init_training(
@@ -89,11 +123,10 @@ def init_training(
 ) -> dict[str, Any]:
     """Write spec.json and iteration 0. Same spec again: no-op. Another spec: TrainingError.
 
-    All or nothing: the data scan, the initial parameters and one trial EM update on the
-    initialisation sample (so priors the model would reject, or shapes it cannot use, are refused
-    here) all happen before anything is written. spec.json records this code's version as the
-    training's ``code_version``; an existing spec.json keeps the version that created it. The
-    record of iteration 0 pins the data (files, sizes, modification times, counts).
+    All or nothing: :func:`prepare_training` runs every check before anything is written.
+    spec.json records this code's version as the training's ``code_version``; an existing
+    spec.json keeps the version that created it. The record of iteration 0 pins the data
+    (files, sizes, modification times, counts).
     """
     spec = replace(spec, code_version=__version__)
     training = Training(open_store(store_uri), training_id)
@@ -102,43 +135,21 @@ def init_training(
         if 0 in training.committed():
             return {"status": "exists", **training.record(0)}
     started = time.perf_counter()
-    source = _source(spec, engine, spark)
-    splits = source.splits()
-    counts = validate_data(spec, engine, spark)
-    model = spec.build_model()
-    if model._observation_kind == "symbol" and getattr(model, "n_features", None) is None:
-        model.n_features = counts["max_symbol"] + 1
-    X, offsets = source.sample(model)
-    X = model._as_observations(X)
-    model._init(X, offsets[1:] - offsets[:-1])
-    _check_initial_model(spec, model, X, offsets)
+    prepared = prepare_training(spec, engine, spark)
     record = {
         "log_likelihood": None,
         "improvement": None,
         "converged": False,
-        "n_sequences": counts["n_sequences"],
-        "n_observations": counts["n_observations"],
-        "data": {"files": data_files(splits, source.base)},
+        "n_sequences": prepared.counts["n_sequences"],
+        "n_observations": prepared.counts["n_observations"],
+        "data": {"files": data_files(prepared.splits, prepared.base)},
         "timings": {"total_seconds": time.perf_counter() - started},
         "step": _step_identity(engine),
         "committed_at": _now(),
     }
     training.create(spec)
-    won = training.commit(0, model, record, spec)
+    won = training.commit(0, prepared.model, record, spec)
     return {"status": "committed" if won else "exists", **training.record(0)}
-
-
-def _check_initial_model(spec: TrainingSpec, model: BaseHMM, X: Any, offsets: Any) -> None:
-    """The initial parameters pass the model's checks, and so does one EM update of them on the sample."""
-    try:
-        model._check()
-        trial = copy.deepcopy(model)
-        trial._m_step(trial._batch_statistics(X, offsets))
-        trial._check()
-    except (ValueError, TypeError, IndexError) as error:
-        raise InvalidSpecError(
-            f"spec field 'model_args' does not give a usable {spec.model} model on this data: {error}"
-        ) from None
 
 
 def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Any], base: str) -> None:

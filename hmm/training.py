@@ -504,31 +504,35 @@ class Training:
 
     def published_iterations(self) -> list[int]:
         """Iterations with a PUBLISHED marker, ascending."""
+        return self._published_listing()[0]
+
+    def _published_listing(self) -> tuple[list[int], bool]:
+        """The iterations with a marker, and whether ``model/PUBLISHED`` (the layout of code before
+        iteration-addressed models, one marker naming its iteration) exists."""
         start = f"{self.prefix}/model/"
-        numbers = []
+        numbers, legacy = [], False
         for key in self.store.list(start):
             number, _, name = key[len(start) :].partition("/")
             if name == "PUBLISHED" and ITERATION.fullmatch(number):
                 numbers.append(int(number))
-        return sorted(numbers)
+            legacy = legacy or (number == "PUBLISHED" and not name)
+        return sorted(numbers), legacy
 
     def published(self, iteration: int | None = None) -> dict[str, Any] | None:
         """The PUBLISHED marker of ``iteration`` (default: the highest), or None if there is none."""
-        numbers = self.published_iterations()
-        if not numbers or (iteration is not None and iteration not in numbers):
-            return self._legacy_marker(iteration)
-        number = numbers[-1] if iteration is None else iteration
-        key = self.published_key(number)
-        marker = _parse_json_object(self.store.read(key))
-        if marker is None or marker.get("iteration") != number or not isinstance(marker.get("files"), dict):
-            raise CorruptObjectError(f"stored marker {self.store.url(key)} is corrupt: not iteration {number}'s marker")
-        return marker
-
-    def _legacy_marker(self, iteration: int | None) -> dict[str, Any] | None:
-        """``model/PUBLISHED`` of code before iteration-addressed models: the marker of the iteration it names."""
-        key = f"{self.prefix}/model/PUBLISHED"
-        if not self.store.exists(key):
+        numbers, legacy = self._published_listing()
+        if numbers and (iteration is None or iteration in numbers):
+            number = numbers[-1] if iteration is None else iteration
+            key = self.published_key(number)
+            marker = _parse_json_object(self.store.read(key))
+            if marker is None or marker.get("iteration") != number or not isinstance(marker.get("files"), dict):
+                raise CorruptObjectError(
+                    f"stored marker {self.store.url(key)} is corrupt: not iteration {number}'s marker"
+                )
+            return marker
+        if not legacy:
             return None
+        key = f"{self.prefix}/model/PUBLISHED"
         marker = _parse_json_object(self.store.read(key))
         if marker is None or not isinstance(marker.get("iteration"), int):
             raise CorruptObjectError(f"stored marker {self.store.url(key)} is corrupt: not a marker")
