@@ -43,12 +43,13 @@ MODEL_TYPES = {
     "gmm": "GMMHMM",
 }
 # Names are checked with fullmatch on ASCII classes: ``re.match`` with ``$`` would accept a
-# trailing newline, and ``\d`` or ``str.isdigit`` other scripts' digits.
-TRAINING_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# trailing newline, and ``\d`` or ``str.isdigit`` other scripts' digits. The patterns keep their
+# anchors because the DAG's Params use them as JSON-schema patterns, which are searched.
+TRAINING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: A code version as setuptools-scm writes it (e.g. ``0.1.dev26+g4a89137cf``); it becomes part of
 #: an S3 key and of spark-submit arguments, so nothing else is accepted.
-CODE_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}")
+CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
 #: An iteration number as it appears in keys: decimal ASCII, no leading zeros.
 ITERATION = re.compile(r"0|[1-9][0-9]{0,8}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
