@@ -64,6 +64,7 @@ test: lint
 	$(MAKE) test-spark35
 
 test-spark35: $(STAMP35)
+	@$(BIN35)/python -c 'import pyspark; print("Spark tests on pyspark", pyspark.__version__)'
 	PYSPARK_PYTHON=$(abspath $(BIN35)/python) $(BIN35)/python -m pytest -q -m spark $(SPARK_TESTS)
 
 # The Airflow DAG end to end on this machine (infra/local/): `make demo` with spark-submit steps and a

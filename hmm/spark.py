@@ -9,6 +9,10 @@ library, so each batch is one call of the same compiled E-step
 batch) and adds them in that order, so re-running on the same input gives
 bit-identical statistics, then runs the M-step.
 
+Runs on Spark 3.5 (EMR 7) and 4.x: it uses only DataFrame methods that both
+have (``mapInArrow``, ``limit``, ``collect``); ``make test`` runs its tests on
+both.
+
 Column types: categorical ``array<int>`` (or bigint); Poisson
 ``array<array<int>>``; Gaussian and GMM ``array<array<double>>`` (T x D). A
 one-dimensional ``array<double>`` (or ``array<int>`` for Poisson) is read as
