@@ -65,7 +65,8 @@ test: lint
 
 test-spark35: $(STAMP35)
 	@$(BIN35)/python -c 'import pyspark; print("Spark tests on pyspark", pyspark.__version__)'
-	PYSPARK_PYTHON=$(abspath $(BIN35)/python) $(BIN35)/python -m pytest -q -m spark $(SPARK_TESTS)
+	PYSPARK_PYTHON=$(abspath $(BIN35)/python) $(BIN35)/python -m pytest -q -m spark $(SPARK_TESTS) \
+		-W 'ignore:distutils Version classes are deprecated:DeprecationWarning'
 
 # The Airflow DAG end to end on this machine (infra/local/): `make demo` with spark-submit steps and a
 # file:// store under ./demo-output; `make local-stack` against a local S3 (moto on 127.0.0.1).
