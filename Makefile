@@ -3,6 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The second environment: an EMR 7 node (Spark 3.5), made as infra/emr/bootstrap.sh makes one --
+# the wheel's `emr` extra under constraints.txt -- with pyspark standing in for EMR's Spark and
+# the test tools added. constraints-spark35.txt holds the pins that differ from constraints.txt.
+VENV35 ?= .venv-spark35
+BIN35 := $(VENV35)/bin
+STAMP35 := $(VENV35)/.installed
+# What runs on both Spark versions: the tests marked `spark` (the DataFrame E-step and fit, the
+# Spark engine of the training sources, spark-submit of each job).
+SPARK_TESTS := tests/hmm tests/jobs
 
 # Single-threaded BLAS and numba, so tests and benchmarks measure our kernels,
 # not the thread pool.
@@ -22,7 +31,7 @@ LINTED := hmm jobs tests benchmarks infra $(wildcard dags)
 # (ALLOW_DIRTY=1: a bundle of uncommitted changes, for a development stack).
 BUNDLE_DIR ?= dist/bundle
 
-.PHONY: venv test lint demo local-stack bench bundle upload clean
+.PHONY: venv spark35-venv test test-spark35 lint demo local-stack bench bundle upload clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,14 +41,32 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# constraints.txt without the names constraints-spark35.txt pins, then those pins.
+$(STAMP35): pyproject.toml constraints.txt constraints-spark35.txt
+	test -x $(BIN35)/python || $(PYTHON) -m venv $(VENV35)
+	$(BIN35)/python -m pip install --quiet --upgrade pip
+	awk -F'==' 'NR == FNR { if (NF == 2) pinned[tolower($$1)] = 1; next } !(tolower($$1) in pinned)' \
+		constraints-spark35.txt constraints.txt | cat - constraints-spark35.txt > $(VENV35)/constraints.txt
+	$(BIN35)/python -m pip install --quiet -c $(VENV35)/constraints.txt -e '.[emr,test]' pyspark
+	touch $(STAMP35)
+
+spark35-venv: $(STAMP35)
+
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy hmm
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
 
+# Lint, the whole suite on Spark 4 (.venv), then the Spark tests again on Spark 3.5 (.venv-spark35).
 test: lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-spark35
+
+test-spark35: $(STAMP35)
+	@$(BIN35)/python -c 'import pyspark; print("Spark tests on pyspark", pyspark.__version__)'
+	PYSPARK_PYTHON=$(abspath $(BIN35)/python) $(BIN35)/python -m pytest -q -m spark $(SPARK_TESTS) \
+		-W 'ignore:distutils Version classes are deprecated:DeprecationWarning'
 
 # The Airflow DAG end to end on this machine (infra/local/): `make demo` with spark-submit steps and a
 # file:// store under ./demo-output; `make local-stack` against a local S3 (moto on 127.0.0.1).
@@ -59,4 +86,4 @@ upload: $(STAMP)
 	$(BIN)/python infra/bundle.py upload --out $(BUNDLE_DIR) --root "$(ROOT)" $(if $(ALLOW_DIRTY),--allow-dirty)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV35) .pytest_cache .mypy_cache .ruff_cache

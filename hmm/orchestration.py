@@ -81,7 +81,9 @@ EMR_SCHEMA: dict[str, Any] = {
     },
 }
 EMR_DEFAULTS: dict[str, Any] = {
-    "release_label": "emr-7.5.0",
+    # Spark 3.5.6, Python 3.9 and 3.11, Java 17 (infra/README.md); `make test` runs the Spark
+    # tests on pyspark 3.5.6 too (constraints-spark35.txt).
+    "release_label": "emr-7.13.0",
     "master_instance_type": "m5.xlarge",
     "core_instance_type": "m5.xlarge",
     "core_instance_count": 2,

@@ -9,6 +9,10 @@ library, so each batch is one call of the same compiled E-step
 batch) and adds them in that order, so re-running on the same input gives
 bit-identical statistics, then runs the M-step.
 
+Runs on Spark 3.5 (EMR 7) and 4.x: it uses only DataFrame methods that both
+have (``mapInArrow``, ``limit``, ``collect``); ``make test`` runs its tests on
+both.
+
 Column types: categorical ``array<int>`` (or bigint); Poisson
 ``array<array<int>>``; Gaussian and GMM ``array<array<double>>`` (T x D). A
 one-dimensional ``array<double>`` (or ``array<int>`` for Poisson) is read as
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .arrow import RECORD_DDL, arrow_sequences, batch_record, record_schema, sum_statistics
+from .sequences import InvalidSequenceError
 from .sources import INIT_SAMPLE_SEQUENCES
 from .stats import SufficientStats
 
@@ -90,9 +95,38 @@ def e_step(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence", id_col
     return sum_statistics(model, batch_records(model, df, sequence_col, id_col))
 
 
+def _arrow_streams(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The function mapInArrow runs for :func:`collect_arrow`: each batch as one Arrow IPC stream."""
+    import pyarrow as pa
+
+    for batch in batches:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        yield pa.RecordBatch.from_arrays([pa.array([sink.getvalue().to_pybytes()], pa.binary())], names=["arrow"])
+
+
+def collect_arrow(df: DataFrame) -> pa.Table | None:
+    """``df`` on the driver as an Arrow table, in partition order; None if it has no rows.
+
+    ``DataFrame.toArrow`` exists only from Spark 4.0 on, and EMR 7 ships Spark
+    3.5: the executors write their Arrow batches as IPC streams into a binary
+    column instead (``mapInArrow``, Spark 3.3 on), so the column types stay
+    exactly Spark's Arrow types on every Spark version.
+    """
+    import pyarrow as pa
+
+    rows = df.mapInArrow(_arrow_streams, "arrow binary").collect()
+    tables = [pa.ipc.open_stream(row["arrow"]).read_all() for row in rows]
+    tables = [table for table in tables if table.num_rows]
+    return pa.concat_tables(tables) if tables else None
+
+
 def collect_sample(df: DataFrame, sequence_col: str, symbols: bool, n_sequences: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n_sequences`` rows as ``(X, offsets)`` on the driver."""
-    table = df.select(sequence_col).limit(n_sequences).toArrow()
+    table = collect_arrow(df.select(sequence_col).limit(n_sequences))
+    if table is None:
+        raise InvalidSequenceError("the DataFrame has no sequences")
     return arrow_sequences(table.column(sequence_col), symbols)
 
 
@@ -110,6 +144,8 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
     symbols = model._observation_kind == "symbol"
     if symbols and getattr(model, "n_features", None) is None:
         largest = data.select(functions.max(functions.array_max(sequence_col))).collect()[0][0]
+        if largest is None:
+            raise InvalidSequenceError("the DataFrame has no sequences with observations")
         model.n_features = int(largest) + 1
     X, offsets = collect_sample(data, sequence_col, symbols, INIT_SAMPLE_SEQUENCES)
     X = model._as_observations(X)

@@ -235,7 +235,7 @@ def test_a_re_run_task_reuses_its_step_unless_that_step_failed(moto_endpoint):
     client = boto3.client("emr")
     cluster_id = client.run_job_flow(
         Name="reuse",
-        ReleaseLabel="emr-7.5.0",
+        ReleaseLabel="emr-7.13.0",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",

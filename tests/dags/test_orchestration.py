@@ -300,7 +300,7 @@ def test_the_cluster_runs_the_bundle_s_bootstrap_and_python_3_11():
     bundle = "s3://artifacts/bundles/0.1.dev9+gabc1234"
     assert config == {
         "Name": "hmm-em t-1",
-        "ReleaseLabel": "emr-7.5.0",
+        "ReleaseLabel": "emr-7.13.0",
         "Applications": [{"Name": "Spark"}],
         "Configurations": [
             {

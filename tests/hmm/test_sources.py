@@ -169,6 +169,7 @@ def test_the_sample_is_the_first_sequences_in_split_order(tmp_path):
     assert X.ravel().tolist() == [symbol for s in expected for symbol in s]
 
 
+@pytest.mark.spark
 def test_spark_engine_equals_local_engine_bit_for_bit_on_split_files(spark, tmp_path, monkeypatch):
     data = tmp_path / "data"
     one_file(data / "part-0.parquet", n_sequences=900, row_group_size=100, seed=1)
@@ -183,6 +184,7 @@ def test_spark_engine_equals_local_engine_bit_for_bit_on_split_files(spark, tmp_
     assert on_spark.scan(model) == local.scan(model)
 
 
+@pytest.mark.spark
 def test_spark_executors_read_s3_data_themselves(spark, s3_root, tmp_path):
     import pyarrow.fs as pafs
 
@@ -198,6 +200,7 @@ def test_spark_executors_read_s3_data_themselves(spark, s3_root, tmp_path):
     np.testing.assert_array_equal(source.sample(model)[0], local.sample(model)[0])
 
 
+@pytest.mark.spark
 def test_spark_tasks_freeze_the_heap_the_local_engine_leaves_it(tmp_path):
     import gc
 

@@ -7,6 +7,8 @@ import hmm
 from hmm import spark as hmm_spark
 from hmm.sequences import InvalidSequenceError
 
+pytestmark = pytest.mark.spark
+
 
 def categorical_rows(seed=0, n_sequences=300, n_features=5):
     rng = np.random.default_rng(seed)
@@ -157,3 +159,30 @@ def test_vector_emissions_on_a_dataframe_equal_in_memory(spark, model_class, int
     np.testing.assert_allclose(list(on_spark.monitor_.history), list(in_memory.monitor_.history), rtol=1e-9)
     for name in names:
         np.testing.assert_allclose(getattr(on_spark, name), getattr(in_memory, name), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("column_type", "rows", "dtype", "width"),
+    [
+        ("array<int>", [[0, 1, 2], [3], [4, 4]], np.int32, None),
+        ("array<array<double>>", [[[0.5, 1.0], [2.0, -1.5]], [[3.0, 0.25]]], np.float64, 2),
+    ],
+)
+def test_the_sample_is_the_dataframe_rows_in_order_with_their_types(spark, column_type, rows, dtype, width):
+    many = rows * 40
+    df = spark.createDataFrame(list(enumerate(many)), f"id long, sequence {column_type}").repartition(3, "id")
+    in_order = [r["sequence"] for r in df.collect()]
+    X, offsets = hmm_spark.collect_sample(df, "sequence", width is None, n_sequences=len(many) + 5)
+    assert X.dtype == dtype
+    assert np.diff(offsets).tolist() == [len(s) for s in in_order]
+    expected = np.concatenate([np.asarray(s, dtype=dtype) for s in in_order])
+    np.testing.assert_array_equal(X, expected if width is None else expected.reshape(-1, width))
+    X, offsets = hmm_spark.collect_sample(df, "sequence", width is None, n_sequences=7)
+    assert len(offsets) == 8 and len(X) == offsets[-1]
+
+
+@pytest.mark.parametrize("model", [hmm.CategoricalHMM(2), hmm.GaussianHMM(2)])
+def test_fitting_an_empty_dataframe_is_refused(spark, model):
+    df = spark.createDataFrame([], "id long, sequence array<double>")
+    with pytest.raises(InvalidSequenceError, match="the DataFrame has no sequences"):
+        model.fit(df)

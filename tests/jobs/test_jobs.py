@@ -113,10 +113,8 @@ def test_job_errors_are_one_line_and_non_zero(file_root, categorical_data):
     assert open_store(file_root).list("") == []
 
 
-def test_spark_submit_runs_the_iteration_job(file_root, categorical_data):
-    data_uri, _, _ = categorical_data
-    spec = TrainingSpec.from_dict(json.loads(spec_json(data_uri, max_iter=2)))
-    steps.init_training(file_root, "submitted", spec, engine="local")
+def spark_submit(name, *args):
+    """A job as an EMR step runs it: spark-submit of jobs/<name>.py, with this environment's Spark."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -124,31 +122,30 @@ def test_spark_submit_runs_the_iteration_job(file_root, categorical_data):
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
-    spark_submit = Path(sys.executable).with_name("spark-submit")
-    completed = subprocess.run(
-        [
-            str(spark_submit),
-            "--master",
-            "local[2]",
-            "--conf",
-            "spark.ui.enabled=false",
-            str(REPO / "jobs" / "em_iteration.py"),
-            "--store",
-            file_root,
-            "--training-id",
-            "submitted",
-            "--iteration",
-            "1",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    command = [str(Path(sys.executable).with_name("spark-submit")), "--master", "local[2]"]
+    command += ["--conf", "spark.ui.enabled=false", str(REPO / "jobs" / f"{name}.py"), *args]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "iteration    1 [committed]" in completed.stdout
-    steps.em_iteration(file_root, "submitted", 2, engine="local")
+    return completed.stdout
+
+
+@pytest.mark.spark
+def test_spark_submit_runs_each_job_to_the_parameters_of_a_local_training(file_root, uninterrupted):
+    """init_training, em_iteration and finalize under spark-submit, as the EMR steps run them (on
+    each Spark version `make test` covers); the Spark engine commits what the local engine does."""
+    data_uri, (last, digest, baseline) = uninterrupted
+    common = ["--store", file_root, "--training-id", "submitted"]
+    assert "init: committed: iteration 0 of submitted" in spark_submit(
+        "init_training", *common, "--spec", spec_json(data_uri)
+    )
+    assert "iteration    1 [committed]" in spark_submit("em_iteration", *common, "--iteration", "1")
+    for k in range(2, last + 1):
+        steps.em_iteration(file_root, "submitted", k, engine="local")
+    assert "finalize: published: model" in spark_submit("finalize", *common)
+
     training = Training(open_store(file_root), "submitted")
-    assert training.record(1)["step"]["engine"] == "spark"
-    assert training.converged()
+    assert [training.record(k)["step"]["engine"] for k in (0, 1, 2)] == ["spark", "spark", "local"]
+    latest, submitted_digest, submitted = final_parameters(file_root, "submitted")
+    assert (latest, submitted_digest) == (last, digest)
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        assert np.array_equal(getattr(submitted, name), getattr(baseline, name))
