@@ -104,6 +104,9 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Asset, Param, TriggerRule, chain, task
 from airflow.sdk.exceptions import AirflowException
 
+# Every task process parses this file before running its task: only light modules here (no models,
+# numba, scipy, scikit-learn, pyarrow or Spark; tests/dags/test_dag_imports.py checks). The task
+# callables in hmm.airflow_tasks import what they need when they run.
 from hmm import airflow_tasks
 from hmm.orchestration import EMR_DEFAULTS, EMR_SCHEMA, MODES, URI_PATTERN
 from hmm.sources import ENGINES

@@ -6,6 +6,10 @@ adds Airflow: task logs, exceptions that fail a task without retrying, the
 
 A *plan* is the JSON-able dict the ``validate`` task returns and every other
 task receives: training id, store, spec, mode, engine, EMR settings.
+
+Every task process imports this module when it parses the DAG file, so its
+module-level imports stay light (``import hmm`` loads no model); whatever needs
+the models, pyarrow or Spark is imported inside the function that uses it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import string
+import sys
 import time
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import kernels, spark
+from . import kernels
 from .convergence import ConvergenceMonitor
 from .sequences import (
     InvalidParameterError,
@@ -73,6 +75,20 @@ def check_distribution(name: str, value: np.ndarray) -> None:
 def check_shape(name: str, value: np.ndarray, shape: tuple[int, ...]) -> None:
     if value.shape != shape:
         raise InvalidParameterError(f"{name} must have shape {shape}, got {value.shape}")
+
+
+def _dataframe_engine(X: Any) -> ModuleType | None:
+    """:mod:`hmm.spark` if ``X`` is a Spark DataFrame, else None.
+
+    No DataFrame can exist before pyspark is imported, so fitting or scoring
+    arrays never imports the Spark layer (nor the Arrow, Parquet and store
+    modules it pulls in): the models stay importable without it.
+    """
+    if "pyspark" not in sys.modules:
+        return None
+    from . import spark
+
+    return spark if spark.is_dataframe(X) else None
 
 
 def _log_or_minus_inf(a: np.ndarray) -> np.ndarray:
@@ -137,10 +153,11 @@ class BaseHMM(BaseEstimator):
         ``X`` may be a Spark DataFrame with one sequence per row in column
         ``sequence_col`` (see :mod:`hmm.spark`); ``lengths`` is not given then.
         """
-        if spark.is_dataframe(X):
+        engine = _dataframe_engine(X)
+        if engine is not None:
             if lengths is not None:
                 raise ValueError("lengths must not be given with a DataFrame: each row is one sequence")
-            return spark.fit_dataframe(self, X, sequence_col)
+            return engine.fit_dataframe(self, X, sequence_col)
         self._check_settings()
         X, offsets = self._prepare(X, lengths)
         self._init(X, None if lengths is None else np.diff(offsets))
@@ -279,9 +296,10 @@ class BaseHMM(BaseEstimator):
 
     def score(self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence") -> float:
         """Log-likelihood of ``X`` (arrays, or a Spark DataFrame) under the model."""
-        if spark.is_dataframe(X):
+        engine = _dataframe_engine(X)
+        if engine is not None:
             check_is_fitted(self, "startprob_")
-            return spark.score_dataframe(self, X, sequence_col)
+            return engine.score_dataframe(self, X, sequence_col)
         X, offsets = self._prepare_for_inference(X, lengths)
         return float(self._log_likelihoods(X, offsets).sum())
 

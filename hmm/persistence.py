@@ -24,11 +24,12 @@ import json
 import os
 import uuid
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import BaseHMM
+if TYPE_CHECKING:  # the classes are resolved on hmm at load time; importing base here would load every model
+    from .base import BaseHMM
 
 FORMAT = "hmm-em model"
 FORMAT_VERSION = 1

@@ -27,14 +27,16 @@ import signal
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import persistence
-from .base import BaseHMM
 from .convergence import has_converged
 from .store import InvalidURIError, Store, brief, check_uri
+
+if TYPE_CHECKING:  # the models (numba, scipy, scikit-learn) load when build_model or load_params needs them
+    from .base import BaseHMM
 
 MODEL_TYPES = {
     "categorical": "CategoricalHMM",
