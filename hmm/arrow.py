@@ -84,6 +84,10 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
             )
         values = frames.flatten()
         width = int(widths[0]) if widths.size else 0
+        if width == 0:
+            raise InvalidSequenceError(
+                "sequence 0, position 0: observation has 0 features (every observation needs at least one feature)"
+            )
     else:
         values, width = frames, 1
     if values.null_count:
@@ -135,11 +139,14 @@ def batch_record(
     index: int,
     statistics: bool,
     where: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Validate one batch and summarise it; with ``statistics``, also run the E-step on it.
 
     Rules on the data alone always apply; rules against the model (symbol <
-    n_features) apply once the model knows its size. Errors become the
+    n_features) apply once the model knows its size; until then the size the
+    data would give it must fit ``limit`` (:func:`hmm.base.check_model_size`,
+    resolved by the caller so that executors apply the driver's). Errors become the
     record's ``error`` (located by partition, batch and row id), never an
     exception, so the driver can report the first bad rows of the whole data.
     """
@@ -149,6 +156,7 @@ def batch_record(
         X, offsets = arrow_sequences(batch.column(sequence_col), symbols)
         observations = model._as_observations(X)
         model._check_values(observations, offsets)
+        model._check_data_size(observations, offsets, limit)
         record["n_observations"] = int(offsets[-1])
         if symbols:
             record["max_symbol"] = int(observations.max())
