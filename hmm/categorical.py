@@ -12,7 +12,6 @@ from .base import BaseHMM, check_distribution, check_shape, normalize, real_arra
 from .sequences import InvalidSequenceError, where
 from .stats import SufficientStats
 
-
 #: Symbols are int64 in the kernels.
 _LARGEST_SYMBOL = np.iinfo(np.int64).max
 
