@@ -33,6 +33,7 @@ import math
 import os
 import re
 import stat
+import tokenize
 import uuid
 import zipfile
 import zlib
@@ -237,6 +238,14 @@ def loads(data: bytes, source: str = "<bytes>") -> BaseHMM:
         model = _configured(cls, header, source)
         limits = _entry_limits(model, header, entries, source)
         arrays = {name: _read_array(archive, entries[name], source, *limits[name]) for name in sorted(limits)}
+    for name in ("monitor.history", "monitor.seconds"):
+        if arrays[name].ndim != 1:
+            raise InvalidModelFileError(f"{source!r} is a damaged model file: entry '{name}.npy' is not 1-D")
+    if _RANDOM_KEYS in arrays and (arrays[_RANDOM_KEYS].shape != (_MT_KEYS,) or arrays[_RANDOM_KEYS].itemsize != 4):
+        raise InvalidModelFileError(
+            f"{source!r} is a damaged model file: entry '{_RANDOM_KEYS}.npy' has shape {arrays[_RANDOM_KEYS].shape} "
+            f"and dtype {arrays[_RANDOM_KEYS].dtype}, not ({_MT_KEYS},) uint32"
+        )
     return _rebuild(model, header, arrays, source)
 
 
@@ -497,8 +506,8 @@ def _parse_npy(raw: bytes, entry: str, source: str, most: int, kinds: str) -> np
             shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream, _NPY_PREAMBLE_BYTES)
         else:
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream, _NPY_PREAMBLE_BYTES)
-    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError) as error:
-        refuse(f"is not a .npy array ({error})")
+    except (ValueError, TypeError, SyntaxError, EOFError, OverflowError, RecursionError, tokenize.TokenError) as error:
+        refuse(f"is not a .npy array ({type(error).__name__}: {error})")
     rule = _array_rule(dtype, shape, kinds)
     if rule:
         refuse(rule)
