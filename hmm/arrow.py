@@ -73,13 +73,20 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
     if symbols and nested:
         raise InvalidSequenceError(f"a categorical sequence column must be array<int>, got {column.type}")
     if nested:
-        widths = frames.value_lengths().to_numpy(zero_copy_only=False)
-        if widths.size and (frames.null_count or np.any(widths != widths[0])):
-            bad = int(np.flatnonzero(frames.is_null().to_numpy(zero_copy_only=False) | (widths != widths[0]))[0])
+        if frames.null_count:
+            bad = int(np.flatnonzero(frames.is_null().to_numpy(zero_copy_only=False))[0])
+            sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
+            raise InvalidSequenceError(
+                f"sequence {sequence}, position {bad - offsets[sequence]}: observation is null "
+                "(every observation needs an array of features)"
+            )
+        widths = frames.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+        if widths.size and np.any(widths != widths[0]):
+            bad = int(np.flatnonzero(widths != widths[0])[0])
             sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
             raise InvalidSequenceError(
                 f"sequence {sequence}, position {bad - offsets[sequence]}: observation has "
-                f"{0 if frames[bad].as_py() is None else widths[bad]} features but the first has {widths[0]} "
+                f"{widths[bad]} features but the first has {widths[0]} "
                 "(every observation needs the same number of features)"
             )
         values = frames.flatten()
@@ -91,10 +98,12 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
     else:
         values, width = frames, 1
     if values.null_count:
-        bad = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(width, 1)
+        value = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        bad = value // width
         sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
+        feature = f", feature {value % width}" if nested else ""
         raise InvalidSequenceError(
-            f"sequence {sequence}, position {bad - offsets[sequence]}: observation is null "
+            f"sequence {sequence}, position {bad - offsets[sequence]}{feature}: observation is null "
             "(observations must be numbers)"
         )
     X = values.to_numpy(zero_copy_only=False)

@@ -110,7 +110,9 @@ def check_model_size(model: BaseHMM, n_features: int | None = None, limit: int |
     limit = max_model_bytes() if limit is None else limit
     if estimate > limit:
         largest = max(elements, key=lambda name: elements[name])
-        sizes = ", ".join(f"{axis}={value}" for axis, value in dimensions.items() if axis in _axes_used(shapes))
+        # An unknown n_features counts as 1 and goes unnamed: the size comes from the other fields.
+        shown = _axes_used(shapes) - (set() if known else {"n_features"})
+        sizes = ", ".join(f"{axis}={value}" for axis, value in dimensions.items() if axis in shown)
         raise ModelTooLargeError(
             f"a {type(model).__name__} with {sizes} needs about {format_bytes(estimate)} of memory "
             f"(largest parameter {largest}: {' x '.join(shapes[largest])} = {elements[largest]:,} values, "

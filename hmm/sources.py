@@ -156,10 +156,12 @@ def split_records(
 ) -> Iterator[dict[str, Any]]:
     """One record per batch of ``split`` (the ``index``-th split of the data).
 
-    A file that is not Parquet or lacks a column becomes an error record that
-    names it; I/O errors propagate, so Spark retries the task.
+    A file that is not Parquet, is damaged or lacks a column becomes an error
+    record that names it; other I/O errors on S3 propagate, so Spark retries
+    the task.
     """
     import pyarrow as pa
+    import pyarrow.fs as pafs
 
     columns = [sequence_col] + ([id_col] if id_col else [])
     where = split.describe(base)
@@ -169,6 +171,12 @@ def split_records(
     except InvalidSequenceError as error:
         yield error_record(index, f"{where}: {error}")
     except pa.ArrowInvalid as error:
+        yield error_record(index, f"{where}: is not a readable Parquet file ({error})")
+    except OSError as error:
+        # pyarrow raises OSError both for a damaged file (a footer or page it cannot decode) and
+        # for a failed read; only the second is worth Spark's retry, and only on S3.
+        if not isinstance(filesystem, pafs.LocalFileSystem) and not _damaged(error):
+            raise
         yield error_record(index, f"{where}: is not a readable Parquet file ({error})")
 
 
@@ -355,6 +363,15 @@ def _spark_task(work: Any) -> Any:
 
 def _compressed_bytes(row_group: Any) -> int:
     return sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns))
+
+
+#: What pyarrow's OSError says when it cannot decode a Parquet file, rather than read it.
+_DAMAGED = ("thrift", "corrupt", "unexpected end of stream", "decompress", "magic bytes", "out of bounds")
+
+
+def _damaged(error: OSError) -> bool:
+    message = str(error).lower()
+    return any(marker in message for marker in _DAMAGED)
 
 
 def local_files(root: str, uri: str) -> list[tuple[str, int]]:
