@@ -541,10 +541,11 @@ def test_a_data_uri_that_is_a_device(capsys: pytest.CaptureFixture[str]) -> None
     spec = spec_for("file:///dev/zero")
     invalid(spec, r"^data URI file:///dev/zero: /dev/zero is a character device, not a Parquet file")
     code, out, err = validate_cli(spec, capsys)
-    assert code == 2 and err == (
+    expected = (
         "hmm-em validate: error: data URI file:///dev/zero: /dev/zero is a character device, not a Parquet file "
         "(data must be regular files)\n"
     )
+    assert (code, out, err) == (2, "", expected)
 
 
 def test_a_missing_data_uri(tmp_path: Path) -> None:
