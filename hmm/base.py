@@ -82,17 +82,19 @@ def _dimension(value: Any) -> int | None:
     return None
 
 
-def check_model_size(model: BaseHMM, n_features: int | None = None, limit: int | None = None) -> int:
+def check_model_size(model: BaseHMM, n_features: int | None = None, limit: int | None = None, longest: int = 0) -> int:
     """Refuse a model too large for memory before anything of its size is allocated.
 
     Estimates the bytes a model of this size needs from ``n_components``,
     ``n_features`` (``n_features`` if given, e.g. inferred from data, else the
     model's own; unknown counts as 1), ``n_mix`` and the covariance type: its
     parameters, statistics and M-step values (3 copies of every parameter
-    array) plus the kernels' frames x states arrays for one batch of
-    ``frames_per_batch`` frames. Raises :class:`ModelTooLargeError` (a
-    ``ValueError``) naming the sizes, the largest parameter and the limit
-    (``limit``, default :func:`max_model_bytes`); returns the estimate.
+    array) plus the kernels' work arrays for one batch of ``frames_per_batch``
+    frames (or of the ``longest`` sequence, if longer), with the
+    forward-backward buffers of a sequence of ``longest`` observations.
+    Raises :class:`ModelTooLargeError` (a ``ValueError``) naming the sizes,
+    the largest parameter and the limit (``limit``, default
+    :func:`max_model_bytes`); returns the estimate.
     """
     n_components = _dimension(model.n_components)
     if n_components is None:
@@ -105,7 +107,10 @@ def check_model_size(model: BaseHMM, n_features: int | None = None, limit: int |
     }
     shapes = model._parameter_shapes()
     elements = {name: math.prod(dimensions[axis] for axis in axes) for name, axes in shapes.items()}
-    work = model.frames_per_batch * model._work_per_frame(dimensions)
+    frames = max(model.frames_per_batch, longest)
+    # forward_backward's alpha and frame buffers, (longest, n_states, LANES) each, and its scales.
+    lanes = 2 * longest * kernels.LANES * (n_components + 1)
+    work = frames * model._work_per_frame(dimensions) + lanes
     estimate = 8 * (_PARAMETER_COPIES * sum(elements.values()) + work)
     limit = max_model_bytes() if limit is None else limit
     if estimate > limit:
@@ -113,11 +118,12 @@ def check_model_size(model: BaseHMM, n_features: int | None = None, limit: int |
         # An unknown n_features counts as 1 and goes unnamed: the size comes from the other fields.
         shown = _axes_used(shapes) - (set() if known else {"n_features"})
         sizes = ", ".join(f"{axis}={value}" for axis, value in dimensions.items() if axis in shown)
+        sequence = f" for a sequence of {longest:,} observations" if longest else ""
         raise ModelTooLargeError(
             f"a {type(model).__name__} with {sizes} needs about {format_bytes(estimate)} of memory "
             f"(largest parameter {largest}: {' x '.join(shapes[largest])} = {elements[largest]:,} values, "
-            f"{_PARAMETER_COPIES} copies; kernel work arrays {format_bytes(8 * work)}), more than the limit "
-            f"of {format_bytes(limit)}; set {MAX_MODEL_BYTES_ENV} (bytes) to allow more"
+            f"{_PARAMETER_COPIES} copies; kernel work arrays {format_bytes(8 * work)}{sequence}), more than the "
+            f"limit of {format_bytes(limit)}; set {MAX_MODEL_BYTES_ENV} (bytes) to allow more"
         )
     return estimate
 
@@ -491,14 +497,30 @@ class BaseHMM(BaseEstimator):
         return observations, offsets
 
     def _check_data_size(self, X: np.ndarray, offsets: np.ndarray, limit: int | None = None) -> None:
-        """The size the data would give the model (n_features inferred from X) must fit :func:`check_model_size`."""
-        if getattr(self, "n_features", None) is not None:
-            return
-        n_features, location = self._inferred_n_features(X, offsets)
+        """The model and its kernels must fit :func:`check_model_size` for this data.
+
+        With ``n_features`` inferred from X, the model's size is what X makes it
+        (named by what in X decides it); then the longest sequence, whose
+        forward-backward buffers grow with its length, must fit too.
+        """
+        n_features = None
+        if getattr(self, "n_features", None) is None:
+            n_features, location = self._inferred_n_features(X, offsets)
+            try:
+                check_model_size(self, n_features, limit)
+            except ModelTooLargeError as error:
+                raise InvalidSequenceError(f"{location} would make n_features={n_features}: {error}") from None
+        else:
+            check_model_size(self, None, limit)  # the model itself, whatever the data
+        lengths = np.diff(offsets)
+        sequence = int(np.argmax(lengths))
         try:
-            check_model_size(self, n_features, limit)
+            check_model_size(self, n_features, limit, longest=int(lengths[sequence]))
         except ModelTooLargeError as error:
-            raise InvalidSequenceError(f"{location} would make n_features={n_features}: {error}") from None
+            raise InvalidSequenceError(
+                f"sequence {sequence}: its {int(lengths[sequence])} observations would need more memory than "
+                f"allowed: {error}"
+            ) from None
 
     def _inferred_n_features(self, X: np.ndarray, offsets: np.ndarray) -> tuple[int, str]:
         """``n_features`` as fit would infer it from X, and what in X decides it."""

@@ -154,6 +154,21 @@ def test_the_driver_limit_applies_on_the_spark_executors(spark: Any, tmp_path: P
     invalid(spec_for(tmp_path / "data"), r"symbol 5000 would make n_features=5001: .*limit of 2.1 MiB", "spark", spark)
 
 
+def test_a_sequence_too_long_for_the_kernels_buffers_is_named(tmp_path: Path, monkeypatch: Any) -> None:
+    """The forward-backward buffers grow with the longest sequence: 1,000,000 observations x 2 states
+    need ~400 MiB, here more than the limit."""
+    monkeypatch.setenv(MAX_MODEL_BYTES_ENV, str(40 * 2**20))
+    write(tmp_path / "data" / "part-0.parquet", pa.array([[0, 1], [0] * 1_000_000], L(pa.int8())))
+    expected = (
+        r"sequence id=11: its 1000000 observations would need more memory than allowed: a CategoricalHMM with "
+        r"n_components=2, n_features=2 needs about 396.7 MiB of memory \(.* for a sequence of 1,000,000 "
+        r"observations\), more than the limit of 40.0 MiB"
+    )
+    invalid(spec_for(tmp_path / "data", model_args={"n_features": 2}), expected)
+    with pytest.raises(InvalidSequenceError, match=r"^sequence 1: its 1000000 observations would need more memory"):
+        hmm.CategoricalHMM(2).fit(np.zeros((1_000_002, 1), dtype=int), [2, 1_000_000])
+
+
 # ------------------------------------------------------------------ regression (issue 10, class 14)
 
 
