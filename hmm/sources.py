@@ -407,6 +407,8 @@ def local_files(root: str, uri: str) -> list[tuple[str, int]]:
                 continue
             found = _stat(path, uri)
             if found is None:
+                if not os.path.islink(path):  # removed since the directory was listed
+                    raise InvalidSequenceError(f"data URI {uri}: {path} disappeared while the data was listed")
                 raise InvalidSequenceError(
                     f"data URI {uri}: {path} is a symbolic link to {os.readlink(path)!r}, which does not exist"
                 )
