@@ -2,8 +2,10 @@
 
 Every argument is validated before it reaches a path, an S3 key or Spark;
 errors end the command with one line on stderr and a non-zero exit code:
-2 for bad input (arguments, spec, data), 3 for a training that cannot do what
-was asked (missing iteration, conflicting spec, corrupt object), 1 otherwise.
+2 for bad input (arguments, spec, data, data changed under a training), 3 for a
+training that cannot do what was asked (missing iteration, conflicting spec,
+corrupt stored object), 4 for a store or file system that cannot be used
+(endpoint down, credentials, disk full, read-only: retry once fixed), 1 otherwise.
 The ``jobs/`` entry points (one per EMR step kind) call :func:`main` with the
 step's subcommand.
 """
@@ -11,19 +13,32 @@ step's subcommand.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
+import stat
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from .sources import ENGINES
-from .store import InvalidURIError, MissingObjectError, check_uri, open_store
-from .training import InvalidSpecError, Training, TrainingError, TrainingSpec, check_training_id
+from .store import InvalidURIError, StoreError, StoreUnavailableError, brief, check_uri, open_store
+from .training import (
+    MAX_SPEC_BYTES,
+    InvalidSpecError,
+    Training,
+    TrainingError,
+    TrainingSpec,
+    check_training_id,
+)
 
 EXIT_BAD_INPUT = 2
 EXIT_TRAINING = 3
+EXIT_UNAVAILABLE = 4
+#: The highest iteration number a step accepts (keys hold it in decimal).
+MAX_ITERATION = 10**9 - 1
+#: Error lines are cut here: a message quoting a hostile 10 MB argument stays one readable line.
+MAX_MESSAGE = 2000
 
 
 def _uri(value: str) -> str:
@@ -41,28 +56,26 @@ def _training_id(value: str) -> str:
 
 
 def _iteration(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"iteration must be an integer >= 1, got {value!r}")
+    # ASCII digits only: str.isdigit would take other scripts' digits (and int() would read them).
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", value):
+        raise argparse.ArgumentTypeError(f"iteration must be an integer in [1, {MAX_ITERATION}], got {brief(value)}")
     return int(value)
 
 
 def read_spec(text: str) -> TrainingSpec:
-    """A spec from inline JSON or from a JSON file's path."""
+    """A spec from inline JSON or from a JSON file's path (a regular file of at most MAX_SPEC_BYTES)."""
     if text.lstrip().startswith("{"):
-        raw = text
-    else:
-        try:
-            with open(text, encoding="utf-8") as file:
-                raw = file.read()
-        except OSError as error:
-            raise InvalidSpecError(f"cannot read spec file {text!r}: {error.strerror}") from None
+        return TrainingSpec.from_json(text)
     try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise InvalidSpecError(f"spec is not valid JSON: {error}") from None
-    if not isinstance(parsed, dict):
-        raise InvalidSpecError("spec must be a JSON object")
-    return TrainingSpec.from_dict(parsed)
+        # stat first: opening a FIFO would wait for a writer, and /dev/zero never ends.
+        info = os.stat(text)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidSpecError(f"spec file {brief(text)} is not a regular file")
+        with open(text, "rb") as file:
+            raw = file.read(MAX_SPEC_BYTES + 1)
+    except OSError as error:
+        raise InvalidSpecError(f"cannot read spec file {brief(text)}: {error.strerror or error}") from None
+    return TrainingSpec.from_json(raw)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -207,12 +220,23 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool | None = None) 
     args = parser().parse_args(argv)
     try:
         return run(args, own_process=argv is None if own_process is None else own_process)
-    except (TrainingError, MissingObjectError) as error:
-        print(f"hmm-em {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_TRAINING
-    except ValueError as error:  # bad spec, data, URI or argument
-        print(f"hmm-em {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except StoreUnavailableError as error:
+        return _fail(args, error, EXIT_UNAVAILABLE)
+    except (TrainingError, StoreError) as error:  # incl. missing and corrupt stored objects
+        return _fail(args, error, EXIT_TRAINING)
+    except ValueError as error:  # bad spec, data, URI or argument; data changed under a training
+        return _fail(args, error, EXIT_BAD_INPUT)
+    except OSError as error:  # the data's file system (pyarrow): unreachable, refused, unreadable
+        return _fail(args, f"cannot read the data: {error}", EXIT_UNAVAILABLE)
+
+
+def _fail(args: argparse.Namespace, error: object, code: int) -> int:
+    """One line on stderr: the command, the object and the cause."""
+    message = " ".join(str(error).split())
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + " [...]"
+    print(f"hmm-em {args.command}: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

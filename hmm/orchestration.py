@@ -8,7 +8,6 @@ reaches a path, an S3 key or a spark-submit argument list.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -19,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .sources import ENGINES
-from .store import InvalidURIError, check_uri
+from .store import InvalidURIError, brief, check_uri
 from .training import CODE_VERSION, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
 
 MODES = ("local", "emr")
@@ -118,13 +117,14 @@ def check_value(schema: Mapping[str, Any], value: Any, field: str) -> Any:
             return None
         raise InvalidSpecError(f"param {field!r} is required")
     if "enum" in schema and value not in schema["enum"]:
-        raise InvalidSpecError(f"param {field!r} is {value!r}; choose one of {schema['enum']}")
+        raise InvalidSpecError(f"param {field!r} is {brief(value)}; choose one of {schema['enum']}")
     if "string" in allowed:
-        if not isinstance(value, str) or not re.match(schema.get("pattern", ""), value):
-            raise InvalidSpecError(f"param {field!r} is {value!r}; it must match {schema.get('pattern', '')}")
+        # fullmatch: with re.match (and JSON schema's search) "$" also accepts a trailing newline.
+        if not isinstance(value, str) or ("pattern" in schema and not re.fullmatch(schema["pattern"], value)):
+            raise InvalidSpecError(f"param {field!r} is {brief(value)}; it must match {schema.get('pattern', '')}")
     elif "integer" in allowed:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidSpecError(f"param {field!r} is {value!r}; it must be an integer")
+            raise InvalidSpecError(f"param {field!r} is {brief(value)}; it must be an integer")
         if not schema.get("minimum", -math.inf) <= value <= schema.get("maximum", math.inf):
             raise InvalidSpecError(
                 f"param {field!r} is {value}; it must be in [{schema.get('minimum')}, {schema.get('maximum')}]"
@@ -137,7 +137,7 @@ def check_emr(raw: Any) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise InvalidSpecError(f"param 'emr' is {raw!r}; it must be an object")
+        raise InvalidSpecError(f"param 'emr' is {brief(raw)}; it must be an object")
     unknown = sorted(set(raw) - set(EMR_SCHEMA["properties"]))
     if unknown:
         raise InvalidSpecError(f"param 'emr' has unknown field(s) {unknown}; known: {sorted(EMR_SCHEMA['properties'])}")
@@ -176,8 +176,8 @@ def check_params(params: Mapping[str, Any]) -> RunSettings:
 
 
 def spec_digest(spec: TrainingSpec) -> str:
-    """SHA-256 of the spec's canonical JSON without the code version: equal specs, equal digests."""
-    return hashlib.sha256(spec.to_json(recorded=False)).hexdigest()
+    """SHA-256 of the spec's canonical JSON without the code version (:meth:`TrainingSpec.digest`)."""
+    return spec.digest()
 
 
 def derive_training_id(spec: TrainingSpec, logical_date: datetime) -> str:
@@ -225,8 +225,10 @@ def code_version_to_run(stored: TrainingSpec | None) -> str:
 
 
 def check_code_version(code_version: Any) -> str:
-    if not isinstance(code_version, str) or not CODE_VERSION.match(code_version):
-        raise ValueError(f"code version {code_version!r} is invalid: a version is 1-128 letters, digits and '.+_-'")
+    if not isinstance(code_version, str) or not CODE_VERSION.fullmatch(code_version):
+        raise ValueError(
+            f"code version {brief(code_version)} is invalid: a version is 1-128 letters, digits and '.+_-'"
+        )
     return code_version
 
 

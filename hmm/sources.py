@@ -114,6 +114,9 @@ class Split:
     path: str
     row_groups: tuple[int, ...] | None = None
     size: int = 0  # compressed bytes, to balance the tasks
+    #: The whole file's size and modification time, which pin the data of a training.
+    file_size: int | None = None
+    mtime_ns: int | None = None
 
     def describe(self, base: str) -> str:
         name = os.path.relpath(self.path, base) if self.path != base else os.path.basename(self.path)
@@ -229,17 +232,18 @@ class ParquetSequences:
             else:
                 listing = filesystem.get_file_info(pafs.FileSelector(self.base, recursive=True))
             files = [
-                (f.path, f.size or 0)
+                (f.path, f.size, f.mtime_ns)
                 for f in listing
                 if f.type == pafs.FileType.File and (f is info or not _hidden(f.path, self.base))
             ]
-        files.sort()
+        files.sort(key=lambda file: file[0])
         if not files:
             raise InvalidSequenceError(f"data URI {self.uri} has no Parquet files")
         splits = []
-        for path, file_size in files:
-            if file_size <= SPLIT_BYTES:
-                splits.append(Split(path, None, file_size))
+        for path, file_size, mtime_ns in files:
+            pin = {"file_size": file_size, "mtime_ns": mtime_ns}
+            if file_size is None or file_size <= SPLIT_BYTES:
+                splits.append(Split(path, None, file_size or 0, **pin))
                 continue
             with filesystem.open_input_file(path) as handle:
                 metadata = pq.ParquetFile(handle).metadata
@@ -248,12 +252,12 @@ class ParquetSequences:
             for group in range(metadata.num_row_groups):
                 size = _compressed_bytes(metadata.row_group(group))
                 if run and run_bytes + size > SPLIT_BYTES:
-                    splits.append(Split(path, tuple(run), run_bytes))
+                    splits.append(Split(path, tuple(run), run_bytes, **pin))
                     run, run_bytes = [], 0
                 run.append(group)
                 run_bytes += size
             whole = len(run) == metadata.num_row_groups
-            splits.append(Split(path, None if whole else tuple(run), run_bytes))
+            splits.append(Split(path, None if whole else tuple(run), run_bytes, **pin))
         return splits
 
     # ------------------------------------------------------------ engines
@@ -374,8 +378,8 @@ def _damaged(error: OSError) -> bool:
     return any(marker in message for marker in _DAMAGED)
 
 
-def local_files(root: str, uri: str) -> list[tuple[str, int]]:
-    """``(path, size)`` of the regular files at or below ``root``, each file once.
+def local_files(root: str, uri: str) -> list[tuple[str, int | None, int | None]]:
+    """``(path, size, mtime_ns)`` of the regular files at or below ``root``, each file once.
 
     Symbolic links are followed, but a directory already listed (a link
     looping back to an ancestor, or a second link to the same directory) is
@@ -389,8 +393,8 @@ def local_files(root: str, uri: str) -> list[tuple[str, int]]:
         raise InvalidSequenceError(f"data URI {uri} does not exist")
     if not stat.S_ISDIR(info.st_mode):
         _check_regular(root, info, uri)
-        return [(root, info.st_size)]
-    files: dict[tuple[int, int], tuple[str, int]] = {}
+        return [(root, info.st_size, info.st_mtime_ns)]
+    files: dict[tuple[int, int], tuple[str, int | None, int | None]] = {}
     listed = {(info.st_dev, info.st_ino)}
     pending = [root]  # depth first, in name order: a stack, children pushed in reverse
     while pending:
@@ -419,7 +423,7 @@ def local_files(root: str, uri: str) -> list[tuple[str, int]]:
                     below.append(path)
                 continue
             _check_regular(path, found, uri)
-            files.setdefault(identity, (path, found.st_size))
+            files.setdefault(identity, (path, found.st_size, found.st_mtime_ns))
         pending.extend(reversed(below))
     return list(files.values())
 

@@ -13,23 +13,27 @@ steps. Running a step twice is a no-op the second time.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .sequences import InvalidSequenceError
-from .sources import ParquetSequences
+from .sources import ParquetSequences, Split
 from .store import open_store
-from .training import Training, TrainingError, TrainingSpec, converged_after
+from .training import DataChangedError, InvalidSpecError, Training, TrainingError, TrainingSpec, converged_after
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from .base import BaseHMM
 
 
 #: How many bad batches a data scan names (the first bad row of each).
@@ -57,10 +61,24 @@ def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> Parq
     return ParquetSequences(spec.data, spec.sequence_col, spec.id_col, engine=engine, spark=spark)
 
 
-def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
-    """Scan the data once against the spec's model; raise on the first bad rows."""
+@dataclass(frozen=True)
+class PreparedTraining:
+    """What ``init_training`` writes, computed without writing anything."""
+
+    counts: dict[str, Any]
+    model: BaseHMM  # the initial parameters
+    splits: list[Split]  # the data's files when it was scanned: iteration 0 pins them
+    base: str
+
+
+def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> PreparedTraining:
+    """Everything init does before it writes: list and scan the data (the first bad rows are
+    reported), initialise from the sample, and check the initial parameters and one EM update
+    of them on the sample against the model's own parameter checks."""
+    source = _source(spec, engine, spark)
+    splits = source.splits()
     model = spec.build_model()
-    scan = _source(spec, engine, spark).scan(model)
+    scan = source.scan(model)
     if scan.errors:
         shown = "; ".join(scan.errors[:REPORTED_ERRORS])
         hidden = len(scan.errors) - REPORTED_ERRORS
@@ -68,12 +86,32 @@ def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession
         raise InvalidSequenceError(f"data {spec.data} is invalid: {shown}{more}")
     if scan.n_sequences == 0:
         raise InvalidSequenceError(f"data {spec.data} has no sequences")
-    return {
+    counts: dict[str, Any] = {
         "n_sequences": scan.n_sequences,
         "n_observations": scan.n_observations,
         "max_symbol": scan.max_symbol,
         "n_features": scan.n_features,
     }
+    if model._observation_kind == "symbol" and getattr(model, "n_features", None) is None:
+        model.n_features = counts["max_symbol"] + 1
+    X, offsets = source.sample(model)
+    X = model._as_observations(X)
+    model._init(X, offsets[1:] - offsets[:-1])
+    try:
+        model._check()
+        trial = copy.deepcopy(model)
+        trial._m_step(trial._batch_statistics(X, offsets))
+        trial._check()
+    except (ValueError, TypeError, IndexError) as error:
+        raise InvalidSpecError(
+            f"spec field 'model_args' does not give a usable {spec.model} model on this data: {error}"
+        ) from None
+    return PreparedTraining(counts, model, splits, source.base)
+
+
+def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
+    """:func:`prepare_training`'s checks (nothing written); the data's counts."""
+    return prepare_training(spec, engine, spark).counts
 
 
 def init_training(
@@ -85,8 +123,10 @@ def init_training(
 ) -> dict[str, Any]:
     """Write spec.json and iteration 0. Same spec again: no-op. Another spec: TrainingError.
 
+    All or nothing: :func:`prepare_training` runs every check before anything is written.
     spec.json records this code's version as the training's ``code_version``; an existing
-    spec.json keeps the version that created it.
+    spec.json keeps the version that created it. The record of iteration 0 pins the data
+    (files, sizes, modification times, counts).
     """
     spec = replace(spec, code_version=__version__)
     training = Training(open_store(store_uri), training_id)
@@ -95,28 +135,52 @@ def init_training(
         if 0 in training.committed():
             return {"status": "exists", **training.record(0)}
     started = time.perf_counter()
-    counts = validate_data(spec, engine, spark)
-    model = spec.build_model()
-    if model._observation_kind == "symbol" and getattr(model, "n_features", None) is None:
-        model.n_features = counts["max_symbol"] + 1
-    source = _source(spec, engine, spark)
-    X, offsets = source.sample(model)
-    X = model._as_observations(X)
-    model._init(X, offsets[1:] - offsets[:-1])
-    model._check()
-    training.create(spec)
+    prepared = prepare_training(spec, engine, spark)
     record = {
         "log_likelihood": None,
         "improvement": None,
         "converged": False,
-        "n_sequences": counts["n_sequences"],
-        "n_observations": counts["n_observations"],
+        "n_sequences": prepared.counts["n_sequences"],
+        "n_observations": prepared.counts["n_observations"],
+        "data": {"files": data_files(prepared.splits, prepared.base)},
         "timings": {"total_seconds": time.perf_counter() - started},
         "step": _step_identity(engine),
         "committed_at": _now(),
     }
-    won = training.commit(0, model, record)
+    training.create(spec)
+    won = training.commit(0, prepared.model, record, spec)
     return {"status": "committed" if won else "exists", **training.record(0)}
+
+
+def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Any], base: str) -> None:
+    """The data's files are the ones iteration 0 pinned (records without a pin pass)."""
+    files = pinned.get("data", {}).get("files") if isinstance(pinned.get("data"), dict) else None
+    if files is None:
+        return
+    now = {f[0]: f for f in data_files(splits, base)}
+    then = {f[0]: f for f in files}
+    added = sorted(set(now) - set(then))
+    removed = sorted(set(then) - set(now))
+    changed = sorted(name for name in set(now) & set(then) if list(now[name]) != list(then[name]))
+    if added or removed or changed:
+        what = "; ".join(
+            f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+            for label, names in (("added", added), ("removed", removed), ("changed", changed))
+            if names
+        )
+        raise DataChangedError(
+            f"the data of training {training.id!r} changed since iteration 0 ({what}); nothing committed. "
+            "Training on new data is a new training: start one with another training_id"
+        )
+
+
+def data_files(splits: list[Any], base: str) -> list[list[Any]]:
+    """[name, bytes, modification time in ns] of each data file (a file cut in splits counts once)."""
+    files: dict[str, list[Any]] = {}
+    for split in splits:
+        name = os.path.relpath(split.path, base) if split.path != base else os.path.basename(split.path)
+        files[name] = [name, split.file_size, split.mtime_ns]
+    return [files[name] for name in sorted(files)]
 
 
 def em_iteration(
@@ -129,6 +193,8 @@ def em_iteration(
 ) -> dict[str, Any]:
     """Commit iteration ``iteration`` from committed ``iteration - 1``.
 
+    The data must be what iteration 0 pinned (files, sizes, modification times, then sequence
+    and observation counts): otherwise :class:`DataChangedError`, nothing committed.
     ``startup``: timings of the job process before this step (``*_seconds``, see
     :func:`hmm.cli.job_startup`), recorded in the COMMIT next to the step's own phases.
     """
@@ -153,12 +219,20 @@ def em_iteration(
         raise TrainingError(
             f"training {training_id!r} converged at iteration {iteration - 1}; there is no iteration {iteration}"
         )
-    model = training.load_params(iteration - 1)
-    model._check()
+    model = training.load_params(iteration - 1, spec)
+    first = training.record(0)
     previous_history = training.history(upto=iteration - 1)
+    source = _source(spec, engine, spark)
+    check_same_data(training, first, source.splits(), source.base)
     loaded = time.perf_counter()
-    stats = _source(spec, engine, spark).statistics(model)
+    stats = source.statistics(model)
     estep = time.perf_counter()
+    if (stats.n_sequences, stats.n_observations) != (first["n_sequences"], first["n_observations"]):
+        raise DataChangedError(
+            f"the data of training {training_id!r} changed since iteration 0: {stats.n_sequences} sequences and "
+            f"{stats.n_observations} observations, iteration 0 had {first['n_sequences']} and "
+            f"{first['n_observations']}; nothing committed. Training on new data is a new training"
+        )
     model._m_step(stats)
     mstep = time.perf_counter()
     history = [*previous_history, stats.log_likelihood]
@@ -170,7 +244,7 @@ def em_iteration(
         "n_observations": stats.n_observations,
         "timings": {
             **(startup or {}),
-            # Everything the step reads before the E-step: checks, spec, parameters, history.
+            # Everything the step reads before the E-step: checks, spec, parameters, history, data listing.
             "load_seconds": loaded - started,
             "estep_seconds": estep - loaded,
             "mstep_seconds": mstep - estep,
@@ -179,12 +253,17 @@ def em_iteration(
         "committed_at": _now(),
     }
     model.monitor_._reset()  # the history lives in the COMMIT records, not in the parameters
-    won = training.commit(iteration, model, record)
+    won = training.commit(iteration, model, record, spec)
     return {"status": "committed" if won else "lost", **training.record(iteration)}
 
 
 def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
-    """Publish the last committed parameters and the report under ``model/``."""
+    """Publish the last committed parameters and the report under ``model/<iteration>/``.
+
+    Every file is created once (put-if-absent) and never replaced; the ``PUBLISHED`` marker,
+    created last, records each file's SHA-256. Publishing an earlier iteration (``hmm-em report``
+    during a training) never blocks publishing a later one; readers follow the highest marker.
+    """
     from .report import build_report
 
     store = open_store(store_uri)
@@ -192,28 +271,31 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
     latest = training.latest()
     if latest is None:
         raise TrainingError(f"training {training_id!r} has no committed iteration in {store_uri}")
-    published = training.published()
+    published = training.published(latest)
     if published is not None:
-        if published["iteration"] != latest:
-            raise TrainingError(
-                f"training {training_id!r} was published from iteration {published['iteration']}, "
-                f"but iteration {latest} is now the latest; publish it under a new training_id"
-            )
         return {"status": "exists", **published}
-    model = training.load_params(latest)
-    files = build_report(training.spec(), training.records(), model)
+    spec = training.spec()
+    model = training.load_params(latest, spec)
+    record = training.record(latest)
+    # Only the records up to the published iteration: a later one may have landed meanwhile.
+    files = build_report(spec, [r for r in training.records() if r["iteration"] <= latest], model)
+    digests = {}
     for name, data in files.items():
-        store.write(f"{training.prefix}/model/{name}", data)
+        key = training.model_key(latest, name)
+        if not store.create_if_absent(key, data):
+            data = store.read(key)  # another writer published this iteration first: describe its bytes
+        digests[name] = hashlib.sha256(data).hexdigest()
     marker = {
         "iteration": latest,
-        "converged": bool(training.record(latest)["converged"]),
-        "model": store.url(f"{training.prefix}/model/model.npz"),
-        "report": store.url(f"{training.prefix}/model/report.md"),
-        "files": sorted(files),
+        "converged": bool(record["converged"]),
+        "model": store.url(training.model_key(latest, "model.npz")),
+        "report": store.url(training.model_key(latest, "report.md")),
+        "files": digests,
+        "spec_sha256": spec.digest(),
         "published_at": _now(),
     }
-    store.create_if_absent(training.published_key, json.dumps(marker, sort_keys=True, indent=2).encode())
-    return {"status": "published", **(training.published() or marker)}
+    won = store.create_if_absent(training.published_key(latest), json.dumps(marker, sort_keys=True, indent=2).encode())
+    return {"status": "published" if won else "exists", **(training.published(latest) or marker)}
 
 
 def train(

@@ -19,14 +19,27 @@ server works unchanged through ``AWS_ENDPOINT_URL``.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 SCHEMES = ("file", "s3")
+#: The longest URI accepted: S3 keys are at most 1,024 bytes, and a root leaves room for the keys below it.
+MAX_URI_LENGTH = 512
+#: S3's bucket naming rules (general purpose buckets): 3-63 lowercase letters, digits, '.' and '-',
+#: starting and ending with a letter or digit.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: Characters a root URI's path may hold: no '#', '?', ';', '%', spaces or controls, which a URL parser
+#: would split off or decode while printed URLs kept them.
+URI_PATH = re.compile(r"[A-Za-z0-9/_.+=@,:~-]*")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -39,32 +52,73 @@ class MissingObjectError(StoreError, FileNotFoundError):
     """The object does not exist."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store could not be used: endpoint down, credentials missing or refused, disk full, read-only.
+
+    Nothing was written (or a partial temporary was removed); the same call may succeed once the
+    cause is fixed.
+    """
+
+
 class InvalidURIError(ValueError):
     """A store or data URI that is not ``file://`` or ``s3://`` or is malformed."""
 
 
+def brief(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: error messages quote hostile input, not all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}[...]"
+
+
 def check_uri(uri: str, field: str = "uri") -> str:
-    """The URI if its scheme is file or s3 and it names a path; else InvalidURIError."""
+    """The URI if its scheme is file or s3 and it names a path; else InvalidURIError.
+
+    Only plain absolute paths are accepted: no query, fragment or parameters (``?``, ``#``,
+    ``;``), no percent-escapes, no ``.`` or ``..`` segments, no empty segments, at most
+    :data:`MAX_URI_LENGTH` characters, and for S3 a bucket name that S3 accepts.
+    """
     if not isinstance(uri, str) or not uri:
-        raise InvalidURIError(f"{field} must be a non-empty string, got {uri!r}")
-    parsed = urlparse(uri)
-    if parsed.scheme not in SCHEMES:
-        raise InvalidURIError(f"{field} {uri!r} has scheme {parsed.scheme!r}; only file:// and s3:// are allowed")
-    if any(ord(c) < 32 for c in uri):
-        raise InvalidURIError(f"{field} {uri!r} contains control characters")
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
-            raise InvalidURIError(f"{field} {uri!r} must be an absolute file:///path")
-    elif not parsed.netloc or len(parsed.netloc) < 3:
-        raise InvalidURIError(f"{field} {uri!r} must name a bucket: s3://bucket/prefix")
-    if ".." in Path(parsed.path).parts:
-        raise InvalidURIError(f"{field} {uri!r} must not contain '..'")
+        raise InvalidURIError(f"{field} must be a non-empty string, got {brief(uri)}")
+    if len(uri) > MAX_URI_LENGTH:
+        raise InvalidURIError(f"{field} is {len(uri)} characters long; at most {MAX_URI_LENGTH} are allowed")
+    if not uri.isascii() or any(ord(c) < 33 or ord(c) == 127 for c in uri):
+        raise InvalidURIError(f"{field} {brief(uri)} contains spaces, control or non-ASCII characters")
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
+        scheme, rest = "", uri
+    if scheme not in SCHEMES:
+        raise InvalidURIError(f"{field} {brief(uri)} has scheme {scheme!r}; only file:// and s3:// are allowed")
+    netloc, _, path = rest.partition("/")
+    path = "/" + path
+    if not URI_PATH.fullmatch(path):
+        bad = next(c for c in path if not URI_PATH.fullmatch(c))
+        raise InvalidURIError(
+            f"{field} {brief(uri)} contains {bad!r}; "
+            "a URI here is a plain path (no query, fragment, parameters or escapes)"
+        )
+    if scheme == "file":
+        if netloc not in ("", "localhost"):
+            raise InvalidURIError(f"{field} {brief(uri)} must be an absolute file:///path")
+    elif not BUCKET_NAME.fullmatch(netloc) or ".." in netloc:
+        raise InvalidURIError(
+            f"{field} {brief(uri)} must name a bucket as S3 does (s3://bucket/prefix: 3-63 lowercase letters, "
+            "digits, '.' and '-')"
+        )
+    segments = path.strip("/").split("/") if path.strip("/") else []
+    if any(part in ("", ".", "..") for part in segments):
+        raise InvalidURIError(f"{field} {brief(uri)} must not contain '..', '.' or empty path segments")
     return uri
 
 
 def _check_key(key: str) -> str:
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    if (
+        not isinstance(key, str)
+        or not key
+        or key.startswith("/")
+        or not URI_PATH.fullmatch(key)
+        or any(p in ("", ".", "..") for p in parts)
+    ):
         raise StoreError(f"invalid object key {key!r}")
     return key
 
@@ -94,6 +148,23 @@ class Store(ABC):
         """Every key under ``prefix`` (a folder-like prefix ending in '/'), sorted."""
 
 
+@contextmanager
+def _os_errors(url: str, action: str) -> Iterator[None]:
+    """OSErrors of a file store as one line naming the object and the cause."""
+    try:
+        yield
+    except MissingObjectError:
+        raise
+    except FileNotFoundError:
+        raise MissingObjectError(f"{url} does not exist") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # a link loop is a broken store, not an unavailable one
+            raise StoreError(f"cannot {action} {url}: a symbolic link loop") from None
+        cause = error.strerror or str(error)
+        name = errno.errorcode.get(error.errno or 0)
+        raise StoreUnavailableError(f"cannot {action} {url}: {cause}" + (f" ({name})" if name else "")) from None
+
+
 class FileStore(Store):
     def __init__(self, uri: str):
         self.uri = check_uri(uri)
@@ -103,46 +174,77 @@ class FileStore(Store):
         return self.root / _check_key(key)
 
     def read(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise MissingObjectError(f"{self.url(key)} does not exist") from None
+        path = self._path(key)
+        with _os_errors(self.url(key), "read"):
+            if path.exists() and not path.is_file():
+                raise StoreError(f"cannot read {self.url(key)}: not a regular file")
+            return path.read_bytes()
 
     def _temporary(self, path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes 0600; stored objects get the usual mode
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            os.fchmod(handle, 0o666 & ~_UMASK)  # mkstemp makes 0600; stored objects get the usual mode
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+        except BaseException:
+            # A full disk or a kill must not leave a partial temporary behind.
+            Path(name).unlink(missing_ok=True)
+            raise
         return Path(name)
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        os.replace(self._temporary(path, data), path)
+        with _os_errors(self.url(key), "write"):
+            temporary = self._temporary(path, data)
+            try:
+                os.replace(temporary, path)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        temporary = self._temporary(path, data)
-        try:
-            os.link(temporary, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            temporary.unlink()
+        with _os_errors(self.url(key), "write"):
+            temporary = self._temporary(path, data)
+            try:
+                os.link(temporary, path)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                temporary.unlink()
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        path = self._path(key)
+        with _os_errors(self.url(key), "look up"):
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISREG(mode):
+                raise StoreError(f"cannot look up {self.url(key)}: not a regular file")
+            return True
 
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix if prefix else self.root
-        if not base.is_dir():
-            return []
-        return sorted(
-            str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")
-        )
+        with _os_errors(self.url(prefix) if prefix else self.uri, "list"):
+            if not base.is_dir():
+                return []
+            # os.walk does not follow directory links: a link loop cannot make the listing endless.
+            keys = []
+            for folder, _, names in os.walk(base):
+                for name in names:
+                    path = Path(folder, name)
+                    if not name.startswith(".") and path.is_file():
+                        keys.append(str(path.relative_to(self.root)))
+            return sorted(keys)
+
+
+#: S3 error codes that mean "no such object".
+_S3_MISSING = frozenset(("404", "NoSuchKey", "NotFound"))
 
 
 class S3Store(Store):
@@ -161,46 +263,62 @@ class S3Store(Store):
         _check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def read(self, key: str) -> bytes:
+    @contextmanager
+    def _errors(self, key: str, action: str) -> Iterator[None]:
+        """botocore's errors as one line naming the object: missing, or the store unavailable."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        url = self.url(key) if key else self.uri
         try:
+            yield
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            code = str(details.get("Code", ""))
+            if code in _S3_MISSING:
+                raise MissingObjectError(f"{url} does not exist") from None
+            message = details.get("Message") or code
+            raise StoreUnavailableError(f"cannot {action} {url}: {code}: {message}") from None
+        except BotoCoreError as error:  # endpoint down, no credentials, invalid parameters, ...
+            raise StoreUnavailableError(f"cannot {action} {url}: {error}") from None
+
+    def read(self, key: str) -> bytes:
+        with self._errors(key, "read"):
             response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except self.client.exceptions.NoSuchKey:
-            raise MissingObjectError(f"{self.url(key)} does not exist") from None
-        return bytes(response["Body"].read())
+            return bytes(response["Body"].read())
 
     def write(self, key: str, data: bytes) -> None:
         # A PUT replaces an S3 object atomically.
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        with self._errors(key, "write"):
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
-            return True
-        except ClientError as error:
-            # 412: the key exists; 409: a concurrent conditional write won the race.
-            if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            raise
+        with self._errors(key, "write"):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+                return True
+            except ClientError as error:
+                # 412: the key exists; 409: a concurrent conditional write won the race.
+                if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+            with self._errors(key, "look up"):
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+                return True
+        except MissingObjectError:
+            return False
 
     def list(self, prefix: str) -> list[str]:
         full = self._key(prefix.rstrip("/")) + "/" if prefix else (f"{self.prefix}/" if self.prefix else "")
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
+        with self._errors(prefix, "list"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
         return sorted(keys)
 
 

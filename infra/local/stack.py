@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hmm.store import open_store
+from hmm.training import Training
 from infra.local import demo, letters
 from infra.local.dag_runner import LocalAirflow
 from infra.local.s3 import local_s3
@@ -50,14 +51,17 @@ def training_conf(data_uri: str, store_uri: str, tol: float, max_iter: int) -> d
 
 
 def copy_published(store_uri: str, training_id: str, folder: Path) -> list[Path]:
-    """The published model/ of a training, from the store to ``folder``."""
-    store = open_store(store_uri)
-    prefix = f"trainings/{training_id}/model/"
+    """The published model of a training (the files its PUBLISHED marker names), from the store to ``folder``."""
+    training = Training(open_store(store_uri), training_id)
+    marker = training.published()
+    if marker is None:
+        return []
     folder.mkdir(parents=True, exist_ok=True)
     copied = []
-    for key in store.list(prefix):
-        target = folder / key[len(prefix) :]
-        target.write_bytes(store.read(key))
+    for name in [*marker["files"], "PUBLISHED"]:
+        key = training.model_key(marker["iteration"], name)
+        target = folder / name
+        target.write_bytes(training.store.read(key))
         copied.append(target)
     return copied
 

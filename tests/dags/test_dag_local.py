@@ -84,7 +84,7 @@ def test_a_failed_run_resumes_on_the_same_date_and_a_backfill_does_nothing(
     assert "iteration    2 [committed] log-likelihood" in log and "delta +" in log
     assert f"COMMIT 2: {json.dumps(after[2], sort_keys=True)}" in log
     assert f"log-likelihood gain {after[2]['improvement']:.6g} below tol={TOL}" in log
-    published = json.loads(open_store(store).read(f"trainings/{training}/model/PUBLISHED"))
+    published = Training(open_store(store), training).published()
     assert published["iteration"] == 2
     assert model_events(training) == [{"training_id": training, **published}]
 
@@ -138,7 +138,7 @@ def test_a_run_out_of_slots_hands_over_to_a_continuation_run(dag, tmp_path, data
     final = records(store, training)
     assert {k: final[k] for k in earlier} == earlier
     assert max(final) == slots + 1 and final[slots + 1]["params_sha256"] == expected["params_sha256"]
-    assert Training(open_store(store), training).store.exists(f"trainings/{training}/model/report.md")
+    assert Training(open_store(store), training).published() is not None
 
 
 def test_spark_submit_runs_the_iteration_of_a_resumed_training(dag, tmp_path):
@@ -155,7 +155,7 @@ def test_spark_submit_runs_the_iteration_of_a_resumed_training(dag, tmp_path):
     training = Training(open_store(store), "on-spark")
     assert [r["step"]["engine"] for r in training.records()] == ["local", "local", "spark"]
     assert training.converged() and training.latest() == 2
-    assert training.store.exists("trainings/on-spark/model/PUBLISHED")
+    assert training.published() is not None
     reference(f"file://{tmp_path}/reference", data_uri, tol=0.0, max_iter=2)
     in_process = Training(open_store(f"file://{tmp_path}/reference"), "reference").load_params(2)
     on_spark = training.load_params(2)

@@ -6,6 +6,7 @@ import pytest
 
 from hmm.cli import main
 from hmm.store import open_store
+from hmm.training import Training
 
 
 def spec_text(data_uri, **overrides):
@@ -37,7 +38,8 @@ def test_train_status_resume_report(capsys, file_root, categorical_data):
     assert main(["train", *common, "--spec", spec_text(data_uri)]) == 0
     out = capsys.readouterr().out
     assert "iteration    1 [committed] log-likelihood" in out
-    assert f"model {file_root}/trainings/cli/model/model.npz" in out
+    latest = Training(open_store(file_root), "cli").latest()
+    assert f"model {file_root}/trainings/cli/model/{latest}/model.npz" in out
     assert main(["status", "--store", file_root, "--training-id", "cli"]) == 0
     status = capsys.readouterr().out
     assert "| 0 | (initial parameters) |" in status and "latest committed iteration: 4" in status

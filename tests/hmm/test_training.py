@@ -1,6 +1,7 @@
 """Trainings as committed iterations: steps, idempotency, conflicts, checksums (local engine)."""
 
 import json
+import os
 import threading
 
 import numpy as np
@@ -179,9 +180,10 @@ def test_train_runs_to_convergence_and_publishes(store_root, categorical_data):
     store = open_store(store_root)
     files = store.list("trainings/t7/model/")
     for name in ("model.npz", "report.json", "report.md", "log_likelihood.png", "parameters.png", "PUBLISHED"):
-        assert f"trainings/t7/model/{name}" in files
-    assert result["iteration"] == latest and result["report"].endswith("trainings/t7/model/report.md")
-    published = hmm.persistence.loads(store.read("trainings/t7/model/model.npz"))
+        assert f"trainings/t7/model/{latest}/{name}" in files
+    assert result["iteration"] == latest and result["report"].endswith(f"trainings/t7/model/{latest}/report.md")
+    assert training.published() == {k: v for k, v in result.items() if k != "status"}
+    published = hmm.persistence.loads(store.read(f"trainings/t7/model/{latest}/model.npz"))
     library = training.load_params(0)
     library.set_params(init_params="", n_iter=50, tol=0.5)
     library.fit(X, lengths)
@@ -252,3 +254,25 @@ def test_spark_engine_matches_local_engine(spark, tmp_path):
     for k in on_spark.committed():
         np.testing.assert_array_equal(on_spark.load_params(k).emissionprob_, local.load_params(k).emissionprob_)
         np.testing.assert_array_equal(on_spark.load_params(k).transmat_, local.load_params(k).transmat_)
+
+
+def test_a_training_published_by_earlier_code_stays_published_and_can_publish_later_iterations(file_root):
+    """Code before iteration-addressed models wrote model/PUBLISHED (naming its iteration) and model/model.npz."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        data_uri, _, _ = write_categorical_parquet(f"{folder}/data", n_sequences=60)
+        steps.init_training(file_root, "old", spec_for(data_uri, max_iter=3, tol=0.0), engine="local")
+        steps.em_iteration(file_root, "old", 1, engine="local")
+        training = Training(open_store(file_root), "old")
+        legacy = {"iteration": 1, "converged": False, "model": "m", "report": "r", "files": ["model.npz"]}
+        root = file_root[len("file://") :]
+        os.makedirs(f"{root}/trainings/old/model")
+        with open(f"{root}/trainings/old/model/PUBLISHED", "w") as file:
+            json.dump(legacy, file)
+        assert training.published() == legacy and training.published(1) == legacy
+        assert steps.finalize(file_root, "old")["status"] == "exists"
+        steps.em_iteration(file_root, "old", 2, engine="local")
+        steps.em_iteration(file_root, "old", 3, engine="local")
+        assert steps.finalize(file_root, "old")["status"] == "published"
+        assert training.published()["iteration"] == 3 and training.published(1) == legacy

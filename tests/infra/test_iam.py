@@ -292,23 +292,24 @@ def test_no_bucket_policy_refuses_a_recorded_call(aws, needs, bucket):
     assert refused == []
 
 
-def test_commits_are_written_only_if_absent_and_can_be_neither_replaced_nor_deleted(aws, needs):
+def test_training_objects_are_written_only_if_absent_and_markers_can_be_neither_replaced_nor_deleted(aws, needs):
     statements = aws.stack.bucket_statements("StoreBucket")
-    commits = [n for n in needs if n.action == "s3:PutObject" and n.resource.endswith(f"/{COMMIT_NAME}")]
-    assert commits, summary(needs)
-    # Every COMMIT write the code made was a put-if-absent...
-    assert {n.keys.get("s3:if-none-match") for n in commits} == {"*"}
-    for commit in commits:
-        secure = {"aws:SecureTransport": "true"}
-        # ...and the bucket refuses any other kind, and any deletion, whoever asks.
-        for action, keys in [
-            ("s3:PutObject", secure),
-            ("s3:DeleteObject", secure),
-            ("s3:DeleteObjectVersion", secure),
-        ]:
-            attempt = Need("anyone", action, commit.resource, tuple(keys.items()))
-            assert [s["Sid"] for s in denying(statements, attempt)], (action, commit.resource)
-        assert denying(statements, commit) == []
+    writes = [n for n in needs if n.action == "s3:PutObject" and "/trainings/" in n.resource]
+    markers = [n for n in writes if n.resource.endswith((f"/{COMMIT_NAME}", "/PUBLISHED"))]
+    assert {n.resource.rsplit("/", 1)[1] for n in markers} == {COMMIT_NAME, "PUBLISHED"}, summary(needs)
+    # Every write of a training's objects the code made was a put-if-absent...
+    assert {n.keys.get("s3:if-none-match") for n in writes} == {"*"}
+    secure = {"aws:SecureTransport": "true"}
+    for write in writes:
+        # ...and the bucket refuses any other kind, whoever asks...
+        attempt = Need("anyone", "s3:PutObject", write.resource, tuple(secure.items()))
+        assert [s["Sid"] for s in denying(statements, attempt)], write.resource
+        assert denying(statements, write) == []
+    for marker in markers:
+        # ...and any deletion of a COMMIT or PUBLISHED marker.
+        for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+            attempt = Need("anyone", action, marker.resource, tuple(secure.items()))
+            assert [s["Sid"] for s in denying(statements, attempt)], (action, marker.resource)
 
 
 def test_store_access_logs_can_be_delivered_to_the_log_bucket(aws):

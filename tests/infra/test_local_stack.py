@@ -32,7 +32,7 @@ def test_local_stack_trains_against_a_local_s3_and_stops_it(tmp_path):
     out = finished.stdout
     assert "local S3: moto server at http://127.0.0.1:" in out
     assert f"data:     s3://{stack.BUCKET}/data/letters/" in out
-    model_uri = f"s3://{stack.BUCKET}/store/trainings/{stack.TRAINING_ID}/model/model.npz"
+    model_uri = f"s3://{stack.BUCKET}/store/trainings/{stack.TRAINING_ID}/model/3/model.npz"
     assert f"model:  {model_uri}" in out
     # Progress from the store as each COMMIT landed, then the stop.
     assert "iteration    0 [committed] initial parameters (200 sequences" in out
