@@ -424,13 +424,25 @@ def test_bad_data_is_named_by_file_row_and_rule(case: str, tmp_path: Path) -> No
 
 # Edge cases that are valid data: accepted, with the right counts.
 VALID_CASES: dict[str, tuple[str, pa.Array, int]] = {
-    "categorical int8": ("categorical", pa.array([[1, 0], [2]], L(pa.int8())), 3),
-    "categorical large list": ("categorical", pa.array([[1, 0]], pa.large_list(pa.int64())), 2),
-    "categorical uint64 below 2**63": ("categorical", pa.array([[0, 7]], L(pa.uint64())), 2),
-    "gaussian one feature as array<double>": ("gaussian", pa.array([[1.0, 2.0], [3.0]], L(pa.float64())), 3),
-    "gaussian bools": ("gaussian", pa.array([[[True]], [[False]]], L(L(pa.bool_()))), 2),
-    "gaussian float16": ("gaussian", pa.array([[[1.0]], [[2.0]]], L(L(pa.float16()))), 2),
-    "poisson uint64 counts": ("poisson", pa.array([[[1]], [[2**64 - 1]]], L(L(pa.uint64()))), 2),
+    "categorical int8": ("categorical", pa.array([[1, 0, 2, 1], [2, 0, 1]], L(pa.int8())), 7),
+    "categorical large list": ("categorical", pa.array([[1, 0, 1, 1, 0]], pa.large_list(pa.int64())), 5),
+    "categorical uint64 below 2**63": ("categorical", pa.array([[0, 7, 3, 0, 7]], L(pa.uint64())), 5),
+    "gaussian one feature as array<double>": (
+        "gaussian",
+        pa.array([[1.0, 2.0, 1.5, 3.0], [3.0, 0.5, 2.0]], L(pa.float64())),
+        7,
+    ),
+    "gaussian bools": (
+        "gaussian",
+        pa.array([[[True], [False], [True], [True], [False]], [[False], [True], [False]]], L(L(pa.bool_()))),
+        8,
+    ),
+    "gaussian float16": (
+        "gaussian",
+        pa.array([[[1.0], [2.0], [1.5], [3.0]], [[2.5], [0.5], [1.0]]], L(L(pa.float16()))),
+        7,
+    ),
+    "poisson uint64 counts": ("poisson", pa.array([[[1], [3], [0], [2]], [[7], [1], [0]]], L(L(pa.uint64()))), 7),
 }
 
 
