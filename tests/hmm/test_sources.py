@@ -46,7 +46,10 @@ def test_splits_are_the_data_files_in_path_order_without_hidden_ones(tmp_path):
     (data / "_temporary" / "part-9.parquet").write_bytes(b"half written")
     splits = ParquetSequences(f"file://{data}", engine="local").splits()
     names = ("nested/part-2.parquet", "part-0.parquet", "part-1.parquet")
-    assert splits == [Split(str(data / n), None, (data / n).stat().st_size) for n in names]
+    stats = [(data / n).stat() for n in names]  # size and mtime also pin the data of a training
+    assert splits == [
+        Split(str(data / n), None, s.st_size, s.st_size, s.st_mtime_ns) for n, s in zip(names, stats, strict=True)
+    ]
     single = ParquetSequences(f"file://{data}/part-1.parquet", engine="local")
     assert single.splits() == [splits[2]]
     assert single.scan(model_for()).n_sequences == 5
