@@ -73,24 +73,37 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
     if symbols and nested:
         raise InvalidSequenceError(f"a categorical sequence column must be array<int>, got {column.type}")
     if nested:
-        widths = frames.value_lengths().to_numpy(zero_copy_only=False)
-        if widths.size and (frames.null_count or np.any(widths != widths[0])):
-            bad = int(np.flatnonzero(frames.is_null().to_numpy(zero_copy_only=False) | (widths != widths[0]))[0])
+        if frames.null_count:
+            bad = int(np.flatnonzero(frames.is_null().to_numpy(zero_copy_only=False))[0])
+            sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
+            raise InvalidSequenceError(
+                f"sequence {sequence}, position {bad - offsets[sequence]}: observation is null "
+                "(every observation needs an array of features)"
+            )
+        widths = frames.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+        if widths.size and np.any(widths != widths[0]):
+            bad = int(np.flatnonzero(widths != widths[0])[0])
             sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
             raise InvalidSequenceError(
                 f"sequence {sequence}, position {bad - offsets[sequence]}: observation has "
-                f"{0 if frames[bad].as_py() is None else widths[bad]} features but the first has {widths[0]} "
+                f"{widths[bad]} features but the first has {widths[0]} "
                 "(every observation needs the same number of features)"
             )
         values = frames.flatten()
         width = int(widths[0]) if widths.size else 0
+        if width == 0:
+            raise InvalidSequenceError(
+                "sequence 0, position 0: observation has 0 features (every observation needs at least one feature)"
+            )
     else:
         values, width = frames, 1
     if values.null_count:
-        bad = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // max(width, 1)
+        value = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        bad = value // width
         sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
+        feature = f", feature {value % width}" if nested else ""
         raise InvalidSequenceError(
-            f"sequence {sequence}, position {bad - offsets[sequence]}: observation is null "
+            f"sequence {sequence}, position {bad - offsets[sequence]}{feature}: observation is null "
             "(observations must be numbers)"
         )
     X = values.to_numpy(zero_copy_only=False)
@@ -135,11 +148,14 @@ def batch_record(
     index: int,
     statistics: bool,
     where: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Validate one batch and summarise it; with ``statistics``, also run the E-step on it.
 
     Rules on the data alone always apply; rules against the model (symbol <
-    n_features) apply once the model knows its size. Errors become the
+    n_features) apply once the model knows its size; until then the size the
+    data would give it must fit ``limit`` (:func:`hmm.base.check_model_size`,
+    resolved by the caller so that executors apply the driver's). Errors become the
     record's ``error`` (located by partition, batch and row id), never an
     exception, so the driver can report the first bad rows of the whole data.
     """
@@ -149,6 +165,7 @@ def batch_record(
         X, offsets = arrow_sequences(batch.column(sequence_col), symbols)
         observations = model._as_observations(X)
         model._check_values(observations, offsets)
+        model._check_data_size(observations, offsets, limit)
         record["n_observations"] = int(offsets[-1])
         if symbols:
             record["max_symbol"] = int(observations.max())

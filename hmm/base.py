@@ -15,6 +15,7 @@ initial parameters (to floating-point rounding); so do initialisation (same
 from __future__ import annotations
 
 import logging
+import math
 import string
 import sys
 import time
@@ -29,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import kernels
 from .convergence import ConvergenceMonitor
+from .limits import MAX_MODEL_BYTES_ENV, format_bytes, max_model_bytes
 from .sequences import (
     InvalidParameterError,
     InvalidSequenceError,
@@ -41,6 +43,83 @@ _log = logging.getLogger(__name__)
 
 DECODER_ALGORITHMS = frozenset(("viterbi", "map"))
 IMPLEMENTATIONS = frozenset(("log", "scaling"))
+#: Copies of the parameters the estimate counts: the parameters, their expected counts
+#: (statistics of the same shapes) and the new values of an M-step.
+_PARAMETER_COPIES = 3
+
+
+class ModelTooLargeError(InvalidParameterError):
+    """A model whose parameters or work arrays would need more memory than allowed."""
+
+
+def _dimension(value: Any) -> int | None:
+    """A model dimension as an int, or None when unset or invalid (the settings checks name those)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1:
+        return int(value)
+    return None
+
+
+def check_model_size(model: BaseHMM, n_features: int | None = None, limit: int | None = None, longest: int = 0) -> int:
+    """Refuse a model too large for memory before anything of its size is allocated.
+
+    Estimates the bytes a model of this size needs from ``n_components``,
+    ``n_features`` (``n_features`` if given, e.g. inferred from data, else the
+    model's own; unknown counts as 1), ``n_mix`` and the covariance type: its
+    parameters, statistics and M-step values (3 copies of every parameter
+    array) plus the kernels' work arrays for one batch of ``frames_per_batch``
+    frames (or of the ``longest`` sequence, if longer), with the
+    forward-backward buffers of a sequence of ``longest`` observations.
+    Raises :class:`ModelTooLargeError` (a ``ValueError``) naming the sizes,
+    the largest parameter and the limit (``limit``, default
+    :func:`max_model_bytes`); returns the estimate.
+    """
+    n_components = _dimension(model.n_components)
+    if n_components is None:
+        return 0  # not a size: _check_settings refuses it by name
+    known = _dimension(n_features if n_features is not None else getattr(model, "n_features", None))
+    dimensions = {
+        "n_components": n_components,
+        "n_features": known or 1,
+        "n_mix": _dimension(getattr(model, "n_mix", 1)) or 1,
+    }
+    shapes = model._parameter_shapes()
+    elements = {name: math.prod(dimensions[axis] for axis in axes) for name, axes in shapes.items()}
+    frames = max(model.frames_per_batch, longest)
+    # forward_backward's alpha and frame buffers, (longest, n_states, LANES) each, and its scales.
+    lanes = 2 * longest * kernels.LANES * (n_components + 1)
+    work = frames * model._work_per_frame(dimensions) + lanes
+    estimate = 8 * (_PARAMETER_COPIES * sum(elements.values()) + work)
+    limit = max_model_bytes() if limit is None else limit
+    if estimate > limit:
+        largest = max(elements, key=lambda name: elements[name])
+        # An unknown n_features counts as 1 and goes unnamed: the size comes from the other fields.
+        shown = _axes_used(shapes) - (set() if known else {"n_features"})
+        sizes = ", ".join(f"{axis}={value}" for axis, value in dimensions.items() if axis in shown)
+        sequence = f" for a sequence of {longest:,} observations" if longest else ""
+        raise ModelTooLargeError(
+            f"a {type(model).__name__} with {sizes} needs about {format_bytes(estimate)} of memory "
+            f"(largest parameter {largest}: {' x '.join(shapes[largest])} = {elements[largest]:,} values, "
+            f"{_PARAMETER_COPIES} copies; kernel work arrays {format_bytes(8 * work)}{sequence}), more than the "
+            f"limit of {format_bytes(limit)}; set {MAX_MODEL_BYTES_ENV} (bytes) to allow more"
+        )
+    return estimate
+
+
+def _axes_used(shapes: dict[str, tuple[str, ...]]) -> set[str]:
+    return {axis for axes in shapes.values() for axis in axes}
+
+
+def real_array(name: str, value: Any) -> np.ndarray:
+    """A parameter as a C-contiguous float64 array; complex or non-numeric values are refused.
+
+    A plain float conversion would drop an imaginary part silently.
+    """
+    array = np.asarray(value)
+    if np.iscomplexobj(array):
+        raise InvalidParameterError(f"{name} has complex values (dtype {array.dtype}); parameters must be real numbers")
+    if not (np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)):
+        raise InvalidParameterError(f"{name} must hold numbers, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float64)
 
 
 def normalize(a: np.ndarray, axis: int | None = None) -> None:
@@ -400,13 +479,45 @@ class BaseHMM(BaseEstimator):
             raise ValueError(f"algorithm must be one of {sorted(DECODER_ALGORITHMS)}, got {self.algorithm!r}")
         if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
             raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+        check_model_size(self)
 
     def _prepare(self, X: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
         """Validate the data's layout and values; returns (observations, offsets)."""
         observations = self._as_observations(X)
         offsets = offsets_from_lengths(lengths, observations.shape[0])
         self._check_values(observations, offsets)
+        self._check_data_size(observations, offsets)
         return observations, offsets
+
+    def _check_data_size(self, X: np.ndarray, offsets: np.ndarray, limit: int | None = None) -> None:
+        """The model and its kernels must fit :func:`check_model_size` for this data.
+
+        With ``n_features`` inferred from X, the model's size is what X makes it
+        (named by what in X decides it); then the longest sequence, whose
+        forward-backward buffers grow with its length, must fit too.
+        """
+        n_features = None
+        if getattr(self, "n_features", None) is None:
+            n_features, location = self._inferred_n_features(X, offsets)
+            try:
+                check_model_size(self, n_features, limit)
+            except ModelTooLargeError as error:
+                raise InvalidSequenceError(f"{location} would make n_features={n_features}: {error}") from None
+        else:
+            check_model_size(self, None, limit)  # the model itself, whatever the data
+        lengths = np.diff(offsets)
+        sequence = int(np.argmax(lengths))
+        try:
+            check_model_size(self, n_features, limit, longest=int(lengths[sequence]))
+        except ModelTooLargeError as error:
+            raise InvalidSequenceError(
+                f"sequence {sequence}: its {int(lengths[sequence])} observations would need more memory than "
+                f"allowed: {error}"
+            ) from None
+
+    def _inferred_n_features(self, X: np.ndarray, offsets: np.ndarray) -> tuple[int, str]:
+        """``n_features`` as fit would infer it from X, and what in X decides it."""
+        return int(X.shape[1]), f"observations of {X.shape[1]} features"
 
     def _prepare_for_inference(self, X: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "startprob_")
@@ -418,6 +529,7 @@ class BaseHMM(BaseEstimator):
     def _init(self, X: np.ndarray, lengths: np.ndarray | None = None) -> None:
         """hmmlearn's initialisation: Dirichlet draws for start and transitions."""
         self._check_and_set_n_features(X)
+        check_model_size(self)  # before any parameter of that size is drawn
         init = 1.0 / self.n_components
         random_state = check_random_state(self.random_state)
         if self._needs_init("s", "startprob_"):
@@ -458,10 +570,10 @@ class BaseHMM(BaseEstimator):
 
     def _check(self) -> None:
         """Validate the parameters (shapes, distributions) before using them."""
-        self.startprob_ = np.ascontiguousarray(self.startprob_, dtype=np.float64)
+        self.startprob_ = real_array("startprob_", self.startprob_)
         check_shape("startprob_", self.startprob_, (self.n_components,))
         check_distribution("startprob_", self.startprob_)
-        self.transmat_ = np.ascontiguousarray(self.transmat_, dtype=np.float64)
+        self.transmat_ = real_array("transmat_", self.transmat_)
         check_shape("transmat_", self.transmat_, (self.n_components, self.n_components))
         check_distribution("transmat_", self.transmat_)
 
@@ -499,3 +611,20 @@ class BaseHMM(BaseEstimator):
 
     # Persistence: the names of the fitted attributes (besides start/trans).
     _fitted_emission_attributes: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------- sizes
+
+    def _parameter_shapes(self) -> dict[str, tuple[str, ...]]:
+        """Every fitted attribute's full shape, by axis name (``n_components``, ``n_features``, ``n_mix``)."""
+        return {
+            "startprob_": ("n_components",),
+            "transmat_": ("n_components", "n_components"),
+            **self._emission_parameter_shapes(),
+        }
+
+    def _emission_parameter_shapes(self) -> dict[str, tuple[str, ...]]:
+        raise NotImplementedError
+
+    def _work_per_frame(self, dimensions: dict[str, int]) -> int:
+        """float64 values the kernels hold per frame of a batch: frame probabilities and posteriors."""
+        return 2 * dimensions["n_components"]

@@ -8,9 +8,12 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from . import kernels
-from .base import BaseHMM, check_distribution, check_shape, normalize
+from .base import BaseHMM, check_distribution, check_shape, normalize, real_array
 from .sequences import InvalidSequenceError, where
 from .stats import SufficientStats
+
+#: Symbols are int64 in the kernels.
+_LARGEST_SYMBOL = np.iinfo(np.int64).max
 
 
 class CategoricalHMM(BaseHMM):
@@ -66,6 +69,9 @@ class CategoricalHMM(BaseHMM):
             raise InvalidSequenceError(
                 f"X must have shape (n_samples, 1) (one symbol per observation), got shape {array.shape}"
             )
+        if np.issubdtype(array.dtype, np.unsignedinteger) and array.size and array.max() > _LARGEST_SYMBOL:
+            # Kept unsigned so that _check_values names the symbol (as int64 it would read as negative).
+            return np.ascontiguousarray(array)
         if np.issubdtype(array.dtype, np.integer):
             return np.ascontiguousarray(array, dtype=np.int64)
         raise InvalidSequenceError(f"X must hold integer symbols, got dtype {array.dtype}")
@@ -78,6 +84,17 @@ class CategoricalHMM(BaseHMM):
                 f"{where(offsets, row)}: symbol {X[row]} is negative (symbols must be integers in "
                 f"[0, n_features); {negative.size} observation(s) break this)"
             )
+        if X.dtype == np.uint64:
+            too_large = np.flatnonzero(X > _LARGEST_SYMBOL)
+            row = too_large[0]
+            raise InvalidSequenceError(
+                f"{where(offsets, row)}: symbol {X[row]} is larger than the largest symbol hmm-em supports, "
+                f"2**63 - 1 ({too_large.size} observation(s) break this)"
+            )
+
+    def _inferred_n_features(self, X: np.ndarray, offsets: np.ndarray) -> tuple[int, str]:
+        row = int(np.argmax(X))
+        return int(X[row]) + 1, f"{where(offsets, row)}: symbol {X[row]}"
 
     def _check_observations(self, X: np.ndarray, offsets: np.ndarray) -> None:
         too_large = np.flatnonzero(self.n_features <= X)
@@ -102,7 +119,7 @@ class CategoricalHMM(BaseHMM):
 
     def _check(self) -> None:
         super()._check()
-        self.emissionprob_ = np.atleast_2d(np.asarray(self.emissionprob_, dtype=np.float64))
+        self.emissionprob_ = np.atleast_2d(real_array("emissionprob_", self.emissionprob_))
         if self.n_features is None:
             self.n_features = self.emissionprob_.shape[1]
         check_shape("emissionprob_", self.emissionprob_, (self.n_components, self.n_features))
@@ -155,6 +172,9 @@ class CategoricalHMM(BaseHMM):
     def _m_step(self, stats: SufficientStats) -> None:
         super()._m_step(stats)
         self._emissionprob_by_symbol = np.ascontiguousarray(self.emissionprob_.T)
+
+    def _emission_parameter_shapes(self) -> dict[str, tuple[str, ...]]:
+        return {"emissionprob_": ("n_components", "n_features")}
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, self.n_features or 0

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn import cluster
 
-from .base import BaseHMM, check_shape
+from .base import BaseHMM, check_shape, real_array
 from .covariance import (
     check_array_shape,
     check_covariance_type,
@@ -162,7 +162,7 @@ class GaussianHMM(BaseHMM):
     def _check(self) -> None:
         super()._check()
         check_covariance_type(self.covariance_type)
-        self.means_ = np.ascontiguousarray(self.means_, dtype=np.float64)
+        self.means_ = real_array("means_", self.means_)
         if self.means_.ndim != 2:
             raise InvalidParameterError(
                 f"means_ must have shape (n_components, n_features) = ({self.n_components}, ?), got {self.means_.shape}"
@@ -173,7 +173,7 @@ class GaussianHMM(BaseHMM):
         self.n_features = self.means_.shape[1]
         if not hasattr(self, "_covars_"):
             raise InvalidParameterError("covars_ is not set")
-        self._covars_ = np.asarray(self._covars_, dtype=np.float64)
+        self._covars_ = real_array("covars_", self._covars_)
         check_gaussian_covars(self._covars_, self.covariance_type, self.n_components, self.n_features)
 
     # ------------------------------------------------------ initialisation
@@ -255,6 +255,14 @@ class GaussianHMM(BaseHMM):
                     covars = (covars_prior + c_n) / (cvweight + stats["post"][:, None, None])
             new["_covars_"] = covars
         return new
+
+    def _emission_parameter_shapes(self) -> dict[str, tuple[str, ...]]:
+        covars = {
+            "spherical": ("n_components", "n_features"),  # hmmlearn's fitted layout, tiled per feature
+            "diag": ("n_components", "n_features"),
+            "tied": ("n_features", "n_features"),
+        }.get(self.covariance_type, ("n_components", "n_features", "n_features"))
+        return {"means_": ("n_components", "n_features"), "_covars_": covars}
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, self.n_features

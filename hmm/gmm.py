@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn import cluster
 
-from .base import BaseHMM, check_distribution, check_shape
+from .base import BaseHMM, check_distribution, check_shape, real_array
 from .covariance import (
     check_array_shape,
     check_covariance_type,
@@ -153,21 +153,21 @@ class GMMHMM(BaseHMM):
         super()._check()
         check_covariance_type(self.covariance_type)
         nc, nm = self.n_components, self.n_mix
-        self.means_ = np.ascontiguousarray(self.means_, dtype=np.float64)
+        self.means_ = real_array("means_", self.means_)
         if getattr(self, "n_features", None) is None:
             check_array_shape("means_", self.means_, (nc, nm, None), "(n_components, n_mix, n_features)")
             self.n_features = self.means_.shape[2]
         nf = self.n_features
         self._fix_priors_shape()
 
-        self.weights_ = np.ascontiguousarray(self.weights_, dtype=np.float64)
+        self.weights_ = real_array("weights_", self.weights_)
         check_shape("weights_", self.weights_, (nc, nm))
         check_distribution("weights_", self.weights_)
 
         check_array_shape("means_", self.means_, (nc, nm, nf), "(n_components, n_mix, n_features)")
         check_finite_units("means_", self.means_.reshape(nc * nm, nf), self._label, 1)
 
-        self.covars_ = np.ascontiguousarray(self.covars_, dtype=np.float64)
+        self.covars_ = real_array("covars_", self.covars_)
         covars = self.covars_
         # hmmlearn accepts zero variances (with a warning) but not negative ones.
         if self.covariance_type == "spherical":
@@ -340,6 +340,22 @@ class GMMHMM(BaseHMM):
                 c_d = (stats["post_sum"] + nm + covars_weight + nf + 1)[:, None, None]
             new["covars_"] = c_n / c_d
         return new
+
+    def _emission_parameter_shapes(self) -> dict[str, tuple[str, ...]]:
+        covars = {
+            "spherical": ("n_components", "n_mix"),
+            "diag": ("n_components", "n_mix", "n_features"),
+            "tied": ("n_components", "n_features", "n_features"),
+        }.get(self.covariance_type, ("n_components", "n_mix", "n_features", "n_features"))
+        return {
+            "weights_": ("n_components", "n_mix"),
+            "means_": ("n_components", "n_mix", "n_features"),
+            "covars_": covars,
+        }
+
+    def _work_per_frame(self, dimensions: dict[str, int]) -> int:
+        # Besides the frames x states arrays: weighted densities and mixture posteriors per component.
+        return super()._work_per_frame(dimensions) + 2 * dimensions["n_components"] * dimensions["n_mix"]
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf, nm = self.n_components, self.n_features, self.n_mix

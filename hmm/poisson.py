@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import gammaln
 from sklearn.utils import check_random_state
 
-from .base import BaseHMM, check_shape
+from .base import BaseHMM, check_shape, real_array
 from .sequences import InvalidParameterError, InvalidSequenceError, as_2d_float, check_n_features, where
 from .stats import SufficientStats
 
@@ -109,7 +109,7 @@ class PoissonHMM(BaseHMM):
 
     def _check(self) -> None:
         super()._check()
-        self.lambdas_ = np.atleast_2d(np.asarray(self.lambdas_, dtype=np.float64))
+        self.lambdas_ = np.atleast_2d(real_array("lambdas_", self.lambdas_))
         if getattr(self, "n_features", None) is None:
             self.n_features = self.lambdas_.shape[1]
         check_shape("lambdas_", self.lambdas_, (self.n_components, self.n_features))
@@ -159,6 +159,9 @@ class PoissonHMM(BaseHMM):
         n = stats["post"].sum()
         y_bar = stats["obs"] / stats["post"][:, None]
         return {"lambdas_": (alphas + n * y_bar) / (betas + n)}
+
+    def _emission_parameter_shapes(self) -> dict[str, tuple[str, ...]]:
+        return {"lambdas_": ("n_components", "n_features")}
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, getattr(self, "n_features", None) or 0

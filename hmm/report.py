@@ -79,6 +79,7 @@ def _png(figure: Any, plt: Any) -> bytes:
 def build_report(spec: TrainingSpec, records: list[dict[str, Any]], model: BaseHMM) -> dict[str, bytes]:
     """Files to publish under ``model/``: name -> bytes."""
     last = records[-1]
+    figures = _figures(records, model)  # none without matplotlib (the report extra): then none is listed
     summary = {
         "spec": json.loads(spec.to_json()),
         "iterations": records,
@@ -94,7 +95,9 @@ def build_report(spec: TrainingSpec, records: list[dict[str, Any]], model: BaseH
             f"Final parameters: iteration {last['iteration']} "
             f"({'converged' if last['converged'] else 'not converged'}).",
             iteration_table(records),
-            "Files: `model.npz` (load with `hmm.load`), `report.json`, `log_likelihood.png`, `parameters.png`.",
+            "Files: `model.npz` (load with `hmm.load`), `report.json`"
+            + "".join(f", `{name}`" for name in figures)
+            + ".",
         ]
     )
     files = {
@@ -102,5 +105,5 @@ def build_report(spec: TrainingSpec, records: list[dict[str, Any]], model: BaseH
         "report.json": json.dumps(summary, indent=2, sort_keys=True).encode(),
         "report.md": (markdown + "\n").encode(),
     }
-    files.update(_figures(records, model))
+    files.update(figures)
     return files

@@ -73,6 +73,9 @@ def where(offsets: np.ndarray, row: int, column: int | None = None) -> str:
 def as_2d_float(X: object, offsets_hint: int | None = None) -> np.ndarray:
     """X as a C-contiguous (n_samples, n_features) float64 array, shape-checked."""
     array = np.asarray(X)
+    if np.iscomplexobj(array):
+        # A float conversion would drop the imaginary parts silently.
+        raise InvalidSequenceError(f"X must hold real numbers, got dtype {array.dtype}")
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)):
         raise InvalidSequenceError(f"X must be numeric, got dtype {array.dtype}")
     if array.ndim == 1:

@@ -1,7 +1,10 @@
 """Where a training's sequences come from: Parquet files at a URI, read in splits.
 
 The driver lists the data's Parquet files (names starting with ``.`` or ``_``
-are skipped, as Spark and pyarrow do) and cuts them into :class:`Split` s: a
+are skipped, as Spark and pyarrow do; on a file system each file is listed
+once, however many paths lead to it, directory symlinks that loop are not
+followed, and anything but regular files and directories is refused) and cuts
+them into :class:`Split` s: a
 file, or a run of a large file's row groups of about :data:`SPLIT_BYTES`.
 Each split is read with pyarrow in record batches, and every batch goes
 through the same code (:func:`hmm.arrow.batch_record`): validated, counted and,
@@ -24,6 +27,7 @@ both engines give bit-identical statistics on every run.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +36,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .arrow import arrow_sequences, batch_record, error_record, sum_statistics
+from .limits import max_model_bytes
 from .sequences import InvalidSequenceError
 from .store import check_uri
 
@@ -151,22 +156,31 @@ def split_records(
     sequence_col: str,
     id_col: str | None,
     statistics: bool,
+    limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One record per batch of ``split`` (the ``index``-th split of the data).
 
-    A file that is not Parquet or lacks a column becomes an error record that
-    names it; I/O errors propagate, so Spark retries the task.
+    A file that is not Parquet, is damaged or lacks a column becomes an error
+    record that names it; other I/O errors on S3 propagate, so Spark retries
+    the task.
     """
     import pyarrow as pa
+    import pyarrow.fs as pafs
 
     columns = [sequence_col] + ([id_col] if id_col else [])
     where = split.describe(base)
     try:
         for number, batch in enumerate(read_split(filesystem, split, columns)):
-            yield batch_record(model, batch, sequence_col, id_col, index, number, statistics, where)
+            yield batch_record(model, batch, sequence_col, id_col, index, number, statistics, where, limit)
     except InvalidSequenceError as error:
         yield error_record(index, f"{where}: {error}")
     except pa.ArrowInvalid as error:
+        yield error_record(index, f"{where}: is not a readable Parquet file ({error})")
+    except OSError as error:
+        # pyarrow raises OSError both for a damaged file (a footer or page it cannot decode) and
+        # for a failed read; only the second is worth Spark's retry, and only on S3.
+        if not isinstance(filesystem, pafs.LocalFileSystem) and not _damaged(error):
+            raise
         yield error_record(index, f"{where}: is not a readable Parquet file ({error})")
 
 
@@ -208,61 +222,72 @@ class ParquetSequences:
         import pyarrow.parquet as pq
 
         filesystem = self.filesystem_spec.open()
-        info = filesystem.get_file_info(self.base)
-        if info.type == pafs.FileType.NotFound:
-            raise InvalidSequenceError(f"data URI {self.uri} does not exist")
-        if info.type == pafs.FileType.File:
-            files = [info]
+        if self.filesystem_spec.scheme == "file":
+            files = local_files(self.base, self.uri)
         else:
-            listing = filesystem.get_file_info(pafs.FileSelector(self.base, recursive=True))
-            files = [f for f in listing if f.type == pafs.FileType.File and not _hidden(f.path, self.base)]
-        files.sort(key=lambda f: f.path)
+            info = filesystem.get_file_info(self.base)
+            if info.type == pafs.FileType.NotFound:
+                raise InvalidSequenceError(f"data URI {self.uri} does not exist")
+            if info.type == pafs.FileType.File:
+                listing = [info]
+            else:
+                listing = filesystem.get_file_info(pafs.FileSelector(self.base, recursive=True))
+            files = [
+                (f.path, f.size, f.mtime_ns)
+                for f in listing
+                if f.type == pafs.FileType.File and (f is info or not _hidden(f.path, self.base))
+            ]
+        files.sort(key=lambda file: file[0])
         if not files:
             raise InvalidSequenceError(f"data URI {self.uri} has no Parquet files")
         splits = []
-        for file in files:
-            pin = {"file_size": file.size, "mtime_ns": file.mtime_ns}
-            if file.size is None or file.size <= SPLIT_BYTES:
-                splits.append(Split(file.path, None, file.size or 0, **pin))
+        for path, file_size, mtime_ns in files:
+            pin = {"file_size": file_size, "mtime_ns": mtime_ns}
+            if file_size is None or file_size <= SPLIT_BYTES:
+                splits.append(Split(path, None, file_size or 0, **pin))
                 continue
-            with filesystem.open_input_file(file.path) as handle:
+            with filesystem.open_input_file(path) as handle:
                 metadata = pq.ParquetFile(handle).metadata
             run: list[int] = []
             run_bytes = 0
             for group in range(metadata.num_row_groups):
                 size = _compressed_bytes(metadata.row_group(group))
                 if run and run_bytes + size > SPLIT_BYTES:
-                    splits.append(Split(file.path, tuple(run), run_bytes, **pin))
+                    splits.append(Split(path, tuple(run), run_bytes, **pin))
                     run, run_bytes = [], 0
                 run.append(group)
                 run_bytes += size
             whole = len(run) == metadata.num_row_groups
-            splits.append(Split(file.path, None if whole else tuple(run), run_bytes, **pin))
+            splits.append(Split(path, None if whole else tuple(run), run_bytes, **pin))
         return splits
 
     # ------------------------------------------------------------ engines
 
-    def records(self, model: BaseHMM, statistics: bool) -> list[dict[str, Any]]:
-        """One record per Arrow batch, in (split, batch) order."""
-        splits = list(enumerate(self.splits()))
-        work = _split_work(model, self.filesystem_spec, self.base, self.sequence_col, self.id_col, statistics)
+    def records(self, model: BaseHMM, statistics: bool, splits: list[Split] | None = None) -> list[dict[str, Any]]:
+        """One record per Arrow batch of ``splits`` (default: :meth:`splits`), in (split, batch) order."""
+
+        indexed = list(enumerate(self.splits() if splits is None else splits))
+        work = _split_work(
+            model, self.filesystem_spec, self.base, self.sequence_col, self.id_col, statistics, max_model_bytes()
+        )
         if self.engine == "spark":
             context = self.spark.sparkContext
-            groups = task_groups(splits, context.defaultParallelism)
+            groups = task_groups(indexed, context.defaultParallelism)
             records = context.parallelize(groups, len(groups)).flatMap(_spark_task(work)).collect()
         else:
-            records = list(work(splits))
+            records = list(work(indexed))
         return sorted(records, key=lambda r: (r["partition"], r["batch"]))
 
     # ------------------------------------------------------------- passes
 
     def scan(self, model: BaseHMM) -> Scan:
         """Validate every row and count; the first bad rows are reported by id."""
-        records = self.records(model, statistics=False)
+        splits = self.splits()
+        records = self.records(model, statistics=False, splits=splits)
         widths = {r["n_features"] for r in records if r["n_features"] is not None}
         errors = [r["error"] for r in records if r["error"]]
         if len(widths) > 1:
-            errors.append(f"observations have different numbers of features across batches: {sorted(widths)}")
+            errors.append(self._width_error(splits, [r for r in records if r["n_features"] is not None]))
         symbols = [r["max_symbol"] for r in records if r["max_symbol"] is not None]
         return Scan(
             n_sequences=sum(r["n_sequences"] for r in records),
@@ -270,6 +295,19 @@ class ParquetSequences:
             max_symbol=max(symbols) if symbols else None,
             n_features=widths.pop() if len(widths) == 1 else None,
             errors=errors,
+        )
+
+    def _width_error(self, splits: list[Split], records: list[dict[str, Any]]) -> str:
+        """The first batch whose observations have another number of features than the first batch's."""
+        first = records[0]
+        other = next(r for r in records if r["n_features"] != first["n_features"])
+
+        def where(record: dict[str, Any]) -> str:
+            return f"{splits[record['partition']].describe(self.base)}, batch {record['batch']}"
+
+        return (
+            f"{where(other)}: observations have {other['n_features']} features but those of {where(first)} have "
+            f"{first['n_features']} (every observation of the data needs the same number of features)"
         )
 
     def statistics(self, model: BaseHMM) -> Any:
@@ -331,6 +369,87 @@ def _compressed_bytes(row_group: Any) -> int:
     return sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns))
 
 
+#: What pyarrow's OSError says when it cannot decode a Parquet file, rather than read it.
+_DAMAGED = ("thrift", "corrupt", "unexpected end of stream", "decompress", "magic bytes", "out of bounds")
+
+
+def _damaged(error: OSError) -> bool:
+    message = str(error).lower()
+    return any(marker in message for marker in _DAMAGED)
+
+
+def local_files(root: str, uri: str) -> list[tuple[str, int | None, int | None]]:
+    """``(path, size, mtime_ns)`` of the regular files at or below ``root``, each file once.
+
+    Symbolic links are followed, but a directory already listed (a link
+    looping back to an ancestor, or a second link to the same directory) is
+    not listed again, and a file reached by several paths (links, hard
+    links) is listed under the first in name order, so no data is read twice.
+    Hidden names are skipped; a dangling link, a FIFO, socket or device is
+    refused by name: it would be missing data, or a read that never ends.
+    """
+    info = _stat(root, uri)
+    if info is None:
+        raise InvalidSequenceError(f"data URI {uri} does not exist")
+    if not stat.S_ISDIR(info.st_mode):
+        _check_regular(root, info, uri)
+        return [(root, info.st_size, info.st_mtime_ns)]
+    files: dict[tuple[int, int], tuple[str, int | None, int | None]] = {}
+    listed = {(info.st_dev, info.st_ino)}
+    pending = [root]  # depth first, in name order: a stack, children pushed in reverse
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                names = sorted(entry.name for entry in listing)
+        except OSError as error:
+            raise InvalidSequenceError(f"data URI {uri}: cannot list {directory}: {error.strerror}") from None
+        below = []
+        for name in names:
+            path = os.path.join(directory, name)
+            if _hidden(path, root):
+                continue
+            found = _stat(path, uri)
+            if found is None:
+                if not os.path.islink(path):  # removed since the directory was listed
+                    raise InvalidSequenceError(f"data URI {uri}: {path} disappeared while the data was listed")
+                raise InvalidSequenceError(
+                    f"data URI {uri}: {path} is a symbolic link to {os.readlink(path)!r}, which does not exist"
+                )
+            identity = (found.st_dev, found.st_ino)
+            if stat.S_ISDIR(found.st_mode):
+                if identity not in listed:
+                    listed.add(identity)
+                    below.append(path)
+                continue
+            _check_regular(path, found, uri)
+            files.setdefault(identity, (path, found.st_size, found.st_mtime_ns))
+        pending.extend(reversed(below))
+    return list(files.values())
+
+
+def _stat(path: str, uri: str) -> os.stat_result | None:
+    """``os.stat`` (links followed), None if nothing is there."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # a link loop (ELOOP), a permission, a name too long
+        raise InvalidSequenceError(f"data URI {uri}: cannot read {path}: {error.strerror}") from None
+
+
+def _check_regular(path: str, info: os.stat_result, uri: str) -> None:
+    if stat.S_ISREG(info.st_mode):
+        return
+    kind = {
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFSOCK: "a socket",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+    }.get(stat.S_IFMT(info.st_mode), "not a regular file")
+    raise InvalidSequenceError(f"data URI {uri}: {path} is {kind}, not a Parquet file (data must be regular files)")
+
+
 def _hidden(path: str, base: str) -> bool:
     """Spark's and pyarrow's rule: names below the data root starting with ``.`` or ``_`` are not data."""
     return any(part.startswith((".", "_")) for part in os.path.relpath(path, base).split("/"))
@@ -343,12 +462,16 @@ def _split_work(
     sequence_col: str,
     id_col: str | None,
     statistics: bool,
+    limit: int,
 ) -> Any:
-    """What each task runs over its ``(index, split)`` pairs (module level: pickled small)."""
+    """What each task runs over its ``(index, split)`` pairs (module level: pickled small).
+
+    ``limit``: the driver's model size limit, so every executor applies the same.
+    """
 
     def work(indexed_splits: Iterable[tuple[int, Split]]) -> Iterator[dict[str, Any]]:
         filesystem = filesystem_spec.open()
         for index, split in indexed_splits:
-            yield from split_records(model, filesystem, base, index, split, sequence_col, id_col, statistics)
+            yield from split_records(model, filesystem, base, index, split, sequence_col, id_col, statistics, limit)
 
     return work
