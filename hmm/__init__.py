@@ -22,8 +22,10 @@ _LAZY = {
     "ConvergenceMonitor": "convergence",
     "GMMHMM": "gmm",
     "GaussianHMM": "gaussian",
+    "InvalidModelFileError": "persistence",
     "InvalidParameterError": "sequences",
     "InvalidSequenceError": "sequences",
+    "ModelTooLargeError": "base",
     "PoissonHMM": "poisson",
     "SufficientStats": "stats",
     "has_converged": "convergence",
@@ -36,8 +38,10 @@ __all__ = [
     "CategoricalHMM",
     "ConvergenceMonitor",
     "GaussianHMM",
+    "InvalidModelFileError",
     "InvalidParameterError",
     "InvalidSequenceError",
+    "ModelTooLargeError",
     "PoissonHMM",
     "SufficientStats",
     "has_converged",
@@ -45,12 +49,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ provides them
-    from .base import BaseHMM
+    from .base import BaseHMM, ModelTooLargeError
     from .categorical import CategoricalHMM
     from .convergence import ConvergenceMonitor, has_converged
     from .gaussian import GaussianHMM
     from .gmm import GMMHMM
-    from .persistence import load
+    from .persistence import InvalidModelFileError, load
     from .poisson import PoissonHMM
     from .sequences import InvalidParameterError, InvalidSequenceError
     from .stats import SufficientStats

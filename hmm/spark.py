@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .arrow import RECORD_DDL, arrow_sequences, batch_record, record_schema, sum_statistics
+from .limits import max_model_bytes
 from .sequences import InvalidSequenceError
 from .sources import INIT_SAMPLE_SEQUENCES
 from .stats import SufficientStats
@@ -62,7 +63,11 @@ def freeze_worker_heap() -> None:
 
 
 def _records(model: BaseHMM, sequence_col: str, id_col: str | None, statistics: bool) -> Any:
-    """The function mapInArrow runs on the executors: one record per Arrow batch."""
+    """The function mapInArrow runs on the executors: one record per Arrow batch.
+
+    The driver's memory limit goes along, so every executor refuses the same sizes.
+    """
+    limit = max_model_bytes()
 
     def records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
@@ -75,7 +80,7 @@ def _records(model: BaseHMM, sequence_col: str, id_col: str | None, statistics: 
         schema = record_schema()
         for index, batch in enumerate(batches):
             if batch.num_rows:
-                record = batch_record(model, batch, sequence_col, id_col, partition, index, statistics)
+                record = batch_record(model, batch, sequence_col, id_col, partition, index, statistics, limit=limit)
                 yield pa.RecordBatch.from_pylist([record], schema=schema)
 
     return records

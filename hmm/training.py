@@ -181,8 +181,12 @@ class TrainingSpec:
             model_args=model_args,
             code_version=code_version,
         )
+        from .base import ModelTooLargeError
+
         try:
             spec.build_model()._check_settings()
+        except ModelTooLargeError as error:
+            raise InvalidSpecError(f"spec does not fit in memory: {error}") from None
         except (TypeError, ValueError) as error:
             raise InvalidSpecError(f"spec field 'model_args' does not build a {MODEL_TYPES[model]}: {error}") from error
         return spec
