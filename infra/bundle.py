@@ -104,9 +104,18 @@ def build_wheel(scratch: Path, commit_time: str) -> Path:
     config.write_text(f"[build]\nbuild_base = {scratch / 'build'}\n[egg_info]\negg_base = {scratch}\n")
     env = {**os.environ, "DIST_EXTRA_CONFIG": str(config), "SOURCE_DATE_EPOCH": commit_time}
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "--quiet"]
-    done = subprocess.run(
-        [*command, "--wheel-dir", str(scratch / "wheel"), str(REPO)], env=env, capture_output=True, text=True
-    )
+    # setuptools-scm writes hmm/_version.py into the checkout while it builds: put back what was there,
+    # so the installed (editable) hmm keeps reporting the version it was installed with, as every
+    # process that imported it already does.
+    version_file = REPO / "hmm" / "_version.py"
+    before = version_file.read_bytes() if version_file.exists() else None
+    try:
+        done = subprocess.run(
+            [*command, "--wheel-dir", str(scratch / "wheel"), str(REPO)], env=env, capture_output=True, text=True
+        )
+    finally:
+        if before is not None:
+            version_file.write_bytes(before)
     if done.returncode != 0:
         raise BundleError(f"pip wheel failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     wheels = list((scratch / "wheel").glob("hmm_em-*.whl"))
