@@ -11,7 +11,7 @@ BIN35 := $(VENV35)/bin
 STAMP35 := $(VENV35)/.installed
 # What runs on both Spark versions: the tests marked `spark` (the DataFrame E-step and fit, the
 # Spark engine of the training sources, spark-submit of each job).
-SPARK_TESTS := tests/hmm tests/jobs
+SPARK_TESTS := tests/distributed tests/jobs
 
 # Single-threaded BLAS and numba, so tests and benchmarks measure our kernels,
 # not the thread pool.

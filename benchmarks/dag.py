@@ -20,7 +20,7 @@ DAG). Timed: from the first DAG run's start to the last one's end. Where each it
 goes comes from three clocks that see the same instants (all wall-clock time of this machine):
 
 * Airflow's task instances (start, end) of ``iteration_i`` and ``wait_i``, and the task before;
-* the step's process, timed around ``hmm.airflow_tasks.run_command`` in this process (spark-submit
+* the step's process, timed around ``hmm.orchestration.tasks.run_command`` in this process (spark-submit
   started, exited);
 * the step's COMMIT: ``launch_seconds`` (spark-submit's JVM until the Python job starts),
   ``startup_seconds`` (the job's Python start-up: imports and ``spark_session_seconds``), the
@@ -111,13 +111,13 @@ def training_conf(data: Path, store: Path, n_sequences: int, iterations: int) ->
 
 
 class StepClock:
-    """Times every step process the DAG's tasks start (``hmm.airflow_tasks.run_command``)."""
+    """Times every step process the DAG's tasks start (``hmm.orchestration.tasks.run_command``)."""
 
     def __init__(self) -> None:
         self.steps: list[dict[str, Any]] = []
 
     def install(self) -> None:
-        from hmm import airflow_tasks
+        from hmm.orchestration import tasks as airflow_tasks
 
         real = airflow_tasks.run_command
 
@@ -136,7 +136,8 @@ class StepClock:
 
 def plain_jvm() -> None:
     """Steps as before the local-mode JVM settings: no C1-only JIT, no class data sharing archive."""
-    from hmm import airflow_tasks, orchestration
+    from hmm.orchestration import decisions as orchestration
+    from hmm.orchestration import tasks as airflow_tasks
 
     orchestration.LOCAL_JAVA_OPTIONS = ()
     airflow_tasks.class_archive_options = lambda archive: ([], None)
@@ -164,8 +165,8 @@ def iteration_rows(
     store: Path, training_id: str, steps: list[dict[str, Any]], instances: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Per iteration: the seconds of each of :data:`PHASES`, from the three clocks."""
-    from hmm.store import open_store
-    from hmm.training import Training
+    from hmm.training.commits import Training
+    from hmm.training.store import open_store
 
     training = Training(open_store(store.as_uri()), training_id)
     by_task = {(ti["run_id"], ti["task_id"]): ti for ti in instances if ti["start"] is not None}
@@ -223,7 +224,8 @@ def iteration_rows(
 
 def probe_command(data: Path, model_file: Path, repeats: int) -> list[str]:
     """spark-submit of this script's probe, with a local-mode step's Spark and JVM settings."""
-    from hmm import airflow_tasks, orchestration
+    from hmm.orchestration import decisions as orchestration
+    from hmm.orchestration import tasks as airflow_tasks
 
     spark_submit = airflow_tasks.spark_submit_path()
     assert spark_submit, "spark-submit not found"
@@ -253,7 +255,7 @@ def probe_child(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
     from pyspark.sql import SparkSession
 
     import hmm
-    from hmm.sources import ParquetSequences, task_groups
+    from hmm.distributed.sources import ParquetSequences, task_groups
 
     spark = SparkSession.builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
@@ -410,7 +412,7 @@ def main() -> None:
     airflow_start_seconds = time.perf_counter() - started
     log(f"Airflow home {airflow.home} ready in {airflow_start_seconds:.1f} s; log {airflow.log_file}")
 
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     spark_submit = airflow_tasks.spark_submit_path()
     assert spark_submit, "spark-submit not found"
@@ -445,7 +447,7 @@ def main() -> None:
         log("probe: the E-step split")
         model_file = store / "trainings" / conf["training_id"] / "model" / "model.npz"
         probe = run_probe(data, model_file, args.repeats)
-    from hmm import orchestration
+    from hmm.orchestration import decisions as orchestration
 
     result = {
         "machine": machine(),

@@ -10,7 +10,7 @@ not grow with N. Every EM run starts from the same random initial model.
 For each number of sequences N:
 
 (a) hmm-em as its ``em_iteration`` job runs the E-step:
-    ``hmm.sources.ParquetSequences(uri, engine="spark").statistics(model)`` (one
+    ``hmm.distributed.sources.ParquetSequences(uri, engine="spark").statistics(model)`` (one
     Spark task per Parquet split, the executors read their split with pyarrow,
     one compiled E-step and one statistics record per Arrow batch) +
     ``model._m_step``; median of 5 timed iterations after three warm-up
@@ -35,13 +35,13 @@ To show where hmm-em's time goes: the CPU seconds of the driver, the JVM and
 the Python workers during (a)'s iterations (psutil), and the same Spark job
 doing less work (empty tasks; reading the splits; unpacking and validation
 without the E-step), next to the DataFrame path that ``fit`` on a Spark
-DataFrame takes (``hmm.spark.e_step``: the JVM reads the Parquet and
+DataFrame takes (``hmm.distributed.spark.e_step``: the JVM reads the Parquet and
 ``mapInArrow`` hands Arrow batches to Python), over the Parquet and over a
 persisted DataFrame, interleaved.
 
 Spark keeps its defaults apart from driver memory (4g) and 10,000 rows per
 Arrow batch. hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
-1,000,000) into one task per core, as ``hmm.sources.task_groups`` does for any
+1,000,000) into one task per core, as ``hmm.distributed.sources.task_groups`` does for any
 data under 128 MB per core; the 2016 design and the DataFrame path read the
 Spark DataFrame, which packs the files into 2 partitions (one per core). The 2016
 design's ``createDataFrame`` skips Python-side schema verification
@@ -83,7 +83,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 import hmm  # noqa: E402
-from hmm.stats import SufficientStats  # noqa: E402
+from hmm.core.stats import SufficientStats  # noqa: E402
 
 N_COMPONENTS = 10
 N_FEATURES = 20
@@ -187,7 +187,7 @@ def library_child(path: Path, repeats: int) -> dict[str, Any]:
     """Runs in a fresh process: load all sequences, time ``_e_step`` + ``_m_step``."""
     import pyarrow.parquet as pq
 
-    from hmm.arrow import arrow_sequences
+    from hmm.distributed.arrow import arrow_sequences
 
     table = pq.read_table(path, columns=["sequence"])
     X, offsets = arrow_sequences(table.column("sequence"), symbols=True)
@@ -417,8 +417,8 @@ def cpu_seconds(jvm: psutil.Process | None) -> dict[str, float]:
 
 def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str, Any]:
     """The training job's Spark job over ``source``'s splits, doing more and more of the work."""
-    from hmm.sources import read_split, task_groups
-    from hmm.spark import freeze_worker_heap
+    from hmm.distributed.sources import read_split, task_groups
+    from hmm.distributed.spark import freeze_worker_heap
 
     context = spark.sparkContext
     groups = task_groups(list(enumerate(source.splits())), context.defaultParallelism)
@@ -446,8 +446,8 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dic
     """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``)."""
     from pyspark import StorageLevel
 
-    from hmm.sources import ParquetSequences, task_groups
-    from hmm.spark import e_step
+    from hmm.distributed.sources import ParquetSequences, task_groups
+    from hmm.distributed.spark import e_step
 
     log(f"N={n_sequences}: starting Spark")
     spark = start_spark()

@@ -104,13 +104,14 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Asset, Param, TriggerRule, chain, task
 from airflow.sdk.exceptions import AirflowException
 
+from hmm.distributed.sources import ENGINES
+
 # Every task process parses this file before running its task: only light modules here (no models,
 # numba, scipy, scikit-learn, pyarrow or Spark; tests/dags/test_dag_imports.py checks). The task
-# callables in hmm.airflow_tasks import what they need when they run.
-from hmm import airflow_tasks
-from hmm.orchestration import EMR_DEFAULTS, EMR_SCHEMA, MODES, URI_PATTERN
-from hmm.sources import ENGINES
-from hmm.training import COLUMN, MODEL_TYPES, TRAINING_ID
+# callables in hmm.orchestration.tasks import what they need when they run.
+from hmm.orchestration import tasks as airflow_tasks
+from hmm.orchestration.decisions import EMR_DEFAULTS, EMR_SCHEMA, MODES, URI_PATTERN
+from hmm.training.spec import COLUMN, MODEL_TYPES, TRAINING_ID
 
 DAG_ID = "hmm_training"
 #: Iteration slots per run; a run that uses them all without converging triggers a continuation.

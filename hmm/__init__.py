@@ -13,23 +13,26 @@ not pay for numba, scipy and scikit-learn.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
+
+from .core.engines import register_engine
 
 #: Public name -> the submodule defining it; ``hmm.<name>`` imports that submodule on first access.
 _LAZY = {
-    "BaseHMM": "base",
-    "CategoricalHMM": "categorical",
-    "ConvergenceMonitor": "convergence",
-    "GMMHMM": "gmm",
-    "GaussianHMM": "gaussian",
-    "InvalidModelFileError": "persistence",
-    "InvalidParameterError": "sequences",
-    "InvalidSequenceError": "sequences",
-    "ModelTooLargeError": "base",
-    "PoissonHMM": "poisson",
-    "SufficientStats": "stats",
-    "has_converged": "convergence",
-    "load": "persistence",
+    "BaseHMM": "core.base",
+    "CategoricalHMM": "core.categorical",
+    "ConvergenceMonitor": "core.convergence",
+    "GMMHMM": "core.gmm",
+    "GaussianHMM": "core.gaussian",
+    "InvalidModelFileError": "core.persistence",
+    "InvalidParameterError": "core.sequences",
+    "InvalidSequenceError": "core.sequences",
+    "ModelTooLargeError": "core.base",
+    "PoissonHMM": "core.poisson",
+    "SufficientStats": "core.stats",
+    "has_converged": "core.convergence",
+    "load": "core.persistence",
 }
 
 __all__ = [
@@ -49,15 +52,26 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ provides them
-    from .base import BaseHMM, ModelTooLargeError
-    from .categorical import CategoricalHMM
-    from .convergence import ConvergenceMonitor, has_converged
-    from .gaussian import GaussianHMM
-    from .gmm import GMMHMM
-    from .persistence import InvalidModelFileError, load
-    from .poisson import PoissonHMM
-    from .sequences import InvalidParameterError, InvalidSequenceError
-    from .stats import SufficientStats
+    from .core.base import BaseHMM, ModelTooLargeError
+    from .core.categorical import CategoricalHMM
+    from .core.convergence import ConvergenceMonitor, has_converged
+    from .core.gaussian import GaussianHMM
+    from .core.gmm import GMMHMM
+    from .core.persistence import InvalidModelFileError, load
+    from .core.poisson import PoissonHMM
+    from .core.sequences import InvalidParameterError, InvalidSequenceError
+    from .core.stats import SufficientStats
+
+
+def _is_spark_dataframe(data: Any) -> bool:
+    """A Spark DataFrame (classic or Connect), told without importing pyspark: none exists before it is."""
+    if "pyspark" not in sys.modules:
+        return False
+    return any(c.__module__.startswith("pyspark.sql") and c.__name__ == "DataFrame" for c in type(data).__mro__)
+
+
+# The core takes arrays; a DataFrame goes to the distributed layer, imported when one arrives.
+register_engine(_is_spark_dataframe, "hmm.distributed.spark")
 
 
 def __getattr__(name: str) -> Any:

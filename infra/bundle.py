@@ -4,7 +4,7 @@
     python infra/bundle.py upload --root s3://bucket/prefix [--allow-dirty]  (make upload ROOT=...)
 
 A bundle is one code version's directory, ``<out>/<version>/`` (the layout the DAG expects is
-named in :mod:`hmm.orchestration`)::
+named in :mod:`hmm.orchestration.decisions`)::
 
     hmm_em-<version>-py3-none-any.whl   the wheel; bootstrap.sh installs it on every node, steps import it
     jobs/<job>.py                       the spark-submit entry points
@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from hmm.orchestration import (
+from hmm.orchestration.decisions import (
     BOOTSTRAP_SCRIPT,
     BUNDLE_JOBS,
     BUNDLE_PREFIX,

@@ -2,12 +2,12 @@
 
     spark-submit jobs/em_iteration.py --store URI --training-id ID [options]
 
-Options and exit codes: `hmm-em iterate --help`. The logic lives in `hmm.steps`.
+Options and exit codes: `hmm-em iterate --help`. The logic lives in `hmm.training.steps`.
 """
 
 import sys
 
-from hmm.cli import main
+from hmm.training.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["iterate", *sys.argv[1:]], own_process=True))

@@ -2,12 +2,12 @@
 
     spark-submit jobs/finalize.py --store URI --training-id ID [options]
 
-Options and exit codes: `hmm-em finalize --help`. The logic lives in `hmm.steps`.
+Options and exit codes: `hmm-em finalize --help`. The logic lives in `hmm.training.steps`.
 """
 
 import sys
 
-from hmm.cli import main
+from hmm.training.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["finalize", *sys.argv[1:]]))

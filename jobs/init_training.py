@@ -2,12 +2,12 @@
 
     spark-submit jobs/init_training.py --store URI --training-id ID [options]
 
-Options and exit codes: `hmm-em init --help`. The logic lives in `hmm.steps`.
+Options and exit codes: `hmm-em init --help`. The logic lives in `hmm.training.steps`.
 """
 
 import sys
 
-from hmm.cli import main
+from hmm.training.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["init", *sys.argv[1:]]))

@@ -3,7 +3,7 @@
 #
 #   bootstrap.sh s3://bucket/prefix/bundle/<code version>
 #
-# The cluster config (hmm.orchestration.job_flow_config) runs it with the bundle it belongs to.
+# The cluster config (hmm.orchestration.decisions.job_flow_config) runs it with the bundle it belongs to.
 # EMR 7.x nodes run Amazon Linux 2023, whose python3 is 3.9; hmm-em needs 3.11, so the wheel
 # goes into python3.11, which the cluster's spark-env makes Spark's driver and executor Python
 # (PYSPARK_PYTHON=/usr/bin/python3.11). EMR brings Spark itself: the wheel's `emr` extra adds
@@ -43,11 +43,11 @@ if [[ $installed != "$version" ]]; then
   exit 1
 fi
 # Compile every kernel once per node into the cache the steps read (CLUSTER_NUMBA_CACHE in
-# hmm/orchestration.py, handed to Spark by the cluster config): without it each step's driver and
+# hmm/orchestration/decisions.py, handed to Spark by the cluster config): without it each step's driver and
 # executors would compile for tens of seconds. Sticky and world-writable, like /tmp: the steps run
 # as another user and may add kernels for argument types the warm-up did not meet.
 numba_cache=/var/cache/hmm-em/numba
 sudo mkdir -p "$numba_cache"
 sudo chmod 1777 "$numba_cache"
-NUMBA_CACHE_DIR=$numba_cache python3.11 -m hmm.warmup
+NUMBA_CACHE_DIR=$numba_cache python3.11 -m hmm.core.warmup
 log "hmm-em $installed ready for /usr/bin/python3.11, kernels cached in $numba_cache"

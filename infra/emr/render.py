@@ -2,8 +2,8 @@
 
     python infra/emr/render.py          (rewrites the two files next to this one)
 
-The cluster and its steps come from one place, :func:`hmm.orchestration.job_flow_config` and
-:func:`hmm.orchestration.emr_step`; these files are what they render for the example values
+The cluster and its steps come from one place, :func:`hmm.orchestration.decisions.job_flow_config` and
+:func:`hmm.orchestration.decisions.emr_step`; these files are what they render for the example values
 below, and a test fails when the checked-in copies differ from a fresh rendering.
 
 * cluster.json: the ``RunJobFlow`` request the DAG's create_cluster task sends.
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hmm import orchestration
-from hmm.training import TrainingSpec
+from hmm.orchestration import decisions as orchestration
+from hmm.training.spec import TrainingSpec
 
 HERE = Path(__file__).resolve().parent
 #: Placeholders an operator replaces (infra/README.md): the stack's bucket, a code version that

@@ -32,10 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from hmm import orchestration
-from hmm.steps import format_progress
-from hmm.store import open_store
-from hmm.training import Training
+from hmm.orchestration import decisions as orchestration
+from hmm.training.commits import Training
+from hmm.training.steps import format_progress
+from hmm.training.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"

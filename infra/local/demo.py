@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hmm.store import open_store
-from hmm.training import Training
+from hmm.training.commits import Training
+from hmm.training.store import open_store
 from infra.local import letters
 from infra.local.dag_runner import LocalAirflow
 

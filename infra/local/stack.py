@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hmm.store import open_store
-from hmm.training import Training
+from hmm.training.commits import Training
+from hmm.training.store import open_store
 from infra.local import demo, letters
 from infra.local.dag_runner import LocalAirflow
 from infra.local.s3 import local_s3

@@ -7,9 +7,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hmm import cli, steps
-from hmm.store import open_store
-from hmm.training import Training, TrainingSpec
+from hmm.training import cli, steps
+from hmm.training.commits import Training
+from hmm.training.spec import TrainingSpec
+from hmm.training.store import open_store
 
 #: The spec fields every DAG test trains with (tiny data: a few seconds per step).
 SPEC = {"model": "categorical", "n_components": 3, "id_col": "id", "seed": 1}
@@ -31,7 +32,7 @@ def conf(data_uri: str, store: str, **changes: Any) -> dict[str, Any]:
 
 
 def reference(root: str, data_uri: str, **changes: Any) -> dict[str, Any]:
-    """The last COMMIT of ``hmm.steps.train`` on the same spec, in this process (engine local)."""
+    """The last COMMIT of ``hmm.training.steps.train`` on the same spec, in this process (engine local)."""
     spec = TrainingSpec.from_dict({**SPEC, "data": data_uri, **{k: v for k, v in changes.items() if k != "engine"}})
     steps.train(root, "reference", spec, engine="local", progress=lambda line: None)
     training = Training(open_store(root), "reference")
@@ -46,7 +47,7 @@ def records(store: str, training_id: str) -> dict[int, dict[str, Any]]:
 @contextlib.contextmanager
 def fault_in_iteration(monkeypatch: Any, iteration: int, point: str) -> Iterator[list[list[str]]]:
     """SIGKILL the step process of ``iteration`` at ``point`` (HMM_EM_FAULT); yields every argv run."""
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     real = airflow_tasks.run_command
     started: list[list[str]] = []
@@ -74,7 +75,7 @@ SUBCOMMANDS = {"init_training": "init", "em_iteration": "iterate", "finalize": "
 
 
 def run_job_here(command: Sequence[str]) -> int:
-    """Run a job's command line (``... jobs/<job>.py ARGS``) through ``hmm.cli.main`` in this process."""
+    """Run a job's command line (``... jobs/<job>.py ARGS``) through ``hmm.training.cli.main`` in this process."""
     script = next(i for i, part in enumerate(command) if part.endswith(".py"))
     return cli.main([SUBCOMMANDS[Path(command[script]).stem], *command[script + 1 :]])
 
@@ -82,7 +83,7 @@ def run_job_here(command: Sequence[str]) -> int:
 @contextlib.contextmanager
 def jobs_in_this_process(monkeypatch: Any) -> Iterator[list[list[str]]]:
     """Local mode with each job's exact command line run here rather than in a new process (~5 s a step)."""
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     started: list[list[str]] = []
 

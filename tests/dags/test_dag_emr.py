@@ -2,7 +2,7 @@
 
 moto accepts clusters and steps but never runs a step (they stay RUNNING), so a
 :class:`FakeCluster` plays EMR's part: each step is seen RUNNING once, then its job
-runs in this process with the step's own arguments (``hmm.cli.main``, local engine)
+runs in this process with the step's own arguments (``hmm.training.cli.main``, local engine)
 and the step becomes COMPLETED, or it is set FAILED or CANCELLED with a reason.
 """
 
@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 import pytest
 
 import hmm
-from hmm import orchestration
-from hmm.store import open_store
-from hmm.training import Training, TrainingSpec
+from hmm.orchestration import decisions as orchestration
+from hmm.training.commits import Training
+from hmm.training.spec import TrainingSpec
+from hmm.training.store import open_store
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import SPEC, conf, records, reference, run_job_here, task_states
 
@@ -61,7 +62,7 @@ class FakeCluster:
 @pytest.fixture
 def emr(moto_endpoint, monkeypatch):
     """aws_default pointing at moto; a fake cluster driven whenever a task looks at a step."""
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
@@ -142,7 +143,7 @@ def test_emr_mode_creates_the_cluster_adds_one_step_per_iteration_and_terminates
         "skipped",
     )
 
-    # The request that reached EMR is the one hmm.orchestration renders for these params (whose
+    # The request that reached EMR is the one hmm.orchestration.decisions renders for these params (whose
     # every field test_orchestration pins), with this run's settings in it.
     (sent,) = sent_configs
     assert sent == orchestration.job_flow_config(EMR, training, hmm.__version__)
@@ -230,7 +231,7 @@ def test_a_failed_or_cancelled_step_fails_fast_with_its_reason_and_the_cluster_i
 def test_a_re_run_task_reuses_its_step_unless_that_step_failed(moto_endpoint):
     import boto3
 
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     client = boto3.client("emr")
     cluster_id = client.run_job_flow(

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from tests.conftest import DAGS
-from tests.hmm.test_imports import HEAVY, MODEL_MODULES
+from tests.core.test_imports import HEAVY, MODEL_MODULES
 
 DAG_FILE = DAGS / "hmm_training.py"
 #: Airflow itself loads more of its modules while it parses; everything else in HEAVY must stay out.

@@ -2,7 +2,7 @@
 
 Steps run as real job processes (``engine=local``: python + pyarrow, ~5 s each here, and
 one run with real ``spark-submit``), except in the long continuation test, which runs each
-job's exact command line through ``hmm.cli.main`` in this process to stay fast.
+job's exact command line through ``hmm.training.cli.main`` in this process to stay fast.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from hmm import orchestration, steps
-from hmm.store import open_store
-from hmm.training import Training, TrainingSpec
+from hmm.orchestration import decisions as orchestration
+from hmm.training import steps
+from hmm.training.commits import Training
+from hmm.training.spec import TrainingSpec
+from hmm.training.store import open_store
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import (
     SPEC,

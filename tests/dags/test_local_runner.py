@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hmm.store import open_store
-from hmm.training import Training
+from hmm.training.commits import Training
+from hmm.training.store import open_store
 from infra.local.dag_runner import LocalAirflow
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import conf, jobs_in_this_process

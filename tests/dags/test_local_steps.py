@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hmm import orchestration
+from hmm.orchestration import decisions as orchestration
 
 PLAN = {"store": "file:///s", "training_id": "t-1", "engine": "spark", "spec": None}
 
@@ -34,7 +34,7 @@ def test_local_command_passes_the_jvm_options_as_one_driver_option():
 
 
 def test_the_archive_is_keyed_by_jdk_and_spark_and_lives_in_the_user_cache(airflow_home, tmp_path, monkeypatch):
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     spark_submit = tmp_path / "spark-submit"
@@ -48,7 +48,7 @@ def test_the_archive_is_keyed_by_jdk_and_spark_and_lives_in_the_user_cache(airfl
 
 
 def test_the_first_step_writes_the_archive_and_the_next_ones_map_it(airflow_home, tmp_path, monkeypatch):
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     archive = tmp_path / "cache" / "hmm-em" / "spark-classes-0123.jsa"
     monkeypatch.setattr(airflow_tasks, "spark_class_archive", lambda spark_submit: archive)
@@ -81,6 +81,6 @@ def test_the_first_step_writes_the_archive_and_the_next_ones_map_it(airflow_home
 
 
 def test_no_archive_where_its_path_would_split_the_options(airflow_home, tmp_path):
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     assert airflow_tasks.class_archive_options(tmp_path / "with space" / "a.jsa") == ([], None)

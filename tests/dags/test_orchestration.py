@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from hmm import orchestration as orch
-from hmm.training import InvalidSpecError, TrainingSpec
+from hmm.orchestration import decisions as orch
+from hmm.training.spec import InvalidSpecError, TrainingSpec
 
 PARAMS = {
     "model": "categorical",

@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 
 import hmm
-from hmm import orchestration, steps
-from hmm.store import open_store
-from hmm.training import CODE_VERSION, Training, TrainingSpec
+from hmm.orchestration import decisions as orchestration
+from hmm.training import steps
+from hmm.training.commits import Training
+from hmm.training.spec import CODE_VERSION, TrainingSpec
+from hmm.training.store import open_store
 from infra import bundle
 from infra.emr import render
 from tests.conftest import write_categorical_parquet
@@ -180,7 +182,7 @@ def test_the_operators_copy_of_the_cluster_config_is_what_the_code_renders():
 def test_the_bundle_installs_in_a_fresh_environment_and_its_jobs_train_on_s3(bundle_dir, s3_root, tmp_path):
     """A node's view of the bundle: a fresh virtual environment gets the wheel with the spark and
     emr extras under the bundle's constraints, the kernels are compiled into a numba cache as the
-    bootstrap action does (python -m hmm.warmup), and spark-submit runs each job from the bundle
+    bootstrap action does (python -m hmm.core.warmup), and spark-submit runs each job from the bundle
     with the installed package against data and a store on S3 (moto). The result equals the same
     training run in this process, and no job had to compile a kernel the warm-up missed.
 
@@ -218,7 +220,9 @@ def test_the_bundle_installs_in_a_fresh_environment_and_its_jobs_train_on_s3(bun
     env.update(PYSPARK_PYTHON=str(python), PYSPARK_DRIVER_PYTHON=str(python), SPARK_LOCAL_IP="127.0.0.1")
     numba_cache = tmp_path / "numba-cache"
     env["NUMBA_CACHE_DIR"] = str(numba_cache)  # as the cluster config sets it (CLUSTER_NUMBA_CACHE)
-    warmed = subprocess.run([str(python), "-m", "hmm.warmup"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    warmed = subprocess.run(
+        [str(python), "-m", "hmm.core.warmup"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert warmed.returncode == 0, warmed.stderr[-3000:]
     cached = sorted(p.relative_to(numba_cache) for p in numba_cache.rglob("*"))
     assert any(p.suffix == ".nbc" for p in cached)

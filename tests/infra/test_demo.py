@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 import hmm
-from hmm import orchestration
+from hmm.orchestration import decisions as orchestration
 from infra.local import demo, letters
 
 

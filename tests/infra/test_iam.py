@@ -9,7 +9,7 @@ access key, so each request says who made it:
   own, so the EMR hook uses the same ones): validate, create cluster, list/add/describe steps,
   COMMIT and spec reads, the finalize check, terminate;
 * the role of the instance profile that RunJobFlow names: the jobs, run here with each step's own
-  arguments (``hmm.cli.main``, local engine: Parquet read by pyarrow's S3 client, which the
+  arguments (``hmm.training.cli.main``, local engine: Parquet read by pyarrow's S3 client, which the
   recording sees like boto3), plus what EMR does with that profile for the recorded requests
   (bootstrap script, step code, step logs under LogUri).
 
@@ -144,7 +144,8 @@ def aws(tmp_path_factory):
 
 def emr_settings(aws: SimpleNamespace) -> dict[str, Any]:
     """The DAG's ``emr`` param as a deployment of this stack sets it: names and URIs from the outputs."""
-    from hmm import __version__, orchestration
+    from hmm import __version__
+    from hmm.orchestration import decisions as orchestration
 
     stack = aws.stack
     (profile,) = stack.resources_of("AWS::IAM::InstanceProfile")
@@ -178,7 +179,7 @@ class FakeCluster:
     def advance(self, cluster_id: str) -> None:
         from moto.emr.models import emr_backends
 
-        from hmm import orchestration
+        from hmm.orchestration import decisions as orchestration
 
         steps = emr_backends[ACCOUNT][REGION].clusters[cluster_id].steps
         step = next((s for s in steps if s.state in ("PENDING", "RUNNING")), None)
@@ -200,7 +201,7 @@ class FakeCluster:
 @pytest.fixture(scope="module")
 def recorded(aws, loaded_dag):
     """Requests of two DAG runs in emr mode: a new training to convergence, then a re-run of that date."""
-    from hmm import airflow_tasks
+    from hmm.orchestration import tasks as airflow_tasks
 
     dag, defaults = loaded_dag
     for owner in [dag, *dag.tasks]:  # the params' defaults, as tests/dags' ``dag`` fixture restores them

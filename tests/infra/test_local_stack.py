@@ -49,7 +49,7 @@ def test_local_stack_trains_against_a_local_s3_and_stops_it(tmp_path):
 
 
 def test_the_stack_conf_is_valid_dag_params():
-    from hmm import orchestration
+    from hmm.orchestration import decisions as orchestration
 
     settings = orchestration.check_params(stack.training_conf("s3://b-1/data/", "s3://b-1/store", 1.0, 5))
     assert (settings.mode, settings.engine, settings.store) == ("local", "spark", "s3://b-1/store")

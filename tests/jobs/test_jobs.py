@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hmm import steps
-from hmm.store import open_store
-from hmm.training import Training, TrainingSpec
+from hmm.training import steps
+from hmm.training.commits import Training
+from hmm.training.spec import TrainingSpec
+from hmm.training.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 

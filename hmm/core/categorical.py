@@ -1,0 +1,185 @@
+"""Categorical emissions: each observation is one symbol in ``[0, n_features)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from hmm.core import kernels
+from hmm.core.base import BaseHMM, check_distribution, check_shape, normalize, real_array
+from hmm.core.sequences import InvalidSequenceError, where
+from hmm.core.stats import SufficientStats
+
+#: Symbols are int64 in the kernels.
+_LARGEST_SYMBOL = np.iinfo(np.int64).max
+
+
+class CategoricalHMM(BaseHMM):
+    """HMM with categorical emissions; drop-in for ``hmmlearn.hmm.CategoricalHMM``.
+
+    ``X`` holds integer symbols, shape ``(n_samples, 1)`` (or 1-D).
+    Parameters letters: ``s`` startprob, ``t`` transmat, ``e`` emissionprob.
+    Fitted: ``emissionprob_`` (n_components, n_features).
+    """
+
+    _emission_letters = "e"
+    _observation_kind = "symbol"
+    _fitted_emission_attributes = ("emissionprob_",)
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        startprob_prior: Any = 1.0,
+        transmat_prior: Any = 1.0,
+        *,
+        emissionprob_prior: Any = 1.0,
+        n_features: int | None = None,
+        algorithm: str = "viterbi",
+        random_state: Any = None,
+        n_iter: int = 10,
+        tol: float = 1e-2,
+        verbose: bool = False,
+        params: str = "ste",
+        init_params: str = "ste",
+        implementation: str = "log",
+    ):
+        super().__init__(
+            n_components,
+            startprob_prior=startprob_prior,
+            transmat_prior=transmat_prior,
+            algorithm=algorithm,
+            random_state=random_state,
+            n_iter=n_iter,
+            tol=tol,
+            verbose=verbose,
+            params=params,
+            init_params=init_params,
+            implementation=implementation,
+        )
+        self.emissionprob_prior = emissionprob_prior
+        self.n_features = n_features
+
+    def _as_observations(self, X: Any) -> np.ndarray:
+        array = np.asarray(X)
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 1:
+            raise InvalidSequenceError(
+                f"X must have shape (n_samples, 1) (one symbol per observation), got shape {array.shape}"
+            )
+        if np.issubdtype(array.dtype, np.unsignedinteger) and array.size and array.max() > _LARGEST_SYMBOL:
+            # Kept unsigned so that _check_values names the symbol (as int64 it would read as negative).
+            return np.ascontiguousarray(array)
+        if np.issubdtype(array.dtype, np.integer):
+            return np.ascontiguousarray(array, dtype=np.int64)
+        raise InvalidSequenceError(f"X must hold integer symbols, got dtype {array.dtype}")
+
+    def _check_values(self, X: np.ndarray, offsets: np.ndarray) -> None:
+        negative = np.flatnonzero(X < 0)
+        if negative.size:
+            row = negative[0]
+            raise InvalidSequenceError(
+                f"{where(offsets, row)}: symbol {X[row]} is negative (symbols must be integers in "
+                f"[0, n_features); {negative.size} observation(s) break this)"
+            )
+        if X.dtype == np.uint64:
+            too_large = np.flatnonzero(X > _LARGEST_SYMBOL)
+            row = too_large[0]
+            raise InvalidSequenceError(
+                f"{where(offsets, row)}: symbol {X[row]} is larger than the largest symbol hmm-em supports, "
+                f"2**63 - 1 ({too_large.size} observation(s) break this)"
+            )
+
+    def _inferred_n_features(self, X: np.ndarray, offsets: np.ndarray) -> tuple[int, str]:
+        row = int(np.argmax(X))
+        return int(X[row]) + 1, f"{where(offsets, row)}: symbol {X[row]}"
+
+    def _check_observations(self, X: np.ndarray, offsets: np.ndarray) -> None:
+        too_large = np.flatnonzero(self.n_features <= X)
+        if too_large.size:
+            row = too_large[0]
+            raise InvalidSequenceError(
+                f"{where(offsets, row)}: symbol {X[row]} is outside [0, {self.n_features}) "
+                f"(n_features={self.n_features}; {too_large.size} observation(s) break this)"
+            )
+
+    def _check_and_set_n_features(self, X: np.ndarray) -> None:
+        if self.n_features is None:
+            self.n_features = int(X.max()) + 1
+
+    def _init(self, X: np.ndarray, lengths: np.ndarray | None = None) -> None:
+        super()._init(X, lengths)
+        # hmmlearn replaces random_state by the generator it draws from.
+        self.random_state = check_random_state(self.random_state)
+        if self._needs_init("e", "emissionprob_"):
+            self.emissionprob_ = self.random_state.rand(self.n_components, self.n_features)
+            normalize(self.emissionprob_, axis=1)
+
+    def _check(self) -> None:
+        super()._check()
+        self.emissionprob_ = np.atleast_2d(real_array("emissionprob_", self.emissionprob_))
+        if self.n_features is None:
+            self.n_features = self.emissionprob_.shape[1]
+        check_shape("emissionprob_", self.emissionprob_, (self.n_components, self.n_features))
+        check_distribution("emissionprob_", self.emissionprob_)
+        self._emissionprob_by_symbol = np.ascontiguousarray(self.emissionprob_.T)
+
+    def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        # Probabilities are at most 1 and the kernel rescales every frame:
+        # no log-space detour needed.
+        return np.take(self._emissionprob_by_symbol, X, axis=0), None
+
+    def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(np.take(self._emissionprob_by_symbol, X, axis=0))
+
+    def _new_emission_stats(self) -> dict[str, np.ndarray]:
+        return {"obs": np.zeros((self.n_components, self.n_features))}
+
+    def _accumulate(
+        self, stats: SufficientStats, X: np.ndarray, offsets: np.ndarray, first_sequence: int
+    ) -> np.ndarray:
+        # One fused pass: emission probabilities come from the small symbol
+        # table and posteriors go straight into per-symbol counts, so no
+        # frames x states array is ever written.
+        log_likelihoods = np.empty(offsets.shape[0] - 1)
+        counts_by_symbol = np.zeros((self.n_features, self.n_components))
+        failed = kernels.categorical_forward_backward(
+            self.startprob_,
+            self.transmat_,
+            self._emissionprob_by_symbol,
+            X,
+            offsets,
+            log_likelihoods,
+            stats.start,
+            stats.trans,
+            counts_by_symbol,
+        )
+        self._raise_on_underflow(failed, X, offsets, first_sequence)
+        if "e" in self.params:
+            stats.emission["obs"] += counts_by_symbol.T
+        return log_likelihoods
+
+    def _maximize_emissions(self, stats: SufficientStats) -> dict[str, np.ndarray]:
+        if "e" not in self.params:
+            return {}
+        emissionprob = np.maximum(self.emissionprob_prior - 1 + stats["obs"], 0)
+        normalize(emissionprob, axis=1)
+        return {"emissionprob_": emissionprob}
+
+    def _m_step(self, stats: SufficientStats) -> None:
+        super()._m_step(stats)
+        self._emissionprob_by_symbol = np.ascontiguousarray(self.emissionprob_.T)
+
+    def _emission_parameter_shapes(self) -> dict[str, tuple[str, ...]]:
+        return {"emissionprob_": ("n_components", "n_features")}
+
+    def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
+        nc, nf = self.n_components, self.n_features or 0
+        return {"s": nc - 1, "t": nc * (nc - 1), "e": nc * (nf - 1)}
+
+    def _generate_sample_from_state(self, state: int, random_state: np.random.RandomState) -> Any:
+        cdf = np.cumsum(self.emissionprob_[state, :])
+        return [(cdf > random_state.rand()).argmax()]

@@ -1,0 +1,193 @@
+"""Arrow record batches of sequences -> validated arrays, statistics and scan summaries.
+
+A batch's list column is hmmlearn's ``X, lengths`` layout already: the list
+offsets are the sequence boundaries and the flattened values are the frames.
+Every path uses this module per batch: a DataFrame's ``mapInArrow``
+(:mod:`hmm.distributed.spark`) and the Parquet splits of a training (:mod:`hmm.distributed.sources`,
+on Spark executors or in one process), so a batch is validated, counted and
+turned into statistics by the same code wherever it runs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hmm.core.sequences import InvalidSequenceError
+from hmm.core.stats import SufficientStats
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from hmm.core.base import BaseHMM
+
+#: One record per batch, sent back to the driver.
+RECORD_FIELDS = (
+    ("partition", "int32"),
+    ("batch", "int32"),
+    ("n_sequences", "int64"),
+    ("n_observations", "int64"),
+    ("max_symbol", "int64"),
+    ("n_features", "int64"),
+    ("error", "string"),
+    ("stats", "binary"),
+)
+RECORD_DDL = ", ".join(
+    f"{name} {'int' if kind == 'int32' else 'long' if kind == 'int64' else kind}" for name, kind in RECORD_FIELDS
+)
+
+
+def record_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in RECORD_FIELDS])
+
+
+def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, offsets)`` of an Arrow list column, zero-copy where Arrow allows.
+
+    ``symbols``: one integer per frame (categorical); otherwise frames are
+    vectors (a list per frame) or scalars (read as D = 1).
+    """
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        raise InvalidSequenceError(f"the sequence column must be an array column, got type {column.type}")
+    if column.null_count:
+        first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InvalidSequenceError(f"sequence {first}: the sequence is null (every row needs an array of observations)")
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    offsets -= offsets[0]
+    empty = np.flatnonzero(np.diff(offsets) == 0)
+    if empty.size:
+        raise InvalidSequenceError(
+            f"sequence {empty[0]}: the sequence is empty (every sequence needs at least one observation; "
+            f"{empty.size} sequence(s) in this batch break this)"
+        )
+    frames = column.flatten()
+    nested = pa.types.is_list(frames.type) or pa.types.is_large_list(frames.type)
+    if symbols and nested:
+        raise InvalidSequenceError(f"a categorical sequence column must be array<int>, got {column.type}")
+    if nested:
+        if frames.null_count:
+            bad = int(np.flatnonzero(frames.is_null().to_numpy(zero_copy_only=False))[0])
+            sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
+            raise InvalidSequenceError(
+                f"sequence {sequence}, position {bad - offsets[sequence]}: observation is null "
+                "(every observation needs an array of features)"
+            )
+        widths = frames.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
+        if widths.size and np.any(widths != widths[0]):
+            bad = int(np.flatnonzero(widths != widths[0])[0])
+            sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
+            raise InvalidSequenceError(
+                f"sequence {sequence}, position {bad - offsets[sequence]}: observation has "
+                f"{widths[bad]} features but the first has {widths[0]} "
+                "(every observation needs the same number of features)"
+            )
+        values = frames.flatten()
+        width = int(widths[0]) if widths.size else 0
+        if width == 0:
+            raise InvalidSequenceError(
+                "sequence 0, position 0: observation has 0 features (every observation needs at least one feature)"
+            )
+    else:
+        values, width = frames, 1
+    if values.null_count:
+        value = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        bad = value // width
+        sequence = int(np.searchsorted(offsets, bad, side="right") - 1)
+        feature = f", feature {value % width}" if nested else ""
+        raise InvalidSequenceError(
+            f"sequence {sequence}, position {bad - offsets[sequence]}{feature}: observation is null "
+            "(observations must be numbers)"
+        )
+    X = values.to_numpy(zero_copy_only=False)
+    return (X if symbols else X.reshape(-1, width)), offsets
+
+
+def check_batch(model: BaseHMM, X: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    observations = model._as_observations(X)
+    model._check_values(observations, offsets)
+    model._check_observations(observations, offsets)
+    return observations
+
+
+def locate_error(error: Exception, where: str, batch: int, ids: list[Any] | None) -> str:
+    """Prefix a batch-local error with where the batch is, and the row's id if known."""
+    message = str(error)
+    match = re.match(r"sequence (\d+)", message)
+    if match and ids is not None:
+        message = f"sequence id={ids[int(match.group(1))]!r}" + message[match.end() :]
+    return f"{where}, batch {batch}: {message}"
+
+
+def error_record(partition: int, error: str) -> dict[str, Any]:
+    """A record for a part of the data that could not be read at all (sorted before its batches)."""
+    record = _blank_record(partition, -1, 0)
+    record["error"] = error
+    return record
+
+
+def _blank_record(partition: int, batch: int, n_sequences: int) -> dict[str, Any]:
+    record: dict[str, Any] = {name: None for name, _ in RECORD_FIELDS}
+    record.update(partition=partition, batch=batch, n_sequences=n_sequences, n_observations=0)
+    return record
+
+
+def batch_record(
+    model: BaseHMM,
+    batch: pa.RecordBatch,
+    sequence_col: str,
+    id_col: str | None,
+    partition: int,
+    index: int,
+    statistics: bool,
+    where: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Validate one batch and summarise it; with ``statistics``, also run the E-step on it.
+
+    Rules on the data alone always apply; rules against the model (symbol <
+    n_features) apply once the model knows its size; until then the size the
+    data would give it must fit ``limit`` (:func:`hmm.core.base.check_model_size`,
+    resolved by the caller so that executors apply the driver's). Errors become the
+    record's ``error`` (located by partition, batch and row id), never an
+    exception, so the driver can report the first bad rows of the whole data.
+    """
+    record = _blank_record(partition, index, batch.num_rows)
+    symbols = model._observation_kind == "symbol"
+    try:
+        X, offsets = arrow_sequences(batch.column(sequence_col), symbols)
+        observations = model._as_observations(X)
+        model._check_values(observations, offsets)
+        model._check_data_size(observations, offsets, limit)
+        record["n_observations"] = int(offsets[-1])
+        if symbols:
+            record["max_symbol"] = int(observations.max())
+        else:
+            record["n_features"] = int(observations.shape[1])
+        if getattr(model, "n_features", None) is not None:
+            model._check_observations(observations, offsets)
+        if statistics:
+            record["stats"] = model._batch_statistics(observations, offsets).to_bytes()
+    except ValueError as error:
+        ids = batch.column(id_col).to_pylist() if id_col else None
+        record["error"] = locate_error(error, where or f"partition {partition}", index, ids)
+    return record
+
+
+def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats:
+    """Add the batches' statistics in the records' order; the first error, if any, is raised."""
+    errors = [r["error"] for r in records if r["error"]]
+    if errors:
+        more = f" ({len(errors) - 1} more batch(es) have errors)" if len(errors) > 1 else ""
+        raise InvalidSequenceError(errors[0] + more)
+    total = model._empty_stats()
+    for record in records:
+        total += SufficientStats.from_bytes(record["stats"])
+    return total

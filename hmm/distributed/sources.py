@@ -1,0 +1,474 @@
+"""Where a training's sequences come from: Parquet files at a URI, read in splits.
+
+The driver lists the data's Parquet files (names starting with ``.`` or ``_``
+are skipped, as Spark and pyarrow do; on a file system each file is listed
+once, however many paths lead to it, directory symlinks that loop are not
+followed, and anything but regular files and directories is refused) and cuts
+them into :class:`Split` s: a
+file, or a run of a large file's row groups of about :data:`SPLIT_BYTES`.
+Each split is read with pyarrow in record batches, and every batch goes
+through the same code (:func:`hmm.distributed.arrow.batch_record`): validated, counted and,
+for an E-step, turned into one small statistics record. Two engines run the
+splits:
+
+* ``spark``: the splits in Spark tasks (:func:`task_groups`: one per core, or
+  per ``SPLIT_BYTES`` of data; EMR, or ``local[*]``); the executors read their
+  files themselves, so Spark only schedules. This skips the JVM's Parquet-row
+  -> Arrow conversion and the SQL planning of a DataFrame job, which were most
+  of an iteration's time on small data and the main gap to the library on
+  large data (``benchmarks/spark.py``).
+* ``local``: the same splits one after another in this process, for data that
+  one machine reads in reasonable time and for fast tests.
+
+Records come back keyed by (split, batch) and are added in that order, so
+both engines give bit-identical statistics on every run.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from hmm.core.limits import INIT_SAMPLE_SEQUENCES, max_model_bytes
+from hmm.core.sequences import InvalidSequenceError
+from hmm.distributed.arrow import arrow_sequences, batch_record, error_record, sum_statistics
+from hmm.distributed.uris import check_uri
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    from pyspark.sql import SparkSession
+
+    from hmm.core.base import BaseHMM
+
+ENGINES = ("spark", "local")
+#: Rows per Arrow batch (Spark's default maxRecordsPerBatch) ...
+BATCH_ROWS = 10_000
+#: ... unless that is more than this many uncompressed bytes (long sequences).
+BATCH_BYTES = 64 * 2**20
+#: Files larger than this are split by row groups (Spark's default maxPartitionBytes).
+SPLIT_BYTES = 128 * 2**20
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one pass over the data found."""
+
+    n_sequences: int
+    n_observations: int
+    max_symbol: int | None
+    n_features: int | None
+    errors: list[str]
+
+
+@dataclass(frozen=True)
+class FileSystemSpec:
+    """How to open the data's file system: small and picklable, rebuilt on each executor.
+
+    S3 credentials come from each process's default chain (an EMR instance
+    role, or the environment locally); the endpoint from ``AWS_ENDPOINT_URL_S3``
+    or ``AWS_ENDPOINT_URL`` (a local S3 such as moto), the region from the
+    environment or, on real S3, from the bucket itself.
+    """
+
+    scheme: str
+    endpoint: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def for_uri(cls, uri: str) -> FileSystemSpec:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            return cls("file")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region is None and endpoint is None:
+            import pyarrow.fs as pafs
+
+            region = pafs.resolve_s3_region(parsed.netloc)
+        return cls("s3", endpoint, region)
+
+    def open(self) -> pafs.FileSystem:
+        import pyarrow.fs as pafs
+
+        if self.scheme == "file":
+            return pafs.LocalFileSystem()
+        options: dict[str, Any] = {"region": self.region} if self.region else {}
+        if self.endpoint:
+            options["endpoint_override"] = self.endpoint
+        return pafs.S3FileSystem(**options)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One unit of work: a Parquet file, or a run of its row groups (``None``: all of them)."""
+
+    path: str
+    row_groups: tuple[int, ...] | None = None
+    size: int = 0  # compressed bytes, to balance the tasks
+    #: The whole file's size and modification time, which pin the data of a training.
+    file_size: int | None = None
+    mtime_ns: int | None = None
+
+    def describe(self, base: str) -> str:
+        name = os.path.relpath(self.path, base) if self.path != base else os.path.basename(self.path)
+        if self.row_groups is None:
+            return f"file {name}"
+        return f"file {name} (row groups {self.row_groups[0]}-{self.row_groups[-1]})"
+
+
+def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The split's record batches: ``BATCH_ROWS`` rows each, fewer for wide rows."""
+    import pyarrow.parquet as pq
+
+    with filesystem.open_input_file(split.path) as handle:
+        parquet = pq.ParquetFile(handle)
+        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        if missing:
+            raise InvalidSequenceError(f"has no column {missing[0]!r} (columns: {sorted(parquet.schema_arrow.names)})")
+        metadata = parquet.metadata
+        groups = range(metadata.num_row_groups) if split.row_groups is None else split.row_groups
+        rows = sum(metadata.row_group(g).num_rows for g in groups)
+        size = sum(metadata.row_group(g).total_byte_size for g in groups)
+        batch_rows = max(1, min(BATCH_ROWS, BATCH_BYTES * rows // max(size, 1)))
+        # One thread: a Spark task has one core, and pyarrow's pool would only add hand-offs.
+        batches = parquet.iter_batches(
+            batch_size=batch_rows, row_groups=split.row_groups, columns=columns, use_threads=False
+        )
+        yield from (batch for batch in batches if batch.num_rows)
+
+
+def split_records(
+    model: BaseHMM,
+    filesystem: pafs.FileSystem,
+    base: str,
+    index: int,
+    split: Split,
+    sequence_col: str,
+    id_col: str | None,
+    statistics: bool,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One record per batch of ``split`` (the ``index``-th split of the data).
+
+    A file that is not Parquet, is damaged or lacks a column becomes an error
+    record that names it; other I/O errors on S3 propagate, so Spark retries
+    the task.
+    """
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    columns = [sequence_col] + ([id_col] if id_col else [])
+    where = split.describe(base)
+    try:
+        for number, batch in enumerate(read_split(filesystem, split, columns)):
+            yield batch_record(model, batch, sequence_col, id_col, index, number, statistics, where, limit)
+    except InvalidSequenceError as error:
+        yield error_record(index, f"{where}: {error}")
+    except pa.ArrowInvalid as error:
+        yield error_record(index, f"{where}: is not a readable Parquet file ({error})")
+    except OSError as error:
+        # pyarrow raises OSError both for a damaged file (a footer or page it cannot decode) and
+        # for a failed read; only the second is worth Spark's retry, and only on S3.
+        if not isinstance(filesystem, pafs.LocalFileSystem) and not _damaged(error):
+            raise
+        yield error_record(index, f"{where}: is not a readable Parquet file ({error})")
+
+
+class ParquetSequences:
+    """The Parquet data at ``uri`` (a file or a directory of files), one sequence per row."""
+
+    def __init__(
+        self,
+        uri: str,
+        sequence_col: str = "sequence",
+        id_col: str | None = None,
+        engine: str = "spark",
+        spark: SparkSession | None = None,
+    ):
+        self.uri = check_uri(uri, "data URI")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.sequence_col = sequence_col
+        self.id_col = id_col
+        self.engine = engine
+        self._spark = spark
+        self.filesystem_spec = FileSystemSpec.for_uri(self.uri)
+        parsed = urlparse(self.uri)
+        self.base = parsed.path if parsed.scheme == "file" else f"{parsed.netloc}{parsed.path}".rstrip("/")
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            from pyspark.sql import SparkSession
+
+            self._spark = SparkSession.builder.appName("hmm-em").getOrCreate()
+        return self._spark
+
+    # ------------------------------------------------------------- splits
+
+    def splits(self) -> list[Split]:
+        """The data's files in path order, large ones cut into runs of row groups."""
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        filesystem = self.filesystem_spec.open()
+        if self.filesystem_spec.scheme == "file":
+            files = local_files(self.base, self.uri)
+        else:
+            info = filesystem.get_file_info(self.base)
+            if info.type == pafs.FileType.NotFound:
+                raise InvalidSequenceError(f"data URI {self.uri} does not exist")
+            if info.type == pafs.FileType.File:
+                listing = [info]
+            else:
+                listing = filesystem.get_file_info(pafs.FileSelector(self.base, recursive=True))
+            files = [
+                (f.path, f.size, f.mtime_ns)
+                for f in listing
+                if f.type == pafs.FileType.File and (f is info or not _hidden(f.path, self.base))
+            ]
+        files.sort(key=lambda file: file[0])
+        if not files:
+            raise InvalidSequenceError(f"data URI {self.uri} has no Parquet files")
+        splits = []
+        for path, file_size, mtime_ns in files:
+            pin = {"file_size": file_size, "mtime_ns": mtime_ns}
+            if file_size is None or file_size <= SPLIT_BYTES:
+                splits.append(Split(path, None, file_size or 0, **pin))
+                continue
+            with filesystem.open_input_file(path) as handle:
+                metadata = pq.ParquetFile(handle).metadata
+            run: list[int] = []
+            run_bytes = 0
+            for group in range(metadata.num_row_groups):
+                size = _compressed_bytes(metadata.row_group(group))
+                if run and run_bytes + size > SPLIT_BYTES:
+                    splits.append(Split(path, tuple(run), run_bytes, **pin))
+                    run, run_bytes = [], 0
+                run.append(group)
+                run_bytes += size
+            whole = len(run) == metadata.num_row_groups
+            splits.append(Split(path, None if whole else tuple(run), run_bytes, **pin))
+        return splits
+
+    # ------------------------------------------------------------ engines
+
+    def records(self, model: BaseHMM, statistics: bool, splits: list[Split] | None = None) -> list[dict[str, Any]]:
+        """One record per Arrow batch of ``splits`` (default: :meth:`splits`), in (split, batch) order."""
+
+        indexed = list(enumerate(self.splits() if splits is None else splits))
+        work = _split_work(
+            model, self.filesystem_spec, self.base, self.sequence_col, self.id_col, statistics, max_model_bytes()
+        )
+        if self.engine == "spark":
+            context = self.spark.sparkContext
+            groups = task_groups(indexed, context.defaultParallelism)
+            records = context.parallelize(groups, len(groups)).flatMap(_spark_task(work)).collect()
+        else:
+            records = list(work(indexed))
+        return sorted(records, key=lambda r: (r["partition"], r["batch"]))
+
+    # ------------------------------------------------------------- passes
+
+    def scan(self, model: BaseHMM) -> Scan:
+        """Validate every row and count; the first bad rows are reported by id."""
+        splits = self.splits()
+        records = self.records(model, statistics=False, splits=splits)
+        widths = {r["n_features"] for r in records if r["n_features"] is not None}
+        errors = [r["error"] for r in records if r["error"]]
+        if len(widths) > 1:
+            errors.append(self._width_error(splits, [r for r in records if r["n_features"] is not None]))
+        symbols = [r["max_symbol"] for r in records if r["max_symbol"] is not None]
+        return Scan(
+            n_sequences=sum(r["n_sequences"] for r in records),
+            n_observations=sum(r["n_observations"] for r in records),
+            max_symbol=max(symbols) if symbols else None,
+            n_features=widths.pop() if len(widths) == 1 else None,
+            errors=errors,
+        )
+
+    def _width_error(self, splits: list[Split], records: list[dict[str, Any]]) -> str:
+        """The first batch whose observations have another number of features than the first batch's."""
+        first = records[0]
+        other = next(r for r in records if r["n_features"] != first["n_features"])
+
+        def where(record: dict[str, Any]) -> str:
+            return f"{splits[record['partition']].describe(self.base)}, batch {record['batch']}"
+
+        return (
+            f"{where(other)}: observations have {other['n_features']} features but those of {where(first)} have "
+            f"{first['n_features']} (every observation of the data needs the same number of features)"
+        )
+
+    def statistics(self, model: BaseHMM) -> Any:
+        """The E-step over every sequence (a :class:`hmm.core.stats.SufficientStats`)."""
+        return sum_statistics(model, self.records(model, statistics=True))
+
+    def sample(self, model: BaseHMM, n_sequences: int = INIT_SAMPLE_SEQUENCES) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n_sequences`` sequences in split order (read here), for data-dependent initialisation."""
+        import pyarrow as pa
+
+        filesystem = self.filesystem_spec.open()
+        batches: list[pa.RecordBatch] = []
+        remaining = n_sequences
+        for split in self.splits():
+            for batch in read_split(filesystem, split, [self.sequence_col]):
+                batches.append(batch.slice(0, remaining))
+                remaining -= batches[-1].num_rows
+                if not remaining:
+                    break
+            if not remaining:
+                break
+        if not batches:
+            raise InvalidSequenceError(f"data URI {self.uri} has no sequences")
+        table = pa.Table.from_batches(batches)
+        return arrow_sequences(table.column(self.sequence_col), model._observation_kind == "symbol")
+
+
+def task_groups(splits: list[tuple[int, Split]], parallelism: int) -> list[list[tuple[int, Split]]]:
+    """The splits in consecutive groups of about equal bytes, one Spark task each.
+
+    As many groups as task slots, or one per ``SPLIT_BYTES`` of data if that
+    is more: each Spark task costs tens of milliseconds whatever it reads
+    (measured: 4 empty tasks on 2 cores take 50-60 ms longer than 2), which
+    small data would otherwise pay per file. Which task reads a split does not
+    change its records, so the grouping never changes the statistics.
+    """
+    weights = [max(split.size, 1) for _, split in splits]
+    total = sum(weights)
+    count = min(len(splits), max(parallelism, -(-total // SPLIT_BYTES)))
+    groups: list[list[tuple[int, Split]]] = [[] for _ in range(count)]
+    done = 0
+    for item, weight in zip(splits, weights, strict=True):
+        groups[(2 * done + weight) * count // (2 * total)].append(item)  # where the split's middle byte falls
+        done += weight
+    return [group for group in groups if group]
+
+
+def _spark_task(work: Any) -> Any:
+    def task(group: list[tuple[int, Split]]) -> Iterator[dict[str, Any]]:
+        from hmm.distributed.spark import freeze_worker_heap
+
+        freeze_worker_heap()
+        return work(group)
+
+    return task
+
+
+def _compressed_bytes(row_group: Any) -> int:
+    return sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns))
+
+
+#: What pyarrow's OSError says when it cannot decode a Parquet file, rather than read it.
+_DAMAGED = ("thrift", "corrupt", "unexpected end of stream", "decompress", "magic bytes", "out of bounds")
+
+
+def _damaged(error: OSError) -> bool:
+    message = str(error).lower()
+    return any(marker in message for marker in _DAMAGED)
+
+
+def local_files(root: str, uri: str) -> list[tuple[str, int | None, int | None]]:
+    """``(path, size, mtime_ns)`` of the regular files at or below ``root``, each file once.
+
+    Symbolic links are followed, but a directory already listed (a link
+    looping back to an ancestor, or a second link to the same directory) is
+    not listed again, and a file reached by several paths (links, hard
+    links) is listed under the first in name order, so no data is read twice.
+    Hidden names are skipped; a dangling link, a FIFO, socket or device is
+    refused by name: it would be missing data, or a read that never ends.
+    """
+    info = _stat(root, uri)
+    if info is None:
+        raise InvalidSequenceError(f"data URI {uri} does not exist")
+    if not stat.S_ISDIR(info.st_mode):
+        _check_regular(root, info, uri)
+        return [(root, info.st_size, info.st_mtime_ns)]
+    files: dict[tuple[int, int], tuple[str, int | None, int | None]] = {}
+    listed = {(info.st_dev, info.st_ino)}
+    pending = [root]  # depth first, in name order: a stack, children pushed in reverse
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                names = sorted(entry.name for entry in listing)
+        except OSError as error:
+            raise InvalidSequenceError(f"data URI {uri}: cannot list {directory}: {error.strerror}") from None
+        below = []
+        for name in names:
+            path = os.path.join(directory, name)
+            if _hidden(path, root):
+                continue
+            found = _stat(path, uri)
+            if found is None:
+                if not os.path.islink(path):  # removed since the directory was listed
+                    raise InvalidSequenceError(f"data URI {uri}: {path} disappeared while the data was listed")
+                raise InvalidSequenceError(
+                    f"data URI {uri}: {path} is a symbolic link to {os.readlink(path)!r}, which does not exist"
+                )
+            identity = (found.st_dev, found.st_ino)
+            if stat.S_ISDIR(found.st_mode):
+                if identity not in listed:
+                    listed.add(identity)
+                    below.append(path)
+                continue
+            _check_regular(path, found, uri)
+            files.setdefault(identity, (path, found.st_size, found.st_mtime_ns))
+        pending.extend(reversed(below))
+    return list(files.values())
+
+
+def _stat(path: str, uri: str) -> os.stat_result | None:
+    """``os.stat`` (links followed), None if nothing is there."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # a link loop (ELOOP), a permission, a name too long
+        raise InvalidSequenceError(f"data URI {uri}: cannot read {path}: {error.strerror}") from None
+
+
+def _check_regular(path: str, info: os.stat_result, uri: str) -> None:
+    if stat.S_ISREG(info.st_mode):
+        return
+    kind = {
+        stat.S_IFIFO: "a FIFO",
+        stat.S_IFSOCK: "a socket",
+        stat.S_IFCHR: "a character device",
+        stat.S_IFBLK: "a block device",
+    }.get(stat.S_IFMT(info.st_mode), "not a regular file")
+    raise InvalidSequenceError(f"data URI {uri}: {path} is {kind}, not a Parquet file (data must be regular files)")
+
+
+def _hidden(path: str, base: str) -> bool:
+    """Spark's and pyarrow's rule: names below the data root starting with ``.`` or ``_`` are not data."""
+    return any(part.startswith((".", "_")) for part in os.path.relpath(path, base).split("/"))
+
+
+def _split_work(
+    model: BaseHMM,
+    filesystem_spec: FileSystemSpec,
+    base: str,
+    sequence_col: str,
+    id_col: str | None,
+    statistics: bool,
+    limit: int,
+) -> Any:
+    """What each task runs over its ``(index, split)`` pairs (module level: pickled small).
+
+    ``limit``: the driver's model size limit, so every executor applies the same.
+    """
+
+    def work(indexed_splits: Iterable[tuple[int, Split]]) -> Iterator[dict[str, Any]]:
+        filesystem = filesystem_spec.open()
+        for index, split in indexed_splits:
+            yield from split_records(model, filesystem, base, index, split, sequence_col, id_col, statistics, limit)
+
+    return work

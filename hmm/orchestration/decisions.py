@@ -1,0 +1,515 @@
+"""Every decision of the training DAG as a plain function (no Airflow import here).
+
+``dags/hmm_training.py`` wires these into tasks; ``hmm/airflow_tasks.py`` runs
+them against a store, a local process or an EMR cluster. Everything a user can
+type into the DAG's trigger form passes through :func:`check_params` before it
+reaches a path, an S3 key or a spark-submit argument list.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hmm import __version__
+from hmm.distributed.sources import ENGINES
+from hmm.distributed.uris import InvalidURIError, brief, check_uri
+from hmm.training.spec import CODE_VERSION, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
+
+MODES = ("local", "emr")
+#: Step kind -> the spark-submit entry point in jobs/.
+JOBS = {"init": "init_training", "iterate": "em_iteration", "finalize": "finalize"}
+#: What the trigger form may hold besides the TrainingSpec fields.
+RUN_FIELDS = ("store", "mode", "engine", "emr", "training_id")
+#: The TrainingSpec fields a user chooses (the code version is recorded by the code, not chosen).
+SPEC_FIELDS = tuple(name for name in TrainingSpec.__dataclass_fields__ if name not in RECORDED_FIELDS)
+#: A data or store root as the trigger form accepts it; :func:`hmm.training.store.check_uri` has the last word.
+URI_PATTERN = r"^(file:///|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$))\S*$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$"
+#: Spark master of local mode: every core of the Airflow worker.
+LOCAL_MASTER = "local[*]"
+#: Spark settings of a local-mode step: a step is one short-lived job, so no web UI (a server
+#: and its port per step) and no progress bar in the task log.
+LOCAL_SPARK_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
+#: JVM options of a local-mode step's driver (in local mode the executor too). A step's JVM lives
+#: seconds to minutes: the quick C1 compiler alone costs less than C2 compiling Spark's start-up
+#: code on the cores the step needs (benchmarks/README.md, "fixed cost of a step").
+LOCAL_JAVA_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1",)
+#: The code bundles' directory under a store root (``make upload ROOT=<store>``): the default
+#: of ``emr.bundle_root``.
+BUNDLE_PREFIX = "bundle"
+#: Layout of one bundle, ``<emr.bundle_root>/<code version>/`` (built by infra/bundle.py): the
+#: version's wheel, the jobs/ entry points and the bootstrap action that installs the wheel on
+#: every node. Steps import the installed wheel, not a ``--py-files`` archive: numba caches
+#: compiled kernels by source path, and an archive's path is new in every YARN application,
+#: so each step would compile them again (tens of seconds).
+BUNDLE_JOBS = "jobs"
+BOOTSTRAP_SCRIPT = "bootstrap.sh"
+#: The Python that bootstrap.sh installs on the nodes and Spark runs (EMR 7's python3 is 3.9).
+CLUSTER_PYTHON = "/usr/bin/python3.11"
+#: numba's cache on the nodes: bootstrap.sh compiles every kernel into it (python -m hmm.core.warmup),
+#: and every step's driver and executors read it, so no step compiles.
+CLUSTER_NUMBA_CACHE = "/var/cache/hmm-em/numba"
+#: pyproject.toml's fallback_version: the version of code installed without git metadata.
+UNKNOWN_CODE_VERSION = "0.0"
+#: EMR step states: reusable when a task is re-run, and failures.
+STEP_REUSABLE = frozenset({"PENDING", "RUNNING", "COMPLETED"})
+STEP_FAILED = frozenset({"FAILED", "CANCELLED", "INTERRUPTED"})
+
+#: JSON schema of the ``emr`` param: the cluster and how steps reach the code.
+EMR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "release_label": {"type": "string", "pattern": r"^emr-[0-9]+\.[0-9]+\.[0-9]+$"},
+        "master_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"},
+        "core_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"},
+        "core_instance_count": {"type": "integer", "minimum": 1, "maximum": 256},
+        # Where `make upload` put the bundles: <bundle_root>/<code version>/. Empty: <store>/bundle.
+        "bundle_root": {"type": ["null", "string"], "pattern": S3_URI_PATTERN},
+        "log_uri": {"type": ["null", "string"], "pattern": S3_URI_PATTERN},
+        "deploy_mode": {"type": "string", "enum": ["cluster", "client"]},
+        "job_flow_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}$"},
+        "service_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}$"},
+        "subnet_id": {"type": ["null", "string"], "pattern": r"^subnet-[0-9a-f]{8,17}$"},
+        "idle_timeout_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
+    },
+}
+EMR_DEFAULTS: dict[str, Any] = {
+    # Spark 3.5.6, Python 3.9 and 3.11, Java 17 (infra/README.md); `make test` runs the Spark
+    # tests on pyspark 3.5.6 too (constraints-spark35.txt).
+    "release_label": "emr-7.13.0",
+    "master_instance_type": "m5.xlarge",
+    "core_instance_type": "m5.xlarge",
+    "core_instance_count": 2,
+    "bundle_root": None,
+    "log_uri": None,
+    "deploy_mode": "cluster",
+    "job_flow_role": "EMR_EC2_DefaultRole",
+    "service_role": "EMR_DefaultRole",
+    "subnet_id": None,
+    # Safety net: a cluster whose run died without its teardown stops itself when idle.
+    "idle_timeout_seconds": 3600,
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A DAG run's params, validated."""
+
+    spec: TrainingSpec
+    store: str
+    mode: str
+    engine: str
+    emr: dict[str, Any]
+    training_id: str | None  # as given in the conf; None: derive it from the run
+
+
+def check_value(schema: Mapping[str, Any], value: Any, field: str) -> Any:
+    """``value`` if it satisfies the subset of JSON schema used here (type, enum, pattern, bounds)."""
+    allowed = schema.get("type", [])
+    allowed = [allowed] if isinstance(allowed, str) else list(allowed)
+    if value is None:
+        if "null" in allowed:
+            return None
+        raise InvalidSpecError(f"param {field!r} is required")
+    if "enum" in schema and value not in schema["enum"]:
+        raise InvalidSpecError(f"param {field!r} is {brief(value)}; choose one of {schema['enum']}")
+    if "string" in allowed:
+        # fullmatch: with re.match (and JSON schema's search) "$" also accepts a trailing newline.
+        if not isinstance(value, str) or ("pattern" in schema and not re.fullmatch(schema["pattern"], value)):
+            raise InvalidSpecError(f"param {field!r} is {brief(value)}; it must match {schema.get('pattern', '')}")
+    elif "integer" in allowed:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidSpecError(f"param {field!r} is {brief(value)}; it must be an integer")
+        if not schema.get("minimum", -math.inf) <= value <= schema.get("maximum", math.inf):
+            raise InvalidSpecError(
+                f"param {field!r} is {value}; it must be in [{schema.get('minimum')}, {schema.get('maximum')}]"
+            )
+    return value
+
+
+def check_emr(raw: Any) -> dict[str, Any]:
+    """The EMR settings with defaults filled in; every field checked against :data:`EMR_SCHEMA`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError(f"param 'emr' is {brief(raw)}; it must be an object")
+    unknown = sorted(set(raw) - set(EMR_SCHEMA["properties"]))
+    if unknown:
+        raise InvalidSpecError(f"param 'emr' has unknown field(s) {unknown}; known: {sorted(EMR_SCHEMA['properties'])}")
+    settings = {**EMR_DEFAULTS, **raw}
+    for name, schema in EMR_SCHEMA["properties"].items():
+        check_value(schema, settings[name], f"emr.{name}")
+    return settings
+
+
+def check_params(params: Mapping[str, Any]) -> RunSettings:
+    """Validate a run's params (defaults merged with the conf); errors name the param and the rule."""
+    unknown = sorted(set(params) - set(SPEC_FIELDS) - set(RUN_FIELDS))
+    if unknown:
+        raise InvalidSpecError(f"unknown param(s) {unknown}; known: {sorted(SPEC_FIELDS + RUN_FIELDS)}")
+    spec = TrainingSpec.from_dict({k: params[k] for k in SPEC_FIELDS if k in params})
+    try:
+        store = check_uri(params.get("store", ""), "param 'store'")
+    except InvalidURIError as error:
+        raise InvalidSpecError(str(error)) from None
+    mode = check_value({"type": "string", "enum": list(MODES)}, params.get("mode", "local"), "mode")
+    engine = check_value({"type": "string", "enum": list(ENGINES)}, params.get("engine", "spark"), "engine")
+    emr = check_emr(params.get("emr"))
+    if emr["bundle_root"] is None and store.startswith("s3://"):
+        emr["bundle_root"] = default_bundle_root(store)
+    if mode == "emr" and emr["bundle_root"] is None:
+        raise InvalidSpecError(
+            f"param 'store' is {store!r} and param 'emr.bundle_root' is empty: emr mode needs the code "
+            "bundles on S3, under an s3:// store or at emr.bundle_root"
+        )
+    given = params.get("training_id")
+    training_id = None if given is None else check_training_id(given)
+    return RunSettings(spec=spec, store=store, mode=mode, engine=engine, emr=emr, training_id=training_id)
+
+
+# ------------------------------------------------------------------ training id
+
+
+def spec_digest(spec: TrainingSpec) -> str:
+    """SHA-256 of the spec's canonical JSON without the code version (:meth:`TrainingSpec.digest`)."""
+    return spec.digest()
+
+
+def derive_training_id(spec: TrainingSpec, logical_date: datetime) -> str:
+    """``<model>-<UTC date>-<spec digest>``: a re-run or backfill of the same date resumes, never duplicates."""
+    if logical_date.tzinfo is None:
+        raise ValueError(f"logical date {logical_date!r} must carry a time zone")
+    stamp = logical_date.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return check_training_id(f"{spec.model}-{stamp}-{spec_digest(spec)[:12]}")
+
+
+def resolve_training_id(settings: RunSettings, logical_date: datetime | None, run_after: datetime) -> str:
+    """The conf's training_id (resume that one), else one derived from the run's logical date.
+
+    A run without a logical date (Airflow 3 allows them for manual triggers) uses ``run_after``.
+    """
+    if settings.training_id is not None:
+        return settings.training_id
+    return derive_training_id(settings.spec, logical_date if logical_date is not None else run_after)
+
+
+def spec_differences(stored: TrainingSpec, requested: TrainingSpec) -> list[str]:
+    """Names of the fields in which two specs differ; the code version that created them does not count."""
+    a, b = stored.definition(), requested.definition()
+    return sorted(k for k in a if a[k] != b[k])
+
+
+# ------------------------------------------------------------------ code version and bundle
+
+
+def code_version_to_run(stored: TrainingSpec | None) -> str:
+    """The code version whose bundle a training's EMR steps run: the one its spec.json records.
+
+    So a training resumed after a deploy keeps running the code that created it. A new training
+    runs this deployment's version (its init step records it); so does one whose spec.json
+    predates recorded versions.
+    """
+    if stored is not None and stored.code_version not in (None, UNKNOWN_CODE_VERSION):
+        return check_code_version(stored.code_version)
+    if __version__ == UNKNOWN_CODE_VERSION:
+        raise ValueError(
+            f"this hmm-em was installed without git metadata (version {__version__}), so it cannot name the "
+            "EMR bundle to run: install it from a git checkout or from a bundle's wheel (make bundle)"
+        )
+    return check_code_version(__version__)
+
+
+def check_code_version(code_version: Any) -> str:
+    if not isinstance(code_version, str) or not CODE_VERSION.fullmatch(code_version):
+        raise ValueError(
+            f"code version {brief(code_version)} is invalid: a version is 1-128 letters, digits and '.+_-'"
+        )
+    return code_version
+
+
+def default_bundle_root(store: str) -> str:
+    """``<store>/bundle``: where ``make upload ROOT=<store>`` puts the bundles."""
+    return f"{store.rstrip('/')}/{BUNDLE_PREFIX}"
+
+
+def bundle_uri(bundle_root: Any, code_version: str) -> str:
+    """``<bundle_root>/<code_version>``: the bundle of one code version."""
+    root = check_value({"type": "string", "pattern": S3_URI_PATTERN}, bundle_root, "emr.bundle_root")
+    return f"{root.rstrip('/')}/{check_code_version(code_version)}"
+
+
+# ------------------------------------------------------------------ the loop
+
+
+def first_iteration(latest: int | None) -> int:
+    """The iteration of a run's first loop slot: the one after the latest committed when the run starts.
+
+    Slot ``i`` of the run handles iteration ``first_iteration + i - 1``, so a task always means
+    the same iteration within its run.
+    """
+    return (latest or 0) + 1
+
+
+def slot_action(iteration: int, latest: int | None, latest_converged: bool) -> str:
+    """What the loop slot of ``iteration`` does, given the store's latest committed iteration.
+
+    ``committed``: pass straight through (a cleared task, or another run got there first);
+    ``converged``: nothing left to run; ``run``: run or submit the iteration's step.
+    """
+    if latest is None:
+        raise ValueError("the training has no committed iteration 0: run init first")
+    if iteration <= latest:
+        return "committed"
+    if latest >= 1 and latest_converged:
+        return "converged"
+    if iteration != latest + 1:
+        raise ValueError(f"iteration {iteration} cannot run: the latest committed iteration is {latest}")
+    return "run"
+
+
+def after_commit(record: Mapping[str, Any], slot: int, slots: int) -> str:
+    """Where the loop goes once an iteration is committed: ``finalize``, ``next`` slot or ``continue``.
+
+    ``converged`` in a COMMIT covers both stopping rules (gain below tol, max_iter updates).
+    ``continue`` means this run's slots are used up: a continuation run takes over.
+    """
+    if not 1 <= slot <= slots:
+        raise ValueError(f"slot {slot} is outside 1..{slots}")
+    if record["converged"]:
+        return "finalize"
+    return "next" if slot < slots else "continue"
+
+
+def stop_reason(record: Mapping[str, Any], spec: TrainingSpec) -> str:
+    """Why a converged training stopped, for the task log."""
+    if record["iteration"] >= spec.max_iter:
+        return f"max_iter={spec.max_iter} reached"
+    return f"log-likelihood gain {record['improvement']:.6g} below tol={spec.tol}"
+
+
+def continuation_conf(params: Mapping[str, Any], training_id: str) -> dict[str, Any]:
+    """The conf of a continuation run: the same params, pinned to this training."""
+    return {**{k: v for k, v in params.items() if k in SPEC_FIELDS + RUN_FIELDS}, "training_id": training_id}
+
+
+def continuation_run_id(training_id: str, iteration: int) -> str:
+    """One continuation per (training, iteration): a re-run of the trigger cannot start a second one."""
+    return f"hmm_em_continue__{check_training_id(training_id)}__{int(iteration)}"
+
+
+# ------------------------------------------------------------------ steps
+
+
+def step_name(training_id: str, kind: str, iteration: int | None = None) -> str:
+    """The EMR step name; it identifies a step when a task re-runs."""
+    if kind not in JOBS:
+        raise ValueError(f"step kind must be one of {sorted(JOBS)}, got {kind!r}")
+    suffix = f" {iteration}" if kind == "iterate" else ""
+    label = "iteration" if kind == "iterate" else kind
+    return f"hmm-em {check_training_id(training_id)} {label}{suffix}"
+
+
+def job_arguments(
+    kind: str, store: str, training_id: str, iteration: int | None = None, spec: TrainingSpec | None = None
+) -> list[str]:
+    """The arguments of a jobs/ entry point: the one place step command lines come from."""
+    if kind not in JOBS:
+        raise ValueError(f"step kind must be one of {sorted(JOBS)}, got {kind!r}")
+    arguments = ["--store", check_uri(store, "store URI"), "--training-id", check_training_id(training_id)]
+    if kind == "init":
+        if spec is None:
+            raise ValueError("the init step needs the spec")
+        # One line, without the code version: the job records its own in spec.json.
+        arguments += ["--spec", json.dumps(spec.definition(), sort_keys=True)]
+    elif kind == "iterate":
+        if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
+            raise ValueError(f"iteration must be an integer >= 1, got {iteration!r}")
+        arguments += ["--iteration", str(iteration)]
+    return arguments
+
+
+def local_command(
+    kind: str,
+    store: str,
+    training_id: str,
+    *,
+    engine: str,
+    jobs_dir: str,
+    python: str,
+    spark_submit: str | None,
+    iteration: int | None = None,
+    spec: TrainingSpec | None = None,
+    java_options: Sequence[str] = (),
+) -> list[str]:
+    """argv of a step in local mode.
+
+    ``spark`` engine: ``spark-submit --master local[*] jobs/<job>.py ...`` with
+    :data:`LOCAL_SPARK_CONF` and the driver JVM options :data:`LOCAL_JAVA_OPTIONS` plus
+    ``java_options`` (e.g. a class data sharing archive). ``local`` engine, and finalize (which
+    starts no Spark): the job in a plain python process.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    job = f"{jobs_dir.rstrip('/')}/{JOBS[kind]}.py"
+    arguments = job_arguments(kind, store, training_id, iteration, spec)
+    if kind == "finalize":
+        return [python, job, *arguments]
+    if engine == "local":
+        return [python, job, *arguments, "--engine", "local"]
+    if not spark_submit:
+        raise ValueError("spark-submit not found: install pyspark where the task runs, or set param engine=local")
+    options = [*LOCAL_JAVA_OPTIONS, *java_options]
+    if any(not option.startswith("-") or any(c.isspace() for c in option) for option in options):
+        raise ValueError(f"JVM options must be single words starting with '-', got {options}")
+    conf = [part for key, value in LOCAL_SPARK_CONF.items() for part in ("--conf", f"{key}={value}")]
+    return [
+        spark_submit,
+        "--master",
+        LOCAL_MASTER,
+        *conf,
+        "--driver-java-options",
+        " ".join(options),
+        job,
+        *arguments,
+    ]
+
+
+def emr_step(
+    kind: str,
+    emr: Mapping[str, Any],
+    store: str,
+    training_id: str,
+    code_version: str,
+    iteration: int | None = None,
+    spec: TrainingSpec | None = None,
+) -> dict[str, Any]:
+    """The EMR step (``add_job_flow_steps`` shape) running ``jobs/<job>.py`` from the bundle of ``code_version``."""
+    bundle = bundle_uri(emr["bundle_root"], code_version)
+    deploy_mode = check_value(EMR_SCHEMA["properties"]["deploy_mode"], emr["deploy_mode"], "emr.deploy_mode")
+    return {
+        "Name": step_name(training_id, kind, iteration),
+        # The DAG decides what a failure means; the cluster stays up for the teardown.
+        "ActionOnFailure": "CONTINUE",
+        "HadoopJarStep": {
+            "Jar": "command-runner.jar",
+            "Args": [
+                "spark-submit",
+                "--deploy-mode",
+                deploy_mode,
+                f"{bundle}/{BUNDLE_JOBS}/{JOBS[kind]}.py",
+                *job_arguments(kind, store, training_id, iteration, spec),
+            ],
+        },
+    }
+
+
+def job_flow_config(emr: Mapping[str, Any], training_id: str, code_version: str) -> dict[str, Any]:
+    """``run_job_flow`` arguments for the training's cluster (EmrCreateJobFlowOperator overrides).
+
+    Every node runs the bundle's bootstrap action, which installs Python 3.11 and the wheel of
+    ``code_version``; Spark's driver and executors run that Python.
+    """
+    settings = check_emr(emr)
+    bundle = bundle_uri(settings["bundle_root"], code_version)
+    instances: dict[str, Any] = {
+        "InstanceGroups": [
+            {
+                "Name": "primary",
+                "Market": "ON_DEMAND",
+                "InstanceRole": "MASTER",
+                "InstanceType": settings["master_instance_type"],
+                "InstanceCount": 1,
+            },
+            {
+                "Name": "core",
+                "Market": "ON_DEMAND",
+                "InstanceRole": "CORE",
+                "InstanceType": settings["core_instance_type"],
+                "InstanceCount": settings["core_instance_count"],
+            },
+        ],
+        # Steps are added one at a time by the DAG: the cluster must outlive each of them.
+        "KeepJobFlowAliveWhenNoSteps": True,
+        "TerminationProtected": False,
+    }
+    if settings["subnet_id"]:
+        instances["Ec2SubnetId"] = settings["subnet_id"]
+    config: dict[str, Any] = {
+        "Name": f"hmm-em {check_training_id(training_id)}",
+        "ReleaseLabel": settings["release_label"],
+        "Applications": [{"Name": "Spark"}],
+        "Configurations": [
+            {
+                "Classification": "spark-env",
+                "Configurations": [
+                    {
+                        "Classification": "export",
+                        "Properties": {
+                            "PYSPARK_PYTHON": CLUSTER_PYTHON,
+                            "PYSPARK_DRIVER_PYTHON": CLUSTER_PYTHON,
+                            "NUMBA_CACHE_DIR": CLUSTER_NUMBA_CACHE,
+                        },
+                    }
+                ],
+                "Properties": {},
+            },
+            {
+                # YARN containers do not read spark-env: the executors and (cluster deploy mode)
+                # the driver get the kernel cache's location from Spark itself.
+                "Classification": "spark-defaults",
+                "Properties": {
+                    "spark.executorEnv.NUMBA_CACHE_DIR": CLUSTER_NUMBA_CACHE,
+                    "spark.yarn.appMasterEnv.NUMBA_CACHE_DIR": CLUSTER_NUMBA_CACHE,
+                },
+            },
+        ],
+        "BootstrapActions": [
+            {
+                "Name": f"hmm-em {code_version}",
+                "ScriptBootstrapAction": {"Path": f"{bundle}/{BOOTSTRAP_SCRIPT}", "Args": [bundle]},
+            }
+        ],
+        "Instances": instances,
+        "JobFlowRole": settings["job_flow_role"],
+        "ServiceRole": settings["service_role"],
+        "VisibleToAllUsers": True,
+        "StepConcurrencyLevel": 1,
+        "AutoTerminationPolicy": {"IdleTimeout": settings["idle_timeout_seconds"]},
+        "Tags": [
+            {"Key": "hmm-em:training-id", "Value": training_id},
+            {"Key": "hmm-em:code-version", "Value": code_version},
+            # The EMR service role's AmazonEMRServicePolicy_v2 acts only on resources with this tag.
+            {"Key": "for-use-with-amazon-emr-managed-policies", "Value": "true"},
+        ],
+    }
+    if settings["log_uri"]:
+        config["LogUri"] = settings["log_uri"]
+    return config
+
+
+def reusable_step(steps: Sequence[Mapping[str, Any]], name: str) -> str | None:
+    """Id of a step named ``name`` that is pending, running or completed (``list_steps`` shape), if any."""
+    for step in steps:
+        if step.get("Name") == name and step.get("Status", {}).get("State") in STEP_REUSABLE:
+            return str(step["Id"])
+    return None
+
+
+def step_failure(step: Mapping[str, Any]) -> str | None:
+    """None while a step (``describe_step`` shape) is pending, running or completed; else why it failed."""
+    status = step.get("Status", {})
+    state = status.get("State")
+    if state not in STEP_FAILED:
+        return None
+    details = status.get("FailureDetails") or {}
+    change = status.get("StateChangeReason") or {}
+    reason = "; ".join(str(p) for p in (details.get("Reason"), details.get("Message"), change.get("Message")) if p)
+    log = f" (log: {details['LogFile']})" if details.get("LogFile") else ""
+    return f"EMR step {step.get('Id')} ({step.get('Name')}) is {state}: {reason or 'no reason given'}{log}"

@@ -1,0 +1,437 @@
+"""What the tasks of ``dags/hmm_training.py`` do, against a store, a local process or an EMR cluster.
+
+The decisions are in :mod:`hmm.orchestration.decisions` (plain functions); this module
+adds Airflow: task logs, exceptions that fail a task without retrying, the
+``aws_default`` connection and the branching sensor of the EM loop.
+
+A *plan* is the JSON-able dict the ``validate`` task returns and every other
+task receives: training id, store, spec, mode, engine, EMR settings.
+
+Every task process imports this module when it parses the DAG file, so its
+module-level imports stay light (``import hmm`` loads no model); whatever needs
+the models, pyarrow or Spark is imported inside the function that uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, BranchMixIn, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from hmm.orchestration import decisions as orchestration
+from hmm.training.commits import Training
+from hmm.training.spec import TrainingSpec
+from hmm.training.steps import format_progress
+from hmm.training.store import open_store
+
+log = logging.getLogger(__name__)
+
+AWS_CONN_ID = "aws_default"
+#: Seconds between two looks at an EMR step the init and finalize tasks wait for.
+STEP_POLL_SECONDS = 30.0
+#: Exit codes of the jobs that mean "running it again will not help" (see hmm.training.cli).
+PERMANENT_EXIT_CODES = {2: "bad input", 3: "training error"}
+
+
+# ------------------------------------------------------------------ validate
+
+
+def plan_run(params: Mapping[str, Any], logical_date: datetime | None, run_after: datetime) -> dict[str, Any]:
+    """Check the params, fix the training id and look at the store: the plan every later task follows.
+
+    Local mode also scans the data (``hmm.training.steps.validate_data``, local engine) when the training is new;
+    EMR mode stops at cheap checks, so no cluster time is spent on a run that cannot start. EMR mode
+    also fixes the code version the cluster runs: the one the training's spec.json records.
+    """
+    settings = orchestration.check_params(params)
+    training_id = orchestration.resolve_training_id(settings, logical_date, run_after)
+    training = Training(open_store(settings.store), training_id)
+    spec = settings.spec
+    stored = None
+    latest = None
+    published = False
+    if training.has_spec():
+        stored = training.spec()
+        differences = orchestration.spec_differences(stored, spec)
+        if differences:
+            log.warning(
+                "training %s exists with a spec that differs from the params in %s; resuming it with its stored spec",
+                training_id,
+                differences,
+            )
+            spec = stored
+        latest = training.latest()
+        published = training.published() is not None
+        log.info("resuming training %s: latest committed iteration %s, published %s", training_id, latest, published)
+    else:
+        log.info("new training %s in %s", training_id, settings.store)
+    if settings.mode == "local" and latest is None:
+        from hmm.training.steps import validate_data
+
+        counts = validate_data(spec, engine="local")
+        log.info("data %s: %s", spec.data, counts)
+    code_version = None
+    if settings.mode == "emr":
+        code_version = orchestration.code_version_to_run(stored)
+        if stored is not None and stored.code_version is None:
+            log.warning(
+                "spec.json of training %s records no code version: running this one, %s", training_id, code_version
+            )
+        log.info(
+            "EMR steps run hmm-em %s from %s",
+            code_version,
+            orchestration.bundle_uri(settings.emr["bundle_root"], code_version),
+        )
+    return {
+        "training_id": training_id,
+        "store": settings.store,
+        "spec": asdict(spec),
+        "mode": settings.mode,
+        "engine": settings.engine,
+        "emr": settings.emr,
+        "code_version": code_version,
+        "job_flow": orchestration.job_flow_config(settings.emr, training_id, code_version) if code_version else None,
+        "latest": latest,
+        "first_iteration": orchestration.first_iteration(latest),
+        "published": published,
+        "continuation_conf": orchestration.continuation_conf(params, training_id),
+    }
+
+
+def _training(plan: Mapping[str, Any]) -> Training:
+    return Training(open_store(plan["store"]), plan["training_id"])
+
+
+def _spec(plan: Mapping[str, Any]) -> TrainingSpec:
+    return TrainingSpec.from_dict(plan["spec"])
+
+
+# ------------------------------------------------------------------ local mode
+
+
+def local_environment(jobs_dir: str) -> dict[str, str]:
+    """The task's environment plus what a job needs: the repository on PYTHONPATH, Spark on our python."""
+    env = dict(os.environ)
+    root = str(Path(jobs_dir).resolve().parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    return env
+
+
+def spark_submit_path() -> str | None:
+    """spark-submit next to this python (a virtual environment with pyspark), else on PATH."""
+    beside = Path(sys.executable).with_name("spark-submit")
+    return str(beside) if beside.exists() else shutil.which("spark-submit")
+
+
+def spark_class_archive(spark_submit: str) -> Path:
+    """The class data sharing archive of the JVM that ``spark_submit`` starts, in the user's cache.
+
+    With it a step's JVM maps the classes of Spark, Hadoop and Parquet from one file instead of
+    loading and verifying them from the jars: about a third of a small step's CPU time
+    (benchmarks/README.md). An archive fits one JDK and one set of jars, hence the key in its
+    name (a JVM that finds a mismatch ignores the archive).
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    java = Path(java_home, "bin", "java") if java_home else Path(shutil.which("java") or "java")
+    identity = []
+    for path in (java.resolve(), Path(spark_submit).resolve()):
+        identity.append(f"{path}:{path.stat().st_mtime_ns if path.exists() else 0}")
+    key = hashlib.sha256("|".join(identity).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "hmm-em" / f"spark-classes-{key}.jsa"
+
+
+def class_archive_options(archive: Path) -> tuple[list[str], Path | None]:
+    """JVM options that use ``archive``, or that write it when the step's JVM exits if there is none.
+
+    Returns the options and the file being written (None when using the archive): the caller
+    moves it into place once the step has ended, so that no JVM maps a half-written archive.
+    """
+    quiet = ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]  # a JVM that cannot use an archive says so at length
+    if any(c.isspace() for c in str(archive)):
+        return [], None
+    if archive.exists():
+        return [f"-XX:SharedArchiveFile={archive}", *quiet], None
+    try:
+        archive.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return [], None
+    partial = archive.with_name(f"{archive.stem}.{os.getpid()}-{time.monotonic_ns()}.partial")
+    return [f"-XX:ArchiveClassesAtExit={partial}", *quiet], partial
+
+
+def run_command(argv: list[str], env: Mapping[str, str]) -> None:
+    """Run a job, its output into the task log; fail with the job's error line if it exits non-zero."""
+    log.info("running %s", shlex.join(argv))
+    tail: deque[str] = deque(maxlen=20)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(env)) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.info("%s", line.rstrip())
+            tail.append(line.rstrip())
+        code = process.wait()
+    if code == 0:
+        return
+    errors = [line for line in tail if line.startswith("hmm-em ") and ": error: " in line]
+    detail = errors[-1] if errors else "\n".join(tail)
+    how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+    message = f"job {_job_name(argv)} {how}: {detail or 'no output'}"
+    if code in PERMANENT_EXIT_CODES:
+        raise AirflowFailException(f"{message} ({PERMANENT_EXIT_CODES[code]})")
+    raise RuntimeError(message)
+
+
+def _job_name(argv: list[str]) -> str:
+    return next((Path(a).stem for a in argv if a.endswith(".py")), argv[0])
+
+
+def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration: int | None = None) -> None:
+    spark_submit = spark_submit_path()
+    java_options: list[str] = []
+    archive = written = None
+    if plan["engine"] == "spark" and kind != "finalize" and spark_submit:
+        archive = spark_class_archive(spark_submit)
+        java_options, written = class_archive_options(archive)
+    argv = orchestration.local_command(
+        kind,
+        plan["store"],
+        plan["training_id"],
+        engine=plan["engine"],
+        jobs_dir=jobs_dir,
+        python=sys.executable,
+        spark_submit=spark_submit,
+        iteration=iteration,
+        spec=_spec(plan) if kind == "init" else None,
+        java_options=java_options,
+    )
+    try:
+        run_command(argv, local_environment(jobs_dir))
+    finally:
+        if written is not None and archive is not None and written.exists():
+            # Atomic: a step starting now maps either no archive or a whole one.
+            os.replace(written, archive)
+            log.info("wrote the JVM class archive %s for the next local steps", archive)
+
+
+# ------------------------------------------------------------------ EMR mode
+
+
+def emr_client(aws_conn_id: str = AWS_CONN_ID) -> Any:
+    from airflow.providers.amazon.aws.hooks.emr import EmrHook
+
+    return EmrHook(aws_conn_id=aws_conn_id, emr_conn_id=None).conn
+
+
+def submit_emr_step(client: Any, cluster_id: str, step: Mapping[str, Any]) -> str:
+    """Add ``step`` to the cluster unless a step of that name is pending, running or completed there."""
+    steps: list[dict[str, Any]] = []
+    for page in client.get_paginator("list_steps").paginate(ClusterId=cluster_id):
+        steps.extend(page["Steps"])
+    existing = orchestration.reusable_step(steps, step["Name"])
+    if existing:
+        log.info("reusing EMR step %s (%s) on cluster %s", existing, step["Name"], cluster_id)
+        return existing
+    step_id = str(client.add_job_flow_steps(JobFlowId=cluster_id, Steps=[dict(step)])["StepIds"][0])
+    log.info("added EMR step %s (%s) to cluster %s: %s", step_id, step["Name"], cluster_id, step["HadoopJarStep"])
+    return step_id
+
+
+def emr_step_state(client: Any, cluster_id: str, step_id: str) -> str:
+    """The step's state; AirflowFailException with EMR's reason if it failed or was cancelled."""
+    step = client.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
+    failure = orchestration.step_failure(step)
+    if failure:
+        raise AirflowFailException(failure)
+    return str(step["Status"]["State"])
+
+
+def run_emr_step(
+    plan: Mapping[str, Any], kind: str, cluster_id: str, aws_conn_id: str = AWS_CONN_ID, iteration: int | None = None
+) -> str:
+    """Submit (or find) the step and, except for iterations (a sensor waits for those), wait for it."""
+    step = orchestration.emr_step(
+        kind,
+        plan["emr"],
+        plan["store"],
+        plan["training_id"],
+        plan["code_version"],
+        iteration=iteration,
+        spec=_spec(plan) if kind == "init" else None,
+    )
+    client = emr_client(aws_conn_id)
+    step_id = submit_emr_step(client, cluster_id, step)
+    if kind == "iterate":
+        return step_id
+    while (state := emr_step_state(client, cluster_id, step_id)) != "COMPLETED":
+        log.info("EMR step %s (%s): %s", step_id, step["Name"], state)
+        time.sleep(STEP_POLL_SECONDS)
+    log.info("EMR step %s (%s) completed", step_id, step["Name"])
+    return step_id
+
+
+# ------------------------------------------------------------------ the steps
+
+
+def init(plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
+    """Iteration 0 (spec.json and the initial parameters), unless it is committed already."""
+    training = _training(plan)
+    if 0 not in training.committed():
+        if plan["mode"] == "local":
+            run_local_step(plan, "init", jobs_dir)
+        else:
+            run_emr_step(plan, "init", _cluster(cluster_id))
+        if 0 not in training.committed():
+            raise AirflowFailException(f"the init step finished but training {training.id} has no COMMIT 0")
+    else:
+        log.info("iteration 0 of training %s is committed already", training.id)
+    record = training.record(0)
+    log.info("COMMIT 0: %s", json.dumps(record, sort_keys=True))
+    return record
+
+
+def submit_iteration(plan: Mapping[str, Any], slot: int, cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
+    """Loop slot ``slot``: run (local) or submit (EMR) its iteration, unless committed or converged already."""
+    training = _training(plan)
+    iteration = plan["first_iteration"] + slot - 1
+    latest = training.latest()
+    converged = latest is not None and bool(training.record(latest)["converged"])
+    action = orchestration.slot_action(iteration, latest, converged)
+    nothing = {"iteration": iteration, "step_id": None, "cluster_id": None}
+    if action == "committed":
+        log.info("iteration %s of training %s is committed already: passing through", iteration, training.id)
+        return nothing
+    if action == "converged":
+        log.info("training %s converged at iteration %s: nothing to run", training.id, latest)
+        return {**nothing, "iteration": latest}
+    if plan["mode"] == "local":
+        run_local_step(plan, "iterate", jobs_dir, iteration)
+        return nothing
+    cluster = _cluster(cluster_id)
+    step_id = run_emr_step(plan, "iterate", cluster, iteration=iteration)
+    return {"iteration": iteration, "step_id": step_id, "cluster_id": cluster}
+
+
+def finalize(plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
+    """Publish the model and report (the finalize job); the published marker with the training id.
+
+    Skipped when the latest iteration was published before this run (a backfill of a finished
+    date): no new model, so no new asset event.
+    """
+    training = _training(plan)
+    marker = training.published()
+    if marker is None or marker["iteration"] != training.latest():
+        # Publishes; or fails with the job's reason if an older iteration was published.
+        if plan["mode"] == "local":
+            run_local_step(plan, "finalize", jobs_dir)
+        else:
+            run_emr_step(plan, "finalize", _cluster(cluster_id))
+        marker = training.published()
+        if marker is None:
+            raise AirflowFailException(f"the finalize step finished but training {training.id} is not published")
+    elif plan["published"]:
+        raise AirflowSkipException(f"iteration {marker['iteration']} of {training.id} was published by an earlier run")
+    log.info(
+        "published iteration %s of %s: model %s, report %s",
+        marker["iteration"],
+        training.id,
+        marker["model"],
+        marker["report"],
+    )
+    return {"training_id": training.id, **marker}
+
+
+def _cluster(cluster_id: str | None) -> str:
+    if not cluster_id:
+        raise AirflowFailException("EMR mode but no cluster id from create_cluster")
+    return cluster_id
+
+
+class IterationSensor(BaseSensorOperator, BranchMixIn):
+    """Waits for one loop slot's iteration, then branches: next slot, finalize or continuation.
+
+    Done when the iteration's COMMIT exists (and, in EMR mode, its step COMPLETED); fails at
+    once with EMR's reason when the step FAILED or was CANCELLED. Logs the COMMIT record
+    (log-likelihood, delta, timings) and pushes it as XCom ``commit``.
+    """
+
+    template_fields = ("plan",)
+    inherits_from_skipmixin = True
+    ui_color = "#e8f7e4"
+
+    def __init__(
+        self,
+        *,
+        plan: Any,
+        slot: int,
+        slots: int,
+        submit_task_id: str,
+        next_task_id: str,
+        continue_task_id: str,
+        finalize_task_id: str,
+        aws_conn_id: str = AWS_CONN_ID,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.slot = slot
+        self.slots = slots
+        self.submit_task_id = submit_task_id
+        self.next_task_id = next_task_id
+        self.continue_task_id = continue_task_id
+        self.finalize_task_id = finalize_task_id
+        self.aws_conn_id = aws_conn_id
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
+        iteration = submitted["iteration"]
+        if submitted.get("step_id"):
+            state = emr_step_state(emr_client(self.aws_conn_id), submitted["cluster_id"], submitted["step_id"])
+            if state != "COMPLETED":
+                self.log.info("iteration %s: EMR step %s is %s", iteration, submitted["step_id"], state)
+                return False
+        training = _training(self.plan)
+        if iteration not in training.committed():
+            raise AirflowFailException(
+                f"the step of iteration {iteration} finished but training {training.id} has no COMMIT {iteration}"
+            )
+        return PokeReturnValue(is_done=True, xcom_value=training.record(iteration))
+
+    def execute(self, context: Any) -> Any:
+        record = super().execute(context)
+        self.log.info("%s", format_progress({**record, "status": "committed"}))
+        self.log.info("COMMIT %s: %s", record["iteration"], json.dumps(record, sort_keys=True))
+        context["ti"].xcom_push(key="commit", value=record)
+        decision = orchestration.after_commit(record, self.slot, self.slots)
+        if decision == "finalize":
+            self.log.info("training converged: %s", orchestration.stop_reason(record, _spec(self.plan)))
+            # Skip the rest of the loop at once, not one level per scheduler pass, so finalize starts now.
+            self.skip(context["ti"], self._rest_of_loop())
+            return self.finalize_task_id
+        if decision == "continue":
+            self.log.info("all %s slots of this run are used: a continuation run takes over", self.slots)
+        return self.do_branch(context, self.next_task_id if decision == "next" else self.continue_task_id)
+
+    def _rest_of_loop(self) -> list[Any]:
+        """The later slots and the continuation: downstream of the next slot, not of finalize."""
+        dag = self.dag
+        first = dag.get_task(self.next_task_id)
+        keep = {self.finalize_task_id, *dag.get_task(self.finalize_task_id).get_flat_relative_ids(upstream=False)}
+        return [t for t in [first, *first.get_flat_relatives(upstream=False)] if t.task_id not in keep]

@@ -1,0 +1,238 @@
+"""``hmm-em``: train, resume, inspect and validate trainings from a shell.
+
+Every argument is validated before it reaches a path, an S3 key or Spark;
+errors end the command with one line on stderr and a non-zero exit code:
+2 for bad input (arguments, spec, data, data changed under a training), 3 for a
+training that cannot do what was asked (missing iteration, conflicting spec,
+corrupt stored object), 4 for a store or file system that cannot be used
+(endpoint down, credentials, disk full, read-only: retry once fixed), 1 otherwise.
+The ``jobs/`` entry points (one per EMR step kind) call :func:`main` with the
+step's subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import stat
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hmm.distributed.sources import ENGINES
+from hmm.distributed.uris import InvalidURIError, brief, check_uri
+from hmm.training.commits import Training, TrainingError
+from hmm.training.spec import MAX_SPEC_BYTES, InvalidSpecError, TrainingSpec, check_training_id
+from hmm.training.store import StoreError, StoreUnavailableError, open_store
+
+EXIT_BAD_INPUT = 2
+EXIT_TRAINING = 3
+EXIT_UNAVAILABLE = 4
+#: The highest iteration number a step accepts (keys hold it in decimal).
+MAX_ITERATION = 10**9 - 1
+#: Error lines are cut here: a message quoting a hostile 10 MB argument stays one readable line.
+MAX_MESSAGE = 2000
+
+
+def _uri(value: str) -> str:
+    try:
+        return check_uri(value, "store URI")
+    except InvalidURIError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _training_id(value: str) -> str:
+    try:
+        return check_training_id(value)
+    except InvalidSpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _iteration(value: str) -> int:
+    # ASCII digits only: str.isdigit would take other scripts' digits (and int() would read them).
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", value):
+        raise argparse.ArgumentTypeError(f"iteration must be an integer in [1, {MAX_ITERATION}], got {brief(value)}")
+    return int(value)
+
+
+def read_spec(text: str) -> TrainingSpec:
+    """A spec from inline JSON or from a JSON file's path (a regular file of at most MAX_SPEC_BYTES)."""
+    if text.lstrip().startswith("{"):
+        return TrainingSpec.from_json(text)
+    try:
+        # stat first: opening a FIFO would wait for a writer, and /dev/zero never ends.
+        info = os.stat(text)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidSpecError(f"spec file {brief(text)} is not a regular file")
+        with open(text, "rb") as file:
+            raw = file.read(MAX_SPEC_BYTES + 1)
+    except OSError as error:
+        raise InvalidSpecError(f"cannot read spec file {brief(text)}: {error.strerror or error}") from None
+    return TrainingSpec.from_json(raw)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="hmm-em",
+        description="Baum-Welch training of HMMs as committed, resumable iterations in a store "
+        "(file:///path or s3://bucket/prefix).",
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, *, store: bool = True, engine: bool = False) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        if store:
+            command.add_argument("--store", type=_uri, required=True, help="store root URI")
+            command.add_argument("--training-id", type=_training_id, required=True, help="training identifier")
+        if engine:
+            command.add_argument(
+                "--engine",
+                choices=ENGINES,
+                default="spark",
+                help="spark: Spark E-step (default); local: this process with pyarrow",
+            )
+            command.add_argument("--master", help="Spark master when not run by spark-submit, e.g. local[2]")
+        return command
+
+    train = add(
+        "train",
+        "Start (or continue) a training: init, iterations until converged or max_iter, finalize.",
+        engine=True,
+    )
+    train.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
+    add("resume", "Continue a training from its last committed iteration, then finalize.", engine=True)
+    add("status", "Table of the committed iterations of a training.")
+    validate = add(
+        "validate", "Scan the data of a spec and report the first bad rows; writes nothing.", store=False, engine=True
+    )
+    validate.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
+    add("report", "Publish the model and report of a training (idempotent) and print where they are.")
+    init = add("init", "EMR step: write spec.json and iteration 0 (initial parameters).", engine=True)
+    init.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
+    iterate = add("iterate", "EMR step: commit iteration K from committed K-1.", engine=True)
+    iterate.add_argument("--iteration", type=_iteration, required=True, help="the iteration K to commit")
+    add("finalize", "EMR step: publish the last committed parameters and the report.")
+    return top
+
+
+def process_age_seconds(pid: int | str = "self") -> float | None:
+    """Seconds since a process started (Linux ``/proc``); None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # Fields after the command name, which is in parentheses and may hold spaces;
+            # the start time (field 22) is in clock ticks since boot.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def job_startup(spark_session_seconds: float | None, own_process: bool) -> dict[str, float]:
+    """What the job spent before its step, for the COMMIT's timings.
+
+    ``spark_session_seconds``: starting the Spark session. In a process of its own (a job or
+    the ``hmm-em`` script) also ``startup_seconds``, from the start of this Python process to
+    now (interpreter, imports, the session), and under spark-submit ``launch_seconds``, from
+    the start of the JVM that spark-submit launched (this process's parent) to the start of
+    this process.
+    """
+    timings: dict[str, float] = {}
+    if spark_session_seconds is not None:
+        timings["spark_session_seconds"] = spark_session_seconds
+    age = process_age_seconds() if own_process else None
+    if age is not None:
+        timings["startup_seconds"] = age
+    # spark-submit's PythonRunner starts the job with the gateway port of the JVM, its parent.
+    if age is not None and "PYSPARK_GATEWAY_PORT" in os.environ:
+        parent = process_age_seconds(os.getppid())
+        if parent is not None:
+            timings["launch_seconds"] = max(parent - age, 0.0)
+    return timings
+
+
+def _spark(args: argparse.Namespace) -> Any:
+    if getattr(args, "engine", "local") != "spark":
+        return None
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(f"hmm-em {args.command}")
+    if args.master:
+        # Not under spark-submit (whose --conf and cluster defaults are left alone): a session
+        # of this process, so no web UI and no progress bar on the terminal.
+        builder = (
+            builder.master(args.master)
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+        )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def run(args: argparse.Namespace, own_process: bool = False) -> int:
+    from hmm.training import steps
+
+    if args.command == "status":
+        training = Training(open_store(args.store), args.training_id)
+        if not training.has_spec():
+            raise TrainingError(f"training {args.training_id!r} does not exist in {args.store}")
+        from hmm.training.report import iteration_table
+
+        print(iteration_table(training.records()))
+        print(f"\nlatest committed iteration: {training.latest()}; converged: {training.converged()}")
+        return 0
+    if args.command in ("report", "finalize"):
+        result = steps.finalize(args.store, args.training_id)
+        print(f"{args.command}: {result['status']}: model {result['model']}, report {result['report']}")
+        return 0
+    session_started = time.perf_counter()
+    spark = _spark(args)
+    session_seconds = time.perf_counter() - session_started if spark is not None else None
+    if args.command == "validate":
+        counts = steps.validate_data(read_spec(args.spec), args.engine, spark)
+        print(f"valid: {counts['n_sequences']} sequences, {counts['n_observations']} observations")
+    elif args.command == "init":
+        result = steps.init_training(args.store, args.training_id, read_spec(args.spec), args.engine, spark)
+        print(f"init: {result['status']}: iteration 0 of {args.training_id} ({result['n_sequences']} sequences)")
+    elif args.command == "iterate":
+        startup = job_startup(session_seconds, own_process)
+        result = steps.em_iteration(args.store, args.training_id, args.iteration, args.engine, spark, startup)
+        print(steps.format_progress(result))
+    else:  # train, resume
+        spec = read_spec(args.spec) if args.command == "train" else None
+        result = steps.train(args.store, args.training_id, spec, args.engine, spark)
+        print(f"{args.command}: model {result['model']}\nreport {result['report']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, *, own_process: bool | None = None) -> int:
+    """Run one command; ``own_process``: this process exists for it (default: ``argv`` is None,
+    i.e. the ``hmm-em`` script), so its start-up counts as the command's (see :func:`job_startup`)."""
+    args = parser().parse_args(argv)
+    try:
+        return run(args, own_process=argv is None if own_process is None else own_process)
+    except StoreUnavailableError as error:
+        return _fail(args, error, EXIT_UNAVAILABLE)
+    except (TrainingError, StoreError) as error:  # incl. missing and corrupt stored objects
+        return _fail(args, error, EXIT_TRAINING)
+    except ValueError as error:  # bad spec, data, URI or argument; data changed under a training
+        return _fail(args, error, EXIT_BAD_INPUT)
+    except OSError as error:  # the data's file system (pyarrow): unreachable, refused, unreadable
+        return _fail(args, f"cannot read the data: {error}", EXIT_UNAVAILABLE)
+
+
+def _fail(args: argparse.Namespace, error: object, code: int) -> int:
+    """One line on stderr: the command, the object and the cause."""
+    message = " ".join(str(error).split())
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + " [...]"
+    print(f"hmm-em {args.command}: error: {message}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

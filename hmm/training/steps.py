@@ -1,0 +1,336 @@
+"""The three step kinds of a training, each idempotent and restartable.
+
+* :func:`init_training`: validate the spec, scan the data once, write
+  ``spec.json`` and iteration 0 (the initial parameters).
+* :func:`em_iteration`: iteration k from committed k-1: E-step over the data,
+  M-step, commit k with the log-likelihood of k-1 and the convergence flag.
+* :func:`finalize`: publish the last committed parameters and a report.
+
+``jobs/`` wraps each in a spark-submit entry point; ``hmm-em`` (:mod:`hmm.training.cli`)
+chains them for people and local runs; the Airflow DAG submits them as EMR
+steps. Running a step twice is a no-op the second time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from hmm import __version__
+from hmm.core.sequences import InvalidSequenceError
+from hmm.distributed.sources import ParquetSequences, Split
+from hmm.training.commits import DataChangedError, Training, TrainingError, converged_after
+from hmm.training.spec import InvalidSpecError, TrainingSpec
+from hmm.training.store import open_store
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from hmm.core.base import BaseHMM
+
+
+#: How many bad batches a data scan names (the first bad row of each).
+REPORTED_ERRORS = 5
+#: The phases of an iteration step in its COMMIT ``timings``; the other ``*_seconds`` there
+#: (``startup_seconds``, ``spark_session_seconds``, ``launch_seconds``) are the job's start-up.
+STEP_PHASES = ("load_seconds", "estep_seconds", "mstep_seconds")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _step_identity(engine: str) -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "engine": engine,
+        "code_version": __version__,
+        "emr_step_id": os.environ.get("EMR_STEP_ID"),
+    }
+
+
+def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> ParquetSequences:
+    return ParquetSequences(spec.data, spec.sequence_col, spec.id_col, engine=engine, spark=spark)
+
+
+@dataclass(frozen=True)
+class PreparedTraining:
+    """What ``init_training`` writes, computed without writing anything."""
+
+    counts: dict[str, Any]
+    model: BaseHMM  # the initial parameters
+    splits: list[Split]  # the data's files when it was scanned: iteration 0 pins them
+    base: str
+
+
+def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> PreparedTraining:
+    """Everything init does before it writes: list and scan the data (the first bad rows are
+    reported), initialise from the sample, and check the initial parameters and one EM update
+    of them on the sample against the model's own parameter checks."""
+    source = _source(spec, engine, spark)
+    splits = source.splits()
+    model = spec.build_model()
+    scan = source.scan(model)
+    if scan.errors:
+        shown = "; ".join(scan.errors[:REPORTED_ERRORS])
+        hidden = len(scan.errors) - REPORTED_ERRORS
+        more = f" (and {hidden} more batch(es) with errors)" if hidden > 0 else ""
+        raise InvalidSequenceError(f"data {spec.data} is invalid: {shown}{more}")
+    if scan.n_sequences == 0:
+        raise InvalidSequenceError(f"data {spec.data} has no sequences")
+    counts: dict[str, Any] = {
+        "n_sequences": scan.n_sequences,
+        "n_observations": scan.n_observations,
+        "max_symbol": scan.max_symbol,
+        "n_features": scan.n_features,
+    }
+    if model._observation_kind == "symbol" and getattr(model, "n_features", None) is None:
+        model.n_features = counts["max_symbol"] + 1
+    X, offsets = source.sample(model)
+    X = model._as_observations(X)
+    model._init(X, offsets[1:] - offsets[:-1])
+    try:
+        model._check()
+        trial = copy.deepcopy(model)
+        trial._m_step(trial._batch_statistics(X, offsets))
+        trial._check()
+    except (ValueError, TypeError, IndexError) as error:
+        raise InvalidSpecError(
+            f"spec field 'model_args' does not give a usable {spec.model} model on this data: {error}"
+        ) from None
+    return PreparedTraining(counts, model, splits, source.base)
+
+
+def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
+    """:func:`prepare_training`'s checks (nothing written); the data's counts."""
+    return prepare_training(spec, engine, spark).counts
+
+
+def init_training(
+    store_uri: str,
+    training_id: str,
+    spec: TrainingSpec,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Write spec.json and iteration 0. Same spec again: no-op. Another spec: TrainingError.
+
+    All or nothing: :func:`prepare_training` runs every check before anything is written.
+    spec.json records this code's version as the training's ``code_version``; an existing
+    spec.json keeps the version that created it. The record of iteration 0 pins the data
+    (files, sizes, modification times, counts).
+    """
+    spec = replace(spec, code_version=__version__)
+    training = Training(open_store(store_uri), training_id)
+    if training.has_spec():
+        training.create(spec)  # raises if the stored spec differs
+        if 0 in training.committed():
+            return {"status": "exists", **training.record(0)}
+    started = time.perf_counter()
+    prepared = prepare_training(spec, engine, spark)
+    record = {
+        "log_likelihood": None,
+        "improvement": None,
+        "converged": False,
+        "n_sequences": prepared.counts["n_sequences"],
+        "n_observations": prepared.counts["n_observations"],
+        "data": {"files": data_files(prepared.splits, prepared.base)},
+        "timings": {"total_seconds": time.perf_counter() - started},
+        "step": _step_identity(engine),
+        "committed_at": _now(),
+    }
+    training.create(spec)
+    won = training.commit(0, prepared.model, record, spec)
+    return {"status": "committed" if won else "exists", **training.record(0)}
+
+
+def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Any], base: str) -> None:
+    """The data's files are the ones iteration 0 pinned (records without a pin pass)."""
+    files = pinned.get("data", {}).get("files") if isinstance(pinned.get("data"), dict) else None
+    if files is None:
+        return
+    now = {f[0]: f for f in data_files(splits, base)}
+    then = {f[0]: f for f in files}
+    added = sorted(set(now) - set(then))
+    removed = sorted(set(then) - set(now))
+    changed = sorted(name for name in set(now) & set(then) if list(now[name]) != list(then[name]))
+    if added or removed or changed:
+        what = "; ".join(
+            f"{label} {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+            for label, names in (("added", added), ("removed", removed), ("changed", changed))
+            if names
+        )
+        raise DataChangedError(
+            f"the data of training {training.id!r} changed since iteration 0 ({what}); nothing committed. "
+            "Training on new data is a new training: start one with another training_id"
+        )
+
+
+def data_files(splits: list[Any], base: str) -> list[list[Any]]:
+    """[name, bytes, modification time in ns] of each data file (a file cut in splits counts once)."""
+    files: dict[str, list[Any]] = {}
+    for split in splits:
+        name = os.path.relpath(split.path, base) if split.path != base else os.path.basename(split.path)
+        files[name] = [name, split.file_size, split.mtime_ns]
+    return [files[name] for name in sorted(files)]
+
+
+def em_iteration(
+    store_uri: str,
+    training_id: str,
+    iteration: int,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+    startup: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Commit iteration ``iteration`` from committed ``iteration - 1``.
+
+    The data must be what iteration 0 pinned (files, sizes, modification times, then sequence
+    and observation counts): otherwise :class:`DataChangedError`, nothing committed.
+    ``startup``: timings of the job process before this step (``*_seconds``, see
+    :func:`hmm.training.cli.job_startup`), recorded in the COMMIT next to the step's own phases.
+    """
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
+        raise ValueError(f"iteration must be an integer >= 1, got {iteration!r}")
+    started = time.perf_counter()
+    training = Training(open_store(store_uri), training_id)
+    if not training.has_spec():
+        raise TrainingError(f"training {training_id!r} does not exist in {store_uri}: run init_training first")
+    committed = training.committed()
+    if iteration in committed:
+        return {"status": "exists", **training.record(iteration)}
+    if iteration - 1 not in committed:
+        latest = committed[-1] if committed else None
+        raise TrainingError(
+            f"iteration {iteration - 1} of training {training_id!r} is not committed (latest committed: {latest}); "
+            f"run iteration {0 if latest is None else latest + 1} first"
+        )
+    spec = training.spec()
+    previous = training.record(iteration - 1)
+    if previous["converged"]:
+        raise TrainingError(
+            f"training {training_id!r} converged at iteration {iteration - 1}; there is no iteration {iteration}"
+        )
+    model = training.load_params(iteration - 1, spec)
+    first = training.record(0)
+    previous_history = training.history(upto=iteration - 1)
+    source = _source(spec, engine, spark)
+    check_same_data(training, first, source.splits(), source.base)
+    loaded = time.perf_counter()
+    stats = source.statistics(model)
+    estep = time.perf_counter()
+    if (stats.n_sequences, stats.n_observations) != (first["n_sequences"], first["n_observations"]):
+        raise DataChangedError(
+            f"the data of training {training_id!r} changed since iteration 0: {stats.n_sequences} sequences and "
+            f"{stats.n_observations} observations, iteration 0 had {first['n_sequences']} and "
+            f"{first['n_observations']}; nothing committed. Training on new data is a new training"
+        )
+    model._m_step(stats)
+    mstep = time.perf_counter()
+    history = [*previous_history, stats.log_likelihood]
+    record = {
+        "log_likelihood": stats.log_likelihood,
+        "improvement": history[-1] - history[-2] if len(history) >= 2 else None,
+        "converged": converged_after(history, spec),
+        "n_sequences": stats.n_sequences,
+        "n_observations": stats.n_observations,
+        "timings": {
+            **(startup or {}),
+            # Everything the step reads before the E-step: checks, spec, parameters, history, data listing.
+            "load_seconds": loaded - started,
+            "estep_seconds": estep - loaded,
+            "mstep_seconds": mstep - estep,
+        },
+        "step": _step_identity(engine),
+        "committed_at": _now(),
+    }
+    model.monitor_._reset()  # the history lives in the COMMIT records, not in the parameters
+    won = training.commit(iteration, model, record, spec)
+    return {"status": "committed" if won else "lost", **training.record(iteration)}
+
+
+def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
+    """Publish the last committed parameters and the report under ``model/<iteration>/``.
+
+    Every file is created once (put-if-absent) and never replaced; the ``PUBLISHED`` marker,
+    created last, records each file's SHA-256. Publishing an earlier iteration (``hmm-em report``
+    during a training) never blocks publishing a later one; readers follow the highest marker.
+    """
+    from hmm.training.report import build_report
+
+    store = open_store(store_uri)
+    training = Training(store, training_id)
+    latest = training.latest()
+    if latest is None:
+        raise TrainingError(f"training {training_id!r} has no committed iteration in {store_uri}")
+    published = training.published(latest)
+    if published is not None:
+        return {"status": "exists", **published}
+    spec = training.spec()
+    model = training.load_params(latest, spec)
+    record = training.record(latest)
+    # Only the records up to the published iteration: a later one may have landed meanwhile.
+    files = build_report(spec, [r for r in training.records() if r["iteration"] <= latest], model)
+    digests = {}
+    for name, data in files.items():
+        key = training.model_key(latest, name)
+        if not store.create_if_absent(key, data):
+            data = store.read(key)  # another writer published this iteration first: describe its bytes
+        digests[name] = hashlib.sha256(data).hexdigest()
+    marker = {
+        "iteration": latest,
+        "converged": bool(record["converged"]),
+        "model": store.url(training.model_key(latest, "model.npz")),
+        "report": store.url(training.model_key(latest, "report.md")),
+        "files": digests,
+        "spec_sha256": spec.digest(),
+        "published_at": _now(),
+    }
+    won = store.create_if_absent(training.published_key(latest), json.dumps(marker, sort_keys=True, indent=2).encode())
+    return {"status": "published" if won else "exists", **(training.published(latest) or marker)}
+
+
+def train(
+    store_uri: str,
+    training_id: str,
+    spec: TrainingSpec | None = None,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """init (if ``spec``), iterations until converged or max_iter, finalize; resumes where it stopped."""
+    training = Training(open_store(store_uri), training_id)
+    if spec is not None:
+        result = init_training(store_uri, training_id, spec, engine, spark)
+        progress(f"init: {result['status']} ({result['n_sequences']} sequences, {result['n_observations']} frames)")
+    elif not training.has_spec():
+        raise TrainingError(f"training {training_id!r} does not exist in {store_uri}: give a spec to start it")
+    while not training.converged():
+        iteration = (training.latest() or 0) + 1
+        result = em_iteration(store_uri, training_id, iteration, engine, spark)
+        progress(format_progress(result))
+    return finalize(store_uri, training_id)
+
+
+def format_progress(record: dict[str, Any]) -> str:
+    """One line per iteration: log-likelihood, delta, the step's seconds (and the job's start-up), convergence."""
+    improvement = record.get("improvement")
+    delta = f"{improvement:+.6g}" if improvement is not None else "n/a"
+    timings = record.get("timings", {})
+    seconds = sum(timings.get(phase) or 0.0 for phase in STEP_PHASES)
+    startup = timings.get("startup_seconds")
+    job = f"; job start-up {startup:.1f} s" if startup is not None else ""
+    flag = " converged" if record.get("converged") else ""
+    return (
+        f"iteration {record['iteration']:>4} [{record.get('status', '')}] "
+        f"log-likelihood {record['log_likelihood']:.6f} delta {delta} ({seconds:.2f} s{job}){flag}"
+    )
