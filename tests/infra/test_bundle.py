@@ -81,7 +81,7 @@ def test_make_bundle_writes_everything_a_cluster_needs_and_a_manifest(bundle_dir
     # The wheel holds the hmm package with its recorded version: what the steps import on the nodes.
     with zipfile.ZipFile(bundle_dir / wheel) as wheel_zip:
         package = set(wheel_zip.namelist())
-        assert {"hmm/__init__.py", "hmm/_version.py", "hmm/steps.py", "hmm/warmup.py"} <= package
+        assert {"hmm/__init__.py", "hmm/_version.py", "hmm/training/steps.py", "hmm/core/warmup.py"} <= package
         assert f"__version__ = version = '{version}'" in wheel_zip.read("hmm/_version.py").decode()
         metadata = wheel_zip.read(f"hmm_em-{version}.dist-info/METADATA").decode()
     assert f"\nVersion: {version}\n" in metadata
