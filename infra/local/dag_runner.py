@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,7 +165,7 @@ class LocalAirflow:
         training = Training(open_store(settings.store), training_id)
         slots = sum(1 for task_id in self.dag.task_ids if task_id.startswith("iteration_"))
         run_conf, date = dict(conf), logical_date
-        with self._watch(training) if show_progress else contextlib.nullcontext():
+        with watch_commits(training, self.say) if show_progress else contextlib.nullcontext():
             for _ in range(settings.spec.max_iter // slots + EXTRA_RUNS):
                 started = time.perf_counter()
                 dag_run = self.run(run_conf, date, run_after)
@@ -237,40 +237,42 @@ class LocalAirflow:
                 os.dup2(original, fd)
                 os.close(original)
 
-    @contextlib.contextmanager
-    def _watch(self, training: Training) -> Iterator[None]:
-        """Print each COMMIT of ``training`` as it lands (the store is the truth, not the task logs)."""
-        seen = set(training.committed()) if training.has_spec() else set()
-        if seen:
-            self.say(f"training {training.id}: iterations 0-{max(seen)} are committed already, not recomputed")
-        stop = threading.Event()
 
-        def watch() -> None:
-            while not stop.is_set():
-                self._show_new_commits(training, seen)
-                stop.wait(WATCH_INTERVAL)
+@contextlib.contextmanager
+def watch_commits(training: Training, say: Callable[[str], None]) -> Iterator[None]:
+    """Say each COMMIT of ``training`` as it lands while the block runs (the store is the truth, not the task logs)."""
+    seen = set(training.committed()) if training.has_spec() else set()
+    if seen:
+        say(f"training {training.id}: iterations 0-{max(seen)} are committed already, not recomputed")
+    stop = threading.Event()
 
-        watcher = threading.Thread(target=watch, name="commit-watcher", daemon=True)
-        watcher.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            watcher.join()
-            self._show_new_commits(training, seen)
+    def watch() -> None:
+        while not stop.is_set():
+            _say_new_commits(training, seen, say)
+            stop.wait(WATCH_INTERVAL)
 
-    def _show_new_commits(self, training: Training, seen: set[int]) -> None:
-        if not training.has_spec():
-            return
-        for k in training.committed():
-            if k in seen:
-                continue
-            seen.add(k)
-            record = {**training.record(k), "status": "committed"}
-            if k == 0:
-                self.say(
-                    f"iteration    0 [committed] initial parameters "
-                    f"({record['n_sequences']:,} sequences, {record['n_observations']:,} frames)"
-                )
-            else:
-                self.say(format_progress(record))
+    watcher = threading.Thread(target=watch, name="commit-watcher", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        _say_new_commits(training, seen, say)
+
+
+def _say_new_commits(training: Training, seen: set[int], say: Callable[[str], None]) -> None:
+    if not training.has_spec():
+        return
+    for k in training.committed():
+        if k in seen:
+            continue
+        seen.add(k)
+        record = {**training.record(k), "status": "committed"}
+        if k == 0:
+            say(
+                f"iteration    0 [committed] initial parameters "
+                f"({record['n_sequences']:,} sequences, {record['n_observations']:,} frames)"
+            )
+        else:
+            say(format_progress(record))
