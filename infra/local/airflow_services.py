@@ -378,14 +378,13 @@ class AirflowClient:
         return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """A task's log as text (for a failure's message)."""
-        response = self.request(
+        """A task's log as text, one JSON line per structured log event (for checks and failure messages)."""
+        body = self.json(
             "GET",
             f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"full_content": True},
-            headers={"Accept": "text/plain"},
         )
-        return str(response.text)
+        return "\n".join(line if isinstance(line, str) else json.dumps(line) for line in body["content"])
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         body = self.json("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "id"})
