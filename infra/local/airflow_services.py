@@ -33,7 +33,6 @@ import json
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -46,7 +45,16 @@ from typing import Any
 from hmm import orchestration
 from hmm.store import open_store
 from hmm.training import Training
-from infra.local.dag_runner import DAG_ID, DAGS_FOLDER, EXTRA_RUNS, DagRunError, TrainingRuns, watch_commits
+from infra.local.dag_runner import (
+    DAG_ID,
+    DAGS_FOLDER,
+    EXTRA_RUNS,
+    DagRunError,
+    TrainingRuns,
+    enable_wal,
+    sqlite_settings,
+    watch_commits,
+)
 from infra.local.s3 import free_port
 
 COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
@@ -64,17 +72,6 @@ STOP_GRACE_SECONDS = 5.0
 
 class AirflowServiceError(RuntimeError):
     """A component did not start, died, or the API did not answer as expected."""
-
-
-def sqlite_settings(home: Path) -> dict[str, str]:
-    """The metadata database of a single-machine deployment: SQLite in ``home`` with a lock timeout."""
-    return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db?timeout=60"}
-
-
-def enable_wal(database: Path) -> str:
-    """Put the SQLite database in WAL journaling (persistent: stored in the file); returns the mode."""
-    with contextlib.closing(sqlite3.connect(database, timeout=60)) as connection:
-        return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
 
 
 @dataclass

@@ -22,6 +22,7 @@ import contextlib
 import copy
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -45,6 +46,22 @@ DAG_ID = "hmm_training"
 EXTRA_RUNS = 2
 #: Seconds between two looks at the store for new COMMITs while a run goes on.
 WATCH_INTERVAL = 0.5
+
+
+def sqlite_settings(home: Path) -> dict[str, str]:
+    """The metadata database of Airflow on one machine: SQLite in ``home``, with a lock timeout.
+
+    With ``?timeout=60`` a writer waits up to a minute for the lock instead of failing at once
+    with ``database is locked``; with :func:`enable_wal` readers do not block the writer. The
+    real scheduler (:mod:`infra.local.airflow_services`) needs both; ``dag.test()`` gets them too.
+    """
+    return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db?timeout=60"}
+
+
+def enable_wal(database: Path) -> str:
+    """Put the SQLite database in WAL journaling (persistent: stored in the file); returns the mode."""
+    with contextlib.closing(sqlite3.connect(database, timeout=60)) as connection:
+        return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
 
 
 class DagRunError(RuntimeError):
@@ -88,7 +105,7 @@ class LocalAirflow:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+            **sqlite_settings(self.home),
             # Steps run Spark's Python workers on this interpreter (the one with hmm installed).
             "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
             "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
@@ -109,6 +126,7 @@ class LocalAirflow:
         )
         if migrated.returncode:
             raise RuntimeError(f"airflow db migrate failed in {self.home}:\n{migrated.stderr[-3000:]}")
+        enable_wal(self.home / "airflow.db")
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(AttributeError, io.UnsupportedOperation):  # stdout without a descriptor
