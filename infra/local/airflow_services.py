@@ -6,7 +6,8 @@ everything on 127.0.0.1, driven only through the public REST API v2:
     with AirflowServices(home) as airflow:          # migrate, start the four components, wait
         client = airflow.client()                   # a JWT from POST /auth/token
         client.unpause(DAG_ID)
-        run = client.wait_for_run(DAG_ID, client.trigger(DAG_ID, conf)["dag_run_id"])
+        run_id = client.trigger(DAG_ID, conf, logical_date).json()["dag_run_id"]
+        run = client.wait_for_run(DAG_ID, run_id)    # the scheduler runs it; or train(client, ...)
     # every process started is stopped (its process group, then anything left in its session)
 
 The SQLite settings: the database URL carries ``?timeout=60`` (a writer waits for the lock
@@ -15,12 +16,13 @@ writer). Without them four components and their task processes writing one SQLit
 the scheduler die with ``database is locked``. Even so, ``POST /api/v2/backfills`` may answer
 503 when the database is busy: :meth:`AirflowClient.create_backfill` retries.
 
-Why not ``airflow standalone`` itself: it binds the API server to 0.0.0.0:8080 and its
-components' log servers to every interface, cannot say where its children's output goes and
-stops them with a plain SIGTERM that leaves task processes behind. Here the API server is on
-a free port of 127.0.0.1, the scheduler and triggerer serve no logs over HTTP (the task logs
-are files under ``<home>/logs``, which the API server reads), each component's output goes to
-``<home>/<component>.log``, and :meth:`AirflowServices.stop` kills whole process trees.
+Why not ``airflow standalone`` itself: it starts ``airflow`` from PATH, its scheduler and
+triggerer serve their logs over HTTP on every interface (it cannot pass ``--skip-serve-logs``),
+it mixes the four outputs on its stdout and stops each child with one SIGTERM. Here the API
+server is on a free port of 127.0.0.1, the scheduler and triggerer serve no logs (the task
+logs are files under ``<home>/logs``, which the API server reads), each component's output
+goes to ``<home>/<component>.log``, and :meth:`AirflowServices.stop` kills whole process
+trees, task processes and their steps included.
 
 Used by ``make demo-scheduler`` (:mod:`infra.local.demo` ``--scheduler``) and by
 ``tests/dags/test_real_scheduler.py``. Linux only (process sessions are read from /proc).
@@ -79,8 +81,8 @@ class AirflowServices:
     """An Airflow home on this machine and its four components (LocalExecutor, SQLite, 127.0.0.1).
 
     ``dags_folder``: the DAGs the DAG processor parses (the project's ``dags/``).
-    ``environment``: more settings for every component (and so for the task processes and the
-    steps they start), e.g. AWS endpoint and credentials.
+    The components, their task processes and the steps inherit this process's environment
+    (e.g. AWS endpoint and credentials) under the settings of :meth:`settings`.
     ``scheduled_runs``: False (default) turns off runs from the DAGs' schedules
     (``[scheduler] use_job_schedule``), so unpausing a weekly DAG does not start this week's run
     with the default params; triggered runs, continuations and backfills run all the same.
@@ -88,12 +90,11 @@ class AirflowServices:
 
     home: Path
     dags_folder: Path = DAGS_FOLDER
-    environment: Mapping[str, str] = field(default_factory=dict)
     scheduled_runs: bool = False
     #: Task processes at once (LocalExecutor workers): each imports Airflow and the DAG file.
     parallelism: int = 4
     port: int = 0
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
@@ -142,7 +143,6 @@ class AirflowServices:
             "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
             "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
             "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            **self.environment,
         }
 
     # ------------------------------------------------------------ start and stop
