@@ -10,11 +10,13 @@ everything on 127.0.0.1, driven only through the public REST API v2:
         run = client.wait_for_run(DAG_ID, run_id)    # the scheduler runs it; or train(client, ...)
     # every process started is stopped (its process group, then anything left in its session)
 
-The SQLite settings: the database URL carries ``?timeout=60`` (a writer waits for the lock
-instead of failing at once) and the database is in WAL journaling (readers do not block the
-writer). Without them four components and their task processes writing one SQLite file made
-the scheduler die with ``database is locked``. Even so, ``POST /api/v2/backfills`` may answer
-503 when the database is busy: :meth:`AirflowClient.create_backfill` retries.
+The SQLite settings (:func:`~infra.local.dag_runner.sqlite_settings`,
+:func:`~infra.local.dag_runner.enable_wal`): the database URL carries ``?timeout=60`` (a
+writer waits up to a minute for the lock instead of 5 s) and the database is in WAL journaling
+(readers do not block the writer). Four components and their task processes write one SQLite
+file; before these were set, a deployer's scheduler died mid-run with ``database is locked``. Even so,
+``POST /api/v2/backfills`` may answer 503 when the database is busy:
+:meth:`AirflowClient.create_backfill` retries.
 
 Why not ``airflow standalone`` itself: it starts ``airflow`` from PATH, its scheduler and
 triggerer serve their logs over HTTP on every interface (it cannot pass ``--skip-serve-logs``),

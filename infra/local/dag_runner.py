@@ -51,15 +51,20 @@ WATCH_INTERVAL = 0.5
 def sqlite_settings(home: Path) -> dict[str, str]:
     """The metadata database of Airflow on one machine: SQLite in ``home``, with a lock timeout.
 
-    With ``?timeout=60`` a writer waits up to a minute for the lock instead of failing at once
-    with ``database is locked``; with :func:`enable_wal` readers do not block the writer. The
-    real scheduler (:mod:`infra.local.airflow_services`) needs both; ``dag.test()`` gets them too.
+    With ``?timeout=60`` a writer waits up to a minute for the lock where Python's sqlite3
+    gives up after 5 s with ``database is locked``: the scheduler, DAG processor, API server,
+    triggerer and every task process write the one file. :func:`enable_wal` is the other half.
     """
     return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db?timeout=60"}
 
 
 def enable_wal(database: Path) -> str:
-    """Put the SQLite database in WAL journaling (persistent: stored in the file); returns the mode."""
+    """Put the SQLite database in WAL journaling, in which readers do not block the writer; returns the mode.
+
+    The mode is stored in the file, so it holds for every later connection. Airflow 3.3.2 also
+    sets it on each connection of its synchronous engine; doing it once after ``db migrate``
+    makes it hold before any component connects, whichever engine connects first.
+    """
     with contextlib.closing(sqlite3.connect(database, timeout=60)) as connection:
         return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
 
