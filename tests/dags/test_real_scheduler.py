@@ -16,7 +16,6 @@ asset events through the API.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,8 @@ def model_events(client: Any, training_id: str) -> list[dict[str, Any]]:
 
 def published_event(store: Path, training_id: str) -> dict[str, Any]:
     """What finalize records in the asset event: the training id and the PUBLISHED marker."""
-    marker = json.loads(open_store(store.as_uri()).read(f"trainings/{training_id}/model/PUBLISHED"))
+    marker = Training(open_store(store.as_uri()), training_id).published()
+    assert marker is not None, f"{training_id} is not published"
     return {"training_id": training_id, **marker}
 
 
