@@ -31,7 +31,7 @@ LINTED := hmm jobs tests benchmarks infra $(wildcard dags)
 # (ALLOW_DIRTY=1: a bundle of uncommitted changes, for a development stack).
 BUNDLE_DIR ?= dist/bundle
 
-.PHONY: venv spark35-venv test test-spark35 lint demo local-stack bench bundle upload clean
+.PHONY: venv spark35-venv test test-spark35 lint demo demo-scheduler local-stack bench bundle upload clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,12 @@ test-spark35: $(STAMP35)
 # file:// store under ./demo-output; `make local-stack` against a local S3 (moto on 127.0.0.1).
 demo: $(STAMP)
 	$(BIN)/python -m infra.local.demo
+
+# The same demo under the real Airflow components (scheduler with LocalExecutor, DAG processor,
+# API server on 127.0.0.1, triggerer; infra/local/airflow_services.py), driven through the REST API.
+# SQLite as a single machine needs it: a lock timeout in the URL (?timeout=60) and WAL journaling.
+demo-scheduler: $(STAMP)
+	$(BIN)/python -m infra.local.demo --scheduler
 
 local-stack: $(STAMP)
 	$(BIN)/python -m infra.local.stack

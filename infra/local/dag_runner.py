@@ -22,11 +22,12 @@ import contextlib
 import copy
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,27 @@ DAG_ID = "hmm_training"
 EXTRA_RUNS = 2
 #: Seconds between two looks at the store for new COMMITs while a run goes on.
 WATCH_INTERVAL = 0.5
+
+
+def sqlite_settings(home: Path) -> dict[str, str]:
+    """The metadata database of Airflow on one machine: SQLite in ``home``, with a lock timeout.
+
+    With ``?timeout=60`` a writer waits up to a minute for the lock where Python's sqlite3
+    gives up after 5 s with ``database is locked``: the scheduler, DAG processor, API server,
+    triggerer and every task process write the one file. :func:`enable_wal` is the other half.
+    """
+    return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db?timeout=60"}
+
+
+def enable_wal(database: Path) -> str:
+    """Put the SQLite database in WAL journaling, in which readers do not block the writer; returns the mode.
+
+    The mode is stored in the file, so it holds for every later connection. Airflow 3.3.2 also
+    sets it on each connection of its synchronous engine; doing it once after ``db migrate``
+    makes it hold before any component connects, whichever engine connects first.
+    """
+    with contextlib.closing(sqlite3.connect(database, timeout=60)) as connection:
+        return str(connection.execute("PRAGMA journal_mode=WAL").fetchone()[0])
 
 
 class DagRunError(RuntimeError):
@@ -88,7 +110,7 @@ class LocalAirflow:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+            **sqlite_settings(self.home),
             # Steps run Spark's Python workers on this interpreter (the one with hmm installed).
             "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
             "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
@@ -109,6 +131,7 @@ class LocalAirflow:
         )
         if migrated.returncode:
             raise RuntimeError(f"airflow db migrate failed in {self.home}:\n{migrated.stderr[-3000:]}")
+        enable_wal(self.home / "airflow.db")
         if self.log_file:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(AttributeError, io.UnsupportedOperation):  # stdout without a descriptor
@@ -165,7 +188,7 @@ class LocalAirflow:
         training = Training(open_store(settings.store), training_id)
         slots = sum(1 for task_id in self.dag.task_ids if task_id.startswith("iteration_"))
         run_conf, date = dict(conf), logical_date
-        with self._watch(training) if show_progress else contextlib.nullcontext():
+        with watch_commits(training, self.say) if show_progress else contextlib.nullcontext():
             for _ in range(settings.spec.max_iter // slots + EXTRA_RUNS):
                 started = time.perf_counter()
                 dag_run = self.run(run_conf, date, run_after)
@@ -237,40 +260,42 @@ class LocalAirflow:
                 os.dup2(original, fd)
                 os.close(original)
 
-    @contextlib.contextmanager
-    def _watch(self, training: Training) -> Iterator[None]:
-        """Print each COMMIT of ``training`` as it lands (the store is the truth, not the task logs)."""
-        seen = set(training.committed()) if training.has_spec() else set()
-        if seen:
-            self.say(f"training {training.id}: iterations 0-{max(seen)} are committed already, not recomputed")
-        stop = threading.Event()
 
-        def watch() -> None:
-            while not stop.is_set():
-                self._show_new_commits(training, seen)
-                stop.wait(WATCH_INTERVAL)
+@contextlib.contextmanager
+def watch_commits(training: Training, say: Callable[[str], None]) -> Iterator[None]:
+    """Say each COMMIT of ``training`` as it lands while the block runs (the store is the truth, not the task logs)."""
+    seen = set(training.committed()) if training.has_spec() else set()
+    if seen:
+        say(f"training {training.id}: iterations 0-{max(seen)} are committed already, not recomputed")
+    stop = threading.Event()
 
-        watcher = threading.Thread(target=watch, name="commit-watcher", daemon=True)
-        watcher.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            watcher.join()
-            self._show_new_commits(training, seen)
+    def watch() -> None:
+        while not stop.is_set():
+            _say_new_commits(training, seen, say)
+            stop.wait(WATCH_INTERVAL)
 
-    def _show_new_commits(self, training: Training, seen: set[int]) -> None:
-        if not training.has_spec():
-            return
-        for k in training.committed():
-            if k in seen:
-                continue
-            seen.add(k)
-            record = {**training.record(k), "status": "committed"}
-            if k == 0:
-                self.say(
-                    f"iteration    0 [committed] initial parameters "
-                    f"({record['n_sequences']:,} sequences, {record['n_observations']:,} frames)"
-                )
-            else:
-                self.say(format_progress(record))
+    watcher = threading.Thread(target=watch, name="commit-watcher", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        _say_new_commits(training, seen, say)
+
+
+def _say_new_commits(training: Training, seen: set[int], say: Callable[[str], None]) -> None:
+    if not training.has_spec():
+        return
+    for k in training.committed():
+        if k in seen:
+            continue
+        seen.add(k)
+        record = {**training.record(k), "status": "committed"}
+        if k == 0:
+            say(
+                f"iteration    0 [committed] initial parameters "
+                f"({record['n_sequences']:,} sequences, {record['n_observations']:,} frames)"
+            )
+        else:
+            say(format_progress(record))

@@ -1,6 +1,6 @@
 """``make demo``: the Airflow 3 DAG ``hmm_training`` end to end on this machine, on real text.
 
-    python -m infra.local.demo [--output demo-output] [--engine spark|local]
+    python -m infra.local.demo [--output demo-output] [--engine spark|local] [--scheduler]
 
 The data is the prose of the Python reference manual (:mod:`infra.local.letters`), one
 sequence of letters per paragraph, written as Parquet under ``<output>/data``. The DAG runs
@@ -14,6 +14,13 @@ its 6 iteration slots and hands over to a continuation run, which the runner sta
 scheduler would. With no labels the two states split the alphabet into vowels and
 consonants (Cave & Neuwirth, 1980). Running the demo again resumes the same training:
 every iteration is committed already, nothing is recomputed, the model stays published.
+
+``--scheduler`` (``make demo-scheduler``): the same training under the real Airflow components
+(:mod:`infra.local.airflow_services`: scheduler with the LocalExecutor, DAG processor, API
+server on 127.0.0.1, triggerer; SQLite with a lock timeout and WAL journaling in
+``<output>/airflow-scheduler``), triggered and followed through the REST API v2; the
+scheduler starts the continuation run itself. The components' logs are
+``<output>/airflow-scheduler/<component>.log``; everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from typing import Any
 from hmm.training.commits import Training
 from hmm.training.store import open_store
 from infra.local import letters
-from infra.local.dag_runner import LocalAirflow
+from infra.local.airflow_services import AirflowServices, train
+from infra.local.dag_runner import LocalAirflow, TrainingRuns
 
 TRAINING_ID = "letters-2-states"
 #: The first run's logical date: fixed, so that a second demo is a re-run of the same date (the
@@ -92,6 +100,22 @@ def timing_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def under_scheduler(home: Path, conf: dict[str, Any], steps: str) -> tuple[TrainingRuns, str]:
+    """The training under the real Airflow components, through the REST API; all stopped at the end."""
+    services = AirflowServices(home)
+    print(f"airflow: AIRFLOW_HOME={services.home} (SQLite, WAL, lock timeout 60 s); logs: {services.home}/*.log")
+    print("starting the scheduler (LocalExecutor), DAG processor, API server and triggerer...")
+    with services:
+        client = services.client()
+        client.wait_for_dag("hmm_training")
+        client.unpause("hmm_training")
+        print(f"API server {services.url} (user admin, password in {services.password_file})")
+        print(f"DAG hmm_training under the scheduler, triggered through the REST API, local mode: {steps}\n")
+        # No logical date: the conf names the training, and each demo is a new manual run of it.
+        runs = train(client, conf, None, say=lambda line: print(line, flush=True))
+    return runs, f"{services.home}/scheduler.log"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo-output", help="folder for data, store and Airflow (./demo-output)")
@@ -101,27 +125,35 @@ def main(argv: list[str] | None = None) -> int:
         default="spark",
         help="spark: every step a spark-submit (default); local: python + pyarrow steps (quicker)",
     )
+    parser.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="run it under the real scheduler, DAG processor, API server and triggerer (REST API), not dag.test()",
+    )
     args = parser.parse_args(argv)
     output = Path(args.output).resolve()
     started = time.perf_counter()
 
     data_uri = letters.write_parquet(output / "data")
     store_uri = (output / "store").as_uri()
-    airflow = LocalAirflow(output / "airflow", log_file=output / "airflow.log")
     print(f"data:    {data_uri} (paragraphs of Python's reference manual as letters, 0 = space, 1-26 = a-z)")
     print(f"store:   {store_uri}")
-    print(f"airflow: AIRFLOW_HOME={airflow.home} (SQLite); its log, with every step's output: {airflow.log_file}")
-    airflow.start()
     steps = "every step a spark-submit" if args.engine == "spark" else "every step a python process"
-    print(f"DAG hmm_training, local mode, engine {args.engine}: {steps}\n")
-
-    runs = airflow.train(training_conf(data_uri, store_uri, args.engine), LOGICAL_DATE)
+    conf = training_conf(data_uri, store_uri, args.engine)
+    if args.scheduler:
+        runs, log = under_scheduler(output / "airflow-scheduler", conf, steps)
+    else:
+        airflow = LocalAirflow(output / "airflow", log_file=output / "airflow.log")
+        print(f"airflow: AIRFLOW_HOME={airflow.home} (SQLite); its log, with every step's output: {airflow.log_file}")
+        airflow.start()
+        print(f"DAG hmm_training under dag.test(), local mode, engine {args.engine}: {steps}\n")
+        runs, log = airflow.train(conf, LOGICAL_DATE), str(airflow.log_file)
     training = Training(open_store(store_uri), TRAINING_ID)
     records = training.records()
     print(f"\n{timing_table(records)}\n")
     print(letters.describe(training.load_params(records[-1]["iteration"])))
     if runs.published is None:
-        print(f"\ntraining {TRAINING_ID} is not published (see {airflow.log_file})")
+        print(f"\ntraining {TRAINING_ID} is not published (see {log})")
         return 1
     print(f"\nmodel:  {runs.published['model']}\nreport: {runs.published['report']}")
     print(
