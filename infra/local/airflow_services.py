@@ -46,9 +46,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hmm import orchestration
-from hmm.store import open_store
-from hmm.training import Training
+from hmm.orchestration import decisions as orchestration
+from hmm.training.commits import Training
+from hmm.training.store import open_store
 from infra.local.dag_runner import (
     DAG_ID,
     DAGS_FOLDER,
@@ -434,7 +434,7 @@ def train(
     """Trigger a run of the training DAG with ``conf`` and follow it and the continuation runs it hands over to.
 
     The scheduler starts the continuations by itself; this only waits for them (their run ids
-    are known: :func:`hmm.orchestration.continuation_run_id`). Returns what
+    are known: :func:`hmm.orchestration.decisions.continuation_run_id`). Returns what
     :meth:`infra.local.dag_runner.LocalAirflow.train` returns for ``dag.test()``; raises
     :class:`DagRunError` when a run fails (the same call again resumes the training).
     ``say``: a line per DAG run and per COMMIT as it lands.

@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
-from hmm import orchestration, steps
-from hmm.store import open_store
-from hmm.training import Training, TrainingSpec
+from hmm.orchestration import decisions as orchestration
+from hmm.training import steps
+from hmm.training.commits import Training
+from hmm.training.spec import TrainingSpec
+from hmm.training.store import open_store
 from infra.local.airflow_services import AirflowServices, utc
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import SPEC, conf, records, reference
