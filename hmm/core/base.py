@@ -18,6 +18,7 @@ import logging
 import math
 import string
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -222,17 +223,77 @@ class BaseHMM(BaseEstimator):
         self._init(X, None if lengths is None else np.diff(offsets))
         self._check()
         self._check_observations(X, offsets)
-        self.monitor_._reset()
-        for _ in range(self.n_iter):
-            started = time.perf_counter()
-            stats = self._e_step(X, offsets)
-            self._m_step(stats)
-            self.monitor_.report(stats.log_likelihood, time.perf_counter() - started)
-            if self.monitor_.converged:
-                break
-        if (self.transmat_.sum(axis=1) == 0).any():
-            _log.warning("Some rows of transmat_ have zero sum because no transition from the state was ever observed.")
-        return self
+        return run_em(self, lambda: self._e_step(X, offsets))
+
+    # ------------------------------------------------- the EM protocol
+    # What every driver uses: fit on arrays (above), fit on a DataFrame (hmm.distributed.spark) and
+    # the training steps (hmm.training.steps), one process per iteration. These public names call
+    # hmmlearn's extension hooks (_init, _check, _m_step, ...), which subclasses keep overriding.
+
+    @property
+    def observes_symbols(self) -> bool:
+        """True when observations are symbols (integers in ``[0, n_features)``), False for vectors."""
+        return self._observation_kind == "symbol"
+
+    def infer_n_features(self, largest_symbol: int) -> None:
+        """hmmlearn's rule for symbols: without ``n_features``, the largest symbol in the data + 1."""
+        if self.observes_symbols and getattr(self, "n_features", None) is None:
+            self.n_features = int(largest_symbol) + 1
+
+    def check_settings(self) -> None:
+        """Refuse constructor arguments the model cannot use (names the argument and the rule)."""
+        self._check_settings()
+
+    def check_parameters(self) -> None:
+        """Refuse parameters that are not the model's (shapes, finite values, distributions summing to 1)."""
+        self._check()
+
+    def initialize_from_sample(self, X: Any, offsets: np.ndarray) -> np.ndarray:
+        """Initial parameters from a sample of the data (hmmlearn's rules), checked.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_frames,) or (n_frames, n_features)
+            The sample's frames, sequences one after another.
+        offsets : array of shape (n_sequences + 1,)
+            Where each sequence starts, and the end.
+
+        Returns
+        -------
+        observations : ndarray of shape (n_frames, n_features)
+            The sample as the kernels take it.
+        """
+        observations = self._as_observations(X)
+        self._check_values(observations, offsets)
+        self._init(observations, np.diff(offsets))
+        self._check()
+        return observations
+
+    def check_batch(self, X: Any, offsets: np.ndarray, limit: int | None = None) -> np.ndarray:
+        """A batch's frames as the kernels take them, after every rule that can be checked.
+
+        Rules on the data alone; the memory the data would make the model need (``limit``,
+        :func:`check_model_size`); and, once the model knows its size, the rules against it
+        (symbol < n_features, feature width). Raises a ``ValueError`` naming the sequence.
+        """
+        observations = self._as_observations(X)
+        self._check_values(observations, offsets)
+        self._check_data_size(observations, offsets, limit)
+        if getattr(self, "n_features", None) is not None:
+            self._check_observations(observations, offsets)
+        return observations
+
+    def batch_statistics(self, X: np.ndarray, offsets: np.ndarray) -> SufficientStats:
+        """The E-step over one batch: frames of shape (n_frames, n_features) and offsets -> expected counts."""
+        return self._batch_statistics(X, offsets)
+
+    def new_statistics(self) -> SufficientStats:
+        """Zero statistics of this model's shapes, to add batches' statistics to."""
+        return self._empty_stats()
+
+    def update(self, stats: SufficientStats) -> None:
+        """The M-step: parameters from (parameters, statistics, priors), replacing those in ``params``."""
+        self._m_step(stats)
 
     def _e_step(self, X: np.ndarray, offsets: np.ndarray) -> SufficientStats:
         """Expected counts over all sequences, one kernel call per batch."""
@@ -608,3 +669,20 @@ class BaseHMM(BaseEstimator):
     def _work_per_frame(self, dimensions: dict[str, int]) -> int:
         """float64 values the kernels hold per frame of a batch: frame probabilities and posteriors."""
         return 2 * dimensions["n_components"]
+
+
+def run_em(model: BaseHMM, statistics: Callable[[], SufficientStats]) -> BaseHMM:
+    """The EM loop every in-process driver runs: E-step (``statistics()``, over arrays or a DataFrame),
+    M-step, hmmlearn's convergence rule; ``model`` holds initial parameters. A training runs the same
+    iteration as one step per process, its history in the store."""
+    model.monitor_.reset()
+    for _ in range(model.n_iter):
+        started = time.perf_counter()
+        stats = statistics()
+        model.update(stats)
+        model.monitor_.report(stats.log_likelihood, time.perf_counter() - started)
+        if model.monitor_.converged:
+            break
+    if (model.transmat_.sum(axis=1) == 0).any():
+        _log.warning("Some rows of transmat_ have zero sum because no transition from the state was ever observed.")
+    return model

@@ -45,6 +45,10 @@ class ConvergenceMonitor:
             f"n_iter={self.n_iter}, tol={self.tol}, verbose={self.verbose})"
         )
 
+    def reset(self) -> None:
+        """Forget the history: the next report starts a new fit."""
+        self._reset()
+
     def _reset(self) -> None:
         self.iter = 0
         self.history.clear()

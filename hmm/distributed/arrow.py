@@ -110,13 +110,6 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
     return (X if symbols else X.reshape(-1, width)), offsets
 
 
-def check_batch(model: BaseHMM, X: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    observations = model._as_observations(X)
-    model._check_values(observations, offsets)
-    model._check_observations(observations, offsets)
-    return observations
-
-
 def locate_error(error: Exception, where: str, batch: int, ids: list[Any] | None) -> str:
     """Prefix a batch-local error with where the batch is, and the row's id if known."""
     message = str(error)
@@ -160,21 +153,16 @@ def batch_record(
     exception, so the driver can report the first bad rows of the whole data.
     """
     record = _blank_record(partition, index, batch.num_rows)
-    symbols = model._observation_kind == "symbol"
     try:
-        X, offsets = arrow_sequences(batch.column(sequence_col), symbols)
-        observations = model._as_observations(X)
-        model._check_values(observations, offsets)
-        model._check_data_size(observations, offsets, limit)
+        X, offsets = arrow_sequences(batch.column(sequence_col), model.observes_symbols)
+        observations = model.check_batch(X, offsets, limit)
         record["n_observations"] = int(offsets[-1])
-        if symbols:
+        if model.observes_symbols:
             record["max_symbol"] = int(observations.max())
         else:
             record["n_features"] = int(observations.shape[1])
-        if getattr(model, "n_features", None) is not None:
-            model._check_observations(observations, offsets)
         if statistics:
-            record["stats"] = model._batch_statistics(observations, offsets).to_bytes()
+            record["stats"] = model.batch_statistics(observations, offsets).to_bytes()
     except ValueError as error:
         ids = batch.column(id_col).to_pylist() if id_col else None
         record["error"] = locate_error(error, where or f"partition {partition}", index, ids)
@@ -187,7 +175,7 @@ def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientS
     if errors:
         more = f" ({len(errors) - 1} more batch(es) have errors)" if len(errors) > 1 else ""
         raise InvalidSequenceError(errors[0] + more)
-    total = model._empty_stats()
+    total = model.new_statistics()
     for record in records:
         total += SufficientStats.from_bytes(record["stats"])
     return total

@@ -329,7 +329,7 @@ class ParquetSequences:
         if not batches:
             raise InvalidSequenceError(f"data URI {self.uri} has no sequences")
         table = pa.Table.from_batches(batches)
-        return arrow_sequences(table.column(self.sequence_col), model._observation_kind == "symbol")
+        return arrow_sequences(table.column(self.sequence_col), model.observes_symbols)
 
 
 def task_groups(splits: list[tuple[int, Split]], parallelism: int) -> list[list[tuple[int, Split]]]:

@@ -21,7 +21,6 @@ D = 1.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -138,31 +137,21 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
     """
     from pyspark.sql import functions
 
-    model._check_settings()
+    from hmm.core.base import run_em
+
+    model.check_settings()
     data = df.select(sequence_col)
-    symbols = model._observation_kind == "symbol"
-    if symbols and getattr(model, "n_features", None) is None:
+    if model.observes_symbols and getattr(model, "n_features", None) is None:
         largest = data.select(functions.max(functions.array_max(sequence_col))).collect()[0][0]
         if largest is None:
             raise InvalidSequenceError("the DataFrame has no sequences with observations")
-        model.n_features = int(largest) + 1
-    X, offsets = collect_sample(data, sequence_col, symbols, INIT_SAMPLE_SEQUENCES)
-    X = model._as_observations(X)
-    model._check_values(X, offsets)
-    model._init(X, np.diff(offsets))
-    model._check()
-    model.monitor_._reset()
-    for _ in range(model.n_iter):
-        started = time.perf_counter()
-        stats = e_step(model, data, sequence_col)
-        model._m_step(stats)
-        model.monitor_.report(stats.log_likelihood, time.perf_counter() - started)
-        if model.monitor_.converged:
-            break
-    return model
+        model.infer_n_features(largest)
+    X, offsets = collect_sample(data, sequence_col, model.observes_symbols, INIT_SAMPLE_SEQUENCES)
+    model.initialize_from_sample(X, offsets)
+    return run_em(model, lambda: e_step(model, data, sequence_col))
 
 
 def score_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence") -> float:
     """Log-likelihood of every sequence of ``df`` under ``model``."""
-    model._check()
+    model.check_parameters()
     return e_step(model, df, sequence_col).log_likelihood

@@ -177,7 +177,7 @@ class Training:
             )
         try:
             model = persistence.loads(data, source=url)
-            model._check()
+            model.check_parameters()
         except ValueError as error:
             raise CorruptObjectError(f"stored parameters {url} are invalid: {error}") from None
         return model
@@ -189,7 +189,7 @@ class Training:
         stored: :class:`TrainingError`, nothing written.
         """
         try:
-            model._check()
+            model.check_parameters()
         except ValueError as error:
             raise TrainingError(
                 f"iteration {iteration} of training {self.id!r} produced invalid parameters ({error}); "

@@ -152,7 +152,7 @@ class TrainingSpec:
         from hmm.core.base import ModelTooLargeError
 
         try:
-            spec.build_model()._check_settings()
+            spec.build_model().check_settings()
         except ModelTooLargeError as error:
             raise InvalidSpecError(f"spec does not fit in memory: {error}") from None
         except (TypeError, ValueError) as error:

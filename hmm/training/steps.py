@@ -93,16 +93,14 @@ def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSess
         "max_symbol": scan.max_symbol,
         "n_features": scan.n_features,
     }
-    if model._observation_kind == "symbol" and getattr(model, "n_features", None) is None:
-        model.n_features = counts["max_symbol"] + 1
+    if counts["max_symbol"] is not None:
+        model.infer_n_features(counts["max_symbol"])
     X, offsets = source.sample(model)
-    X = model._as_observations(X)
-    model._init(X, offsets[1:] - offsets[:-1])
     try:
-        model._check()
+        X = model.initialize_from_sample(X, offsets)
         trial = copy.deepcopy(model)
-        trial._m_step(trial._batch_statistics(X, offsets))
-        trial._check()
+        trial.update(trial.batch_statistics(X, offsets))
+        trial.check_parameters()
     except (ValueError, TypeError, IndexError) as error:
         raise InvalidSpecError(
             f"spec field 'model_args' does not give a usable {spec.model} model on this data: {error}"
@@ -234,7 +232,7 @@ def em_iteration(
             f"{stats.n_observations} observations, iteration 0 had {first['n_sequences']} and "
             f"{first['n_observations']}; nothing committed. Training on new data is a new training"
         )
-    model._m_step(stats)
+    model.update(stats)
     mstep = time.perf_counter()
     history = [*previous_history, stats.log_likelihood]
     record = {
@@ -253,7 +251,7 @@ def em_iteration(
         "step": _step_identity(engine),
         "committed_at": _now(),
     }
-    model.monitor_._reset()  # the history lives in the COMMIT records, not in the parameters
+    model.monitor_.reset()  # the history lives in the COMMIT records, not in the parameters
     won = training.commit(iteration, model, record, spec)
     return {"status": "committed" if won else "lost", **training.record(iteration)}
 
