@@ -208,10 +208,24 @@ class BaseHMM(BaseEstimator):
         """Estimate the parameters with EM (Baum-Welch).
 
         Initialises the parameters named in ``init_params`` first (hmmlearn's
-        rules), then alternates E- and M-steps until the gain in
+        rules), then alternates E- and M-steps (:func:`run_em`) until the gain in
         log-likelihood is below ``tol`` or ``n_iter`` iterations are done.
-        ``X`` may be a Spark DataFrame with one sequence per row in column
-        ``sequence_col`` (see :mod:`hmm.distributed.spark`); ``lengths`` is not given then.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
+            The observations of every sequence, one after another; or a Spark DataFrame with one
+            sequence per row in column ``sequence_col`` (:mod:`hmm.distributed.spark`).
+        lengths : array-like of int of shape (n_sequences,), optional
+            The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+            Not given with a DataFrame.
+        sequence_col : str, default "sequence"
+            The DataFrame's column of sequences.
+
+        Returns
+        -------
+        self : BaseHMM
+            Fitted: ``startprob_``, ``transmat_``, the emission parameters and ``monitor_``.
         """
         engine = engine_for(X)
         if engine is not None:
@@ -415,7 +429,22 @@ class BaseHMM(BaseEstimator):
         return log_prob, posteriors
 
     def score(self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence") -> float:
-        """Log-likelihood of ``X`` (arrays, or a Spark DataFrame) under the model."""
+        """Log-likelihood of ``X`` under the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
+            The observations of every sequence, one after another.
+        lengths : array-like of int of shape (n_sequences,), optional
+            The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+        sequence_col : str, default "sequence"
+            With a Spark DataFrame as ``X``: its column of sequences.
+
+        Returns
+        -------
+        log_likelihood : float
+            The sum over all sequences.
+        """
         engine = engine_for(X)
         if engine is not None:
             check_is_fitted(self, "startprob_")
@@ -424,23 +453,73 @@ class BaseHMM(BaseEstimator):
         return float(self._log_likelihoods(X, offsets).sum())
 
     def score_samples(self, X: Any, lengths: Any = None) -> tuple[float, np.ndarray]:
-        """Log-likelihood of ``X`` and the posterior state probabilities of each sample."""
+        """Log-likelihood of ``X`` and the posterior state probabilities of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
+            The observations of every sequence, one after another.
+        lengths : array-like of int of shape (n_sequences,), optional
+            The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+
+        Returns
+        -------
+        log_likelihood : float
+        posteriors : ndarray of shape (n_samples, n_components)
+        """
         X, offsets = self._prepare_for_inference(X, lengths)
         return self._posteriors(X, offsets)
 
     def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
-        """Posterior probability of each state for each sample."""
+        """Posterior probability of each state for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
+            The observations of every sequence, one after another.
+        lengths : array-like of int of shape (n_sequences,), optional
+            The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+
+        Returns
+        -------
+        posteriors : ndarray of shape (n_samples, n_components)
+        """
         return self.score_samples(X, lengths)[1]
 
     def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
-        """Most likely state of each sample (by ``algorithm``)."""
+        """Most likely state of each sample (by ``algorithm``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
+            The observations of every sequence, one after another.
+        lengths : array-like of int of shape (n_sequences,), optional
+            The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+
+        Returns
+        -------
+        states : ndarray of int of shape (n_samples,)
+        """
         return self.decode(X, lengths)[1]
 
     def decode(self, X: Any, lengths: Any = None, algorithm: str | None = None) -> tuple[float, np.ndarray]:
         """Most likely state sequence: ``viterbi`` (jointly) or ``map`` (per sample).
 
-        Returns ``(log_prob, states)`` as hmmlearn does; for ``map``, like
-        hmmlearn, ``log_prob`` is the sum of the per-sample maximum posteriors.
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
+            The observations of every sequence, one after another.
+        lengths : array-like of int of shape (n_sequences,), optional
+            The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+        algorithm : {"viterbi", "map"}, optional
+            Default: the model's ``algorithm``.
+
+        Returns
+        -------
+        log_prob : float
+            Of the Viterbi paths; for ``map``, like hmmlearn, the sum of the per-sample maximum
+            posteriors.
+        states : ndarray of int of shape (n_samples,)
         """
         algorithm = algorithm or self.algorithm
         if algorithm not in DECODER_ALGORITHMS:
