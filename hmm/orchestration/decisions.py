@@ -19,7 +19,7 @@ from typing import Any
 from hmm import __version__
 from hmm.distributed.sources import ENGINES
 from hmm.distributed.uris import InvalidURIError, brief, check_uri
-from hmm.training.spec import CODE_VERSION, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
+from hmm.training.spec import CODE_VERSION, END, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
 
 MODES = ("local", "emr")
 #: Step kind -> the spark-submit entry point in jobs/.
@@ -29,8 +29,8 @@ RUN_FIELDS = ("store", "mode", "engine", "emr", "training_id")
 #: The TrainingSpec fields a user chooses (the code version is recorded by the code, not chosen).
 SPEC_FIELDS = tuple(name for name in TrainingSpec.__dataclass_fields__ if name not in RECORDED_FIELDS)
 #: A data or store root as the trigger form accepts it; :func:`hmm.training.store.check_uri` has the last word.
-URI_PATTERN = r"^(file:///|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$))\S*$"
-S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$"
+URI_PATTERN = r"^(file:///|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|" + END + r"))\S*" + END
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?" + END
 #: Spark master of local mode: every core of the Airflow worker.
 LOCAL_MASTER = "local[*]"
 #: Spark settings of a local-mode step: a step is one short-lived job, so no web UI (a server
@@ -66,17 +66,17 @@ EMR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "release_label": {"type": "string", "pattern": r"^emr-[0-9]+\.[0-9]+\.[0-9]+$"},
-        "master_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"},
-        "core_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"},
+        "release_label": {"type": "string", "pattern": r"^emr-[0-9]+\.[0-9]+\.[0-9]+" + END},
+        "master_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+" + END},
+        "core_instance_type": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*\.[a-z0-9]+" + END},
         "core_instance_count": {"type": "integer", "minimum": 1, "maximum": 256},
         # Where `make upload` put the bundles: <bundle_root>/<code version>/. Empty: <store>/bundle.
         "bundle_root": {"type": ["null", "string"], "pattern": S3_URI_PATTERN},
         "log_uri": {"type": ["null", "string"], "pattern": S3_URI_PATTERN},
         "deploy_mode": {"type": "string", "enum": ["cluster", "client"]},
-        "job_flow_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}$"},
-        "service_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}$"},
-        "subnet_id": {"type": ["null", "string"], "pattern": r"^subnet-[0-9a-f]{8,17}$"},
+        "job_flow_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}" + END},
+        "service_role": {"type": "string", "pattern": r"^[A-Za-z0-9+=,.@_-]{1,128}" + END},
+        "subnet_id": {"type": ["null", "string"], "pattern": r"^subnet-[0-9a-f]{8,17}" + END},
         "idle_timeout_seconds": {"type": "integer", "minimum": 60, "maximum": 604800},
     },
 }

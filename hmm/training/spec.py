@@ -33,11 +33,15 @@ MODEL_TYPES = {
 # Names are checked with fullmatch on ASCII classes: ``re.match`` with ``$`` would accept a
 # trailing newline, and ``\d`` or ``str.isdigit`` other scripts' digits. The patterns keep their
 # anchors because the DAG's Params use them as JSON-schema patterns, which are searched.
-TRAINING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: The end of the text, in Python's regular expressions and in JavaScript's (the Airflow trigger
+#: form's) alike: ``$`` also matches before a final newline in Python, so "nl\n" would pass a
+#: JSON-schema ``pattern`` (which is searched, not fullmatched).
+END = r"(?![\s\S])"
+TRAINING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}" + END)
+COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}" + END)
 #: A code version as setuptools-scm writes it (e.g. ``0.1.dev26+g4a89137cf``); it becomes part of
 #: an S3 key and of spark-submit arguments, so nothing else is accepted.
-CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}$")
+CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}" + END)
 #: The parameter letters each model type knows (hmmlearn's ``params`` / ``init_params``).
 PARAM_LETTERS = {"categorical": "ste", "gaussian": "stmc", "poisson": "stl", "gmm": "stmcw"}
 #: A spec (file or inline) larger than this is refused before it is parsed.

@@ -56,6 +56,10 @@ def test_the_training_dag_is_a_bounded_chain_of_slots_with_a_teardown(dag):
     ("changes", "message"),
     [
         ({"training_id": "../x"}, "Invalid input for param training_id: '../x' does not match"),
+        # JSON-schema patterns are searched: "$" would let a final newline through, END does not.
+        ({"training_id": "nl\n"}, "Invalid input for param training_id: 'nl\\n' does not match"),
+        ({"sequence_col": "seq\n"}, "Invalid input for param sequence_col: 'seq\\n' does not match"),
+        ({"store": "file:///tmp/store\n"}, "Invalid input for param store: 'file:///tmp/store\\n' does not match"),
         ({"model": "hmmlearn"}, "Invalid input for param model: 'hmmlearn' is not one of"),
         ({"tol": -1}, "Invalid input for param tol: -1 is less than the minimum of 0"),
         ({"store": "http://example.com/store"}, "Invalid input for param store: 'http://example.com/store' does not"),
