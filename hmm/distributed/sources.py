@@ -116,8 +116,12 @@ class Split:
     file_size: int | None = None
     mtime_ns: int | None = None
 
+    def file_name(self, base: str) -> str:
+        """The file's path below the data root ``base`` (its base name when the root is the file)."""
+        return os.path.relpath(self.path, base) if self.path != base else os.path.basename(self.path)
+
     def describe(self, base: str) -> str:
-        name = os.path.relpath(self.path, base) if self.path != base else os.path.basename(self.path)
+        name = self.file_name(base)
         if self.row_groups is None:
             return f"file {name}"
         return f"file {name} (row groups {self.row_groups[0]}-{self.row_groups[-1]})"

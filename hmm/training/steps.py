@@ -151,7 +151,7 @@ def init_training(
     return {"status": "committed" if won else "exists", **training.record(0)}
 
 
-def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Any], base: str) -> None:
+def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Split], base: str) -> None:
     """The data's files are the ones iteration 0 pinned (records without a pin pass)."""
     files = pinned.get("data", {}).get("files") if isinstance(pinned.get("data"), dict) else None
     if files is None:
@@ -173,11 +173,11 @@ def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Any
         )
 
 
-def data_files(splits: list[Any], base: str) -> list[list[Any]]:
+def data_files(splits: list[Split], base: str) -> list[list[Any]]:
     """[name, bytes, modification time in ns] of each data file (a file cut in splits counts once)."""
     files: dict[str, list[Any]] = {}
     for split in splits:
-        name = os.path.relpath(split.path, base) if split.path != base else os.path.basename(split.path)
+        name = split.file_name(base)
         files[name] = [name, split.file_size, split.mtime_ns]
     return [files[name] for name in sorted(files)]
 
