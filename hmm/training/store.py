@@ -1,16 +1,21 @@
 """Object storage behind one small interface: a ``file://`` directory or an ``s3://`` prefix.
 
 Everything a training keeps (spec, parameters, commit records, the published
-model) goes through a :class:`Store`. Two operations carry the commit
-protocol:
+model) goes through a :class:`Store`, and is created once, never replaced:
 
-* ``write`` replaces an object atomically: a reader sees the old bytes or the
-  new bytes, never a mix.
 * ``create_if_absent`` creates an object only if no object has that key, and
   says whether it did. On S3 this is a conditional write (``If-None-Match:
   *``); on a file system a hard link of a fully written temporary file, which
   fails atomically if the name exists. Two writers racing for the same key:
-  exactly one wins, the other changes nothing.
+  exactly one wins, the other changes nothing. This is the commit protocol's
+  only write.
+* ``write`` replaces an object atomically (a reader sees the old bytes or the
+  new bytes, never a mix); trainings do not use it (the store bucket's policy
+  refuses it under ``trainings/``), it stays for other callers and tests.
+
+Failures are one-line :class:`StoreError` s naming the object: missing
+(:class:`MissingObjectError`), or a store that cannot be used now
+(:class:`StoreUnavailableError`).
 
 S3 endpoint, region and credentials come from the usual AWS configuration
 (environment, profile, instance role), so a local S3 API such as a moto
@@ -37,7 +42,7 @@ os.umask(_UMASK)
 
 
 class StoreError(RuntimeError):
-    """A storage operation failed for a reason the caller cannot fix by retrying the same call."""
+    """A storage operation failed; the message names the object and the cause (a broken store if no subclass)."""
 
 
 class MissingObjectError(StoreError, FileNotFoundError):
