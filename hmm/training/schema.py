@@ -148,7 +148,20 @@ def validator_class() -> type[jsonschema.protocols.Validator]:
 
 
 def first_error(schema: Mapping[str, Any], instance: Any) -> jsonschema.ValidationError | None:
-    """The first error jsonschema reports for ``instance`` (in the schema's key order), or None."""
+    """The first error jsonschema reports for ``instance`` (in the schema's key order), or None.
+
+    Parameters
+    ----------
+    schema : mapping
+        A JSON schema (Draft 2020-12).
+    instance : object
+        The value to validate.
+
+    Returns
+    -------
+    jsonschema.ValidationError or None
+        The first error of :func:`validator_class`'s ``iter_errors``; None if ``instance`` is valid.
+    """
     validator = validator_class()(schema)
     return next(iter(validator.iter_errors(instance)), None)
 
@@ -161,8 +174,22 @@ def value_at(instance: Any, path: Any) -> Any:
 
 
 def spec_problem(error: jsonschema.ValidationError, raw: Mapping[str, Any]) -> str:
-    """The one-line refusal of a spec's first schema error; ``raw`` is the validated object (or a
-    DAG run's params, whose spec fields sit at the same place)."""
+    """The one-line refusal of a spec's first schema error.
+
+    Parameters
+    ----------
+    error : jsonschema.ValidationError
+        :func:`first_error` of :data:`SPEC_SCHEMA` (or of a schema holding the spec's fields at
+        the top level, as the DAG's params do).
+    raw : mapping
+        The validated object.
+
+    Returns
+    -------
+    str
+        ``spec field '<name>' is <value><rule>`` (:data:`SPEC_RULES`), or the field's missing or
+        unknown names; a bad data URI is named by :func:`~hmm.distributed.uris.check_uri`'s rule.
+    """
     path = list(error.absolute_path)
     if not path:
         if error.validator == "required":

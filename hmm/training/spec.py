@@ -52,6 +52,24 @@ class InvalidSpecError(ValueError):
 
 
 def check_training_id(training_id: Any) -> str:
+    """``training_id`` if it can name a training's folder, S3 prefix and EMR step.
+
+    Parameters
+    ----------
+    training_id : object
+        The candidate.
+
+    Returns
+    -------
+    str
+        ``training_id``, unchanged.
+
+    Raises
+    ------
+    InvalidSpecError
+        It is not 1-128 ASCII letters, digits, '_', '-', '.' starting with a letter or digit, or
+        it holds ``..``.
+    """
     if not isinstance(training_id, str) or not TRAINING_ID.fullmatch(training_id) or ".." in training_id:
         raise InvalidSpecError(
             f"training_id {brief(training_id)} is invalid: use 1-128 letters, digits, '_', '-', '.', "
@@ -62,7 +80,34 @@ def check_training_id(training_id: Any) -> str:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """What is trained on what; immutable once written as ``spec.json``."""
+    """What is trained on what; immutable once written as ``spec.json``.
+
+    Build one with :meth:`from_dict` or :meth:`from_json`, which validate every field (the
+    constructor does not).
+
+    Attributes
+    ----------
+    model : {"categorical", "gaussian", "poisson", "gmm"}
+        The emission model (:data:`~hmm.training.schema.MODEL_TYPES`).
+    n_components : int
+        Number of hidden states.
+    data : str
+        The Parquet sequences: ``file:///path`` or ``s3://bucket/prefix``.
+    sequence_col : str, default="sequence"
+        The list column of frames.
+    id_col : str or None, default=None
+        A column naming rows in error messages.
+    tol : float, default=1e-2
+        Stop when an iteration gains less log-likelihood.
+    max_iter : int, default=100
+        At most this many EM updates (the model's ``n_iter``).
+    seed : int, default=0
+        The model's ``random_state``, in [0, 2**32).
+    model_args : dict
+        Further constructor arguments (:data:`~hmm.training.schema.MODEL_ARGS`).
+    code_version : str or None
+        The hmm-em version that created the training; not part of what is trained.
+    """
 
     model: str
     n_components: int
@@ -80,7 +125,27 @@ class TrainingSpec:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrainingSpec:
-        """Validate every field (named in the error) and build the spec."""
+        """Validate every field (named in the error) and build the spec.
+
+        First :data:`~hmm.training.schema.SPEC_SCHEMA` (jsonschema; its first error becomes the
+        refusal), then what a schema cannot say: the data URI's rules, the model arguments'
+        values and shapes, and that the model can be built and fits in memory.
+
+        Parameters
+        ----------
+        raw : mapping
+            The spec's fields, as JSON would give them.
+
+        Returns
+        -------
+        TrainingSpec
+
+        Raises
+        ------
+        InvalidSpecError
+            One line naming the field and its rule, e.g. ``spec field 'tol' is -1; it must be a
+            finite number >= 0``.
+        """
         error = first_error(SPEC_SCHEMA, raw)
         if error is not None:
             raise InvalidSpecError(spec_problem(error, raw))
@@ -125,13 +190,40 @@ class TrainingSpec:
         return hashlib.sha256(self.to_json(recorded=False)).hexdigest()
 
     def to_json(self, recorded: bool = True) -> bytes:
-        """Canonical JSON: spec.json; with ``recorded=False`` only the :meth:`definition`."""
+        """Canonical JSON: spec.json; with ``recorded=False`` only the :meth:`definition`.
+
+        Parameters
+        ----------
+        recorded : bool, default=True
+            Include the :data:`RECORDED_FIELDS`.
+
+        Returns
+        -------
+        bytes
+            UTF-8 JSON with sorted keys: equal specs give equal bytes.
+        """
         fields = asdict(self) if recorded else self.definition()
         return json.dumps(fields, sort_keys=True, indent=2).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> TrainingSpec:
-        """A spec from JSON text: at most :data:`MAX_SPEC_BYTES`, one object, no NaN or Infinity."""
+        """A spec from JSON text: at most :data:`MAX_SPEC_BYTES`, one object, no NaN or Infinity.
+
+        Parameters
+        ----------
+        data : bytes or str
+            The JSON text.
+
+        Returns
+        -------
+        TrainingSpec
+
+        Raises
+        ------
+        InvalidSpecError
+            The text is too long, not JSON, nested too deeply, not one object, holds a key twice
+            or a constant JSON does not allow, or a field is invalid (:meth:`from_dict`).
+        """
         if len(data) > MAX_SPEC_BYTES:
             raise InvalidSpecError(f"spec is {len(data)} bytes long; at most {MAX_SPEC_BYTES} are allowed")
         try:
@@ -145,7 +237,14 @@ class TrainingSpec:
         return cls.from_dict(parsed)
 
     def build_model(self) -> BaseHMM:
-        """An unfitted model with this spec's settings (EM is driven from outside)."""
+        """An unfitted model with this spec's settings (EM is driven from outside).
+
+        Returns
+        -------
+        BaseHMM
+            A model of :data:`~hmm.training.schema.MODEL_TYPES` ``[model]`` with
+            ``n_components``, ``n_iter=max_iter``, ``tol``, ``random_state=seed`` and ``model_args``.
+        """
         return model_class(MODEL_TYPES[self.model])(
             n_components=self.n_components,
             n_iter=self.max_iter,
