@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import gammaln
 from sklearn.utils import check_random_state
 
 from hmm.core.base import BaseHMM, check_shape, real_array
@@ -13,6 +14,8 @@ from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, as_2
 from hmm.core.stats import SufficientStats
 
 _COUNT_RULE = "Poisson counts must be non-negative integers"
+#: log(n!) for the counts the kernel looks up rather than computes (scipy's values, as hmmlearn's).
+_LOG_FACTORIALS = gammaln(np.arange(1, 1025, dtype=np.float64))
 
 
 class PoissonHMM(BaseHMM):
@@ -131,11 +134,11 @@ class PoissonHMM(BaseHMM):
         emissions.poisson_frames(np.ascontiguousarray(X), *self._rates(), out, emissions.NONE_1D)
         return out
 
-    def _rates(self) -> tuple[np.ndarray, np.ndarray]:
-        """(log rates, -inf for a zero rate; the sum of each state's rates), as the kernel takes them."""
+    def _rates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log rates, -inf for a zero rate; the sum of each state's rates; log(n!) of small n), for the kernel."""
         with np.errstate(divide="ignore"):
             log_rates = np.log(self.lambdas_)
-        return np.ascontiguousarray(log_rates), np.ascontiguousarray(self.lambdas_.sum(axis=1))
+        return np.ascontiguousarray(log_rates), np.ascontiguousarray(self.lambdas_.sum(axis=1)), _LOG_FACTORIALS
 
     def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if type(self)._frame_log_likelihood is not PoissonHMM._frame_log_likelihood:

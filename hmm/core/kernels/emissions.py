@@ -389,15 +389,18 @@ def mixture_statistics(
 
 
 @_jit
-def poisson_frames(X, log_rates, rate_sums, out, log_scale):
+def poisson_frames(X, log_rates, rate_sums, log_factorials, out, log_scale):
     """Poisson log-likelihoods of every frame, (n_frames, n_states); scaled as :func:`gaussian_frames`.
 
     ``log_rates[k, d]`` is log(rate) (-inf for a zero rate: a count of 0 has
     probability 1 there, any other count 0), ``rate_sums[k]`` the sum of state
     k's rates: ``out[t, k] = sum_d x_td log_rates[k, d] - rate_sums[k] -
-    sum_d log(x_td!)``.
+    sum_d log(x_td!)``. ``log_factorials[n] = log(n!)`` for the small counts
+    (a table lookup instead of a scalar ``lgamma`` call per count; larger
+    counts call it).
     """
     n_states, n_features = log_rates.shape
+    table = log_factorials.shape[0]
     x = np.empty((n_features, FRAMES))
     factorials = np.empty(FRAMES)
     rows = np.empty((n_states, FRAMES))
@@ -409,7 +412,8 @@ def poisson_frames(X, log_rates, rate_sums, out, log_scale):
             factorials[b] = 0.0
         for d in range(n_features):
             for b in range(count):
-                factorials[b] += math.lgamma(x[d, b] + 1.0)
+                n = x[d, b]
+                factorials[b] += log_factorials[int(n)] if n < table else math.lgamma(n + 1.0)
         for k in range(n_states):
             row = rows[k]
             for b in range(FRAMES):
