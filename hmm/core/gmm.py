@@ -286,29 +286,34 @@ class GMMHMM(BaseHMM):
         return stats
 
     def _accumulate_emission_stats(self, stats: dict[str, np.ndarray], X: np.ndarray, posteriors: np.ndarray) -> None:
-        """hmmlearn's statistics (covariances centred on the current means) in one compiled pass."""
+        """hmmlearn's statistics (covariances centred on the current means), compiled, in the lane layout."""
         nc, nm, nf = self.n_components, self.n_mix, self.n_features
         n = nc * nm
+        X = np.ascontiguousarray(X)
+        posteriors = np.ascontiguousarray(posteriors)
+        components = self._components()
+        frames = emissions.lane_frames(X.shape[0])
+        weights = np.zeros((n, frames))
+        emissions.mixture_weights(X, posteriors, *components, self._log_weights(), nm, weights)
+        x = np.zeros((nf, frames))
+        emissions.to_lanes(X, x)
         covariances = "c" in self.params
         diagonal = self.covariance_type in ("spherical", "diag")
-        post_mix_sum, post_sum = np.zeros(n), np.zeros(nc)
+        post_mix_sum = np.zeros(n)
         obs = np.zeros((n, nf)) if "m" in self.params else emissions.NONE_2D
         squares = np.zeros((n, nf)) if covariances and diagonal else emissions.NONE_2D
         outer = np.zeros((n, nf, nf)) if covariances and not diagonal else emissions.NONE_3D
-        emissions.mixture_statistics(
-            np.ascontiguousarray(X),
-            np.ascontiguousarray(posteriors),
-            *self._components(),
-            self._log_weights(),
-            nm,
+        emissions.lane_moments(
+            weights.reshape(n, -1, emissions.LANES),
+            x.reshape(nf, -1, emissions.LANES),
+            components[0],
             post_mix_sum,
-            post_sum,
             obs,
             squares,
             outer,
         )
         stats["post_mix_sum"] += post_mix_sum.reshape(nc, nm)
-        stats["post_sum"] += post_sum
+        stats["post_sum"] += np.ones(X.shape[0]) @ posteriors  # BLAS; numpy's axis-0 sum is slower
         if "m" in self.params:
             stats["m_n"] += obs.reshape(nc, nm, nf)
         if covariances:

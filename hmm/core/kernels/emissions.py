@@ -13,7 +13,19 @@ import math
 
 import numpy as np
 
-from hmm.core.kernels.lanes import _float_from_bits, _inline, _jit
+from hmm.core.kernels.lanes import (
+    LANES,
+    _add,
+    _float_from_bits,
+    _inline,
+    _jit,
+    _lane_sum,
+    _load,
+    _mul,
+    _splat,
+    _store,
+    _sub,
+)
 
 # exp(x) for x <= 0 as polynomial arithmetic (Cephes' rational approximation
 # after range reduction, within 1 ulp of libm), so the compiler vectorises a
@@ -97,7 +109,7 @@ def symmetric(lower: np.ndarray) -> np.ndarray:
 # kept per frame slot ``b`` and added up once per call, in a fixed order:
 # the same batch gives the same bits.
 
-FRAMES = 32
+FRAMES = 64
 
 
 @_inline
@@ -246,146 +258,159 @@ def mixture_frames(X, means, scales, chol, log_norm, log_weights, n_mix, framepr
                 frameprob[t0 + b, k] = total
 
 
-@_inline
-def _posteriors_in(posteriors, t0, count, p):
-    """``p[k, b] = posteriors[t0 + b, k]``, 0 past ``count`` (those slots then add nothing)."""
-    for b in range(count):
-        for k in range(posteriors.shape[1]):
-            p[k, b] = posteriors[t0 + b, k]
-    for b in range(count, FRAMES):
-        for k in range(posteriors.shape[1]):
-            p[k, b] = 0.0
+# ------------------------------------------------------- emission moments
+#
+# Statistics are sums over the frames of a batch. Here the frames are laid
+# out in lanes: ``w[u, block, lane]`` (the weight of frame ``8 block + lane``
+# for unit u: a state, or a state's mixture component) and ``x[d, block,
+# lane]``, so that each sum is a chain of lane-vector multiply-adds held in
+# registers, added across lanes once at the end (in a fixed order: the same
+# batch gives the same bits).
+
+
+def lane_frames(n_frames: int) -> int:
+    """Frames of the lane layout for ``n_frames`` frames (a whole number of lane blocks)."""
+    return -(-n_frames // LANES) * LANES
+
+
+@_jit
+def to_lanes(a, out):
+    """``out[j, t] = a[t, j]``; ``out`` (J, lane_frames(n)) keeps its zeros past ``n``."""
+    for t0 in range(0, a.shape[0], FRAMES):
+        for j in range(a.shape[1]):
+            for t in range(t0, min(t0 + FRAMES, a.shape[0])):
+                out[j, t] = a[t, j]
+
+
+# Lane blocks per pass: a chunk's weights and frames (a few dozen rows of
+# 256 frames) stay in the L1-L2 caches while every sum streams over them;
+# whole-batch passes re-read them from memory once per sum.
+_CHUNK_BLOCKS = 32
 
 
 @_inline
-def _weighted_sums(x, centre, w, c, first, second, lower, sums, squares, outers):
-    """Add ``w[b] * (x - centre)`` terms of a block to slot-wise sums of unit ``c``.
+def _chunk_sum(w, u, x, d, e, centre_d, centre_e, start, stop, acc, i):
+    """``acc[u, i] +=`` lane-wise sum over blocks [start, stop) of ``w[u] (x[d] - centre_d) (x[e] - centre_e)``.
 
-    ``sums[c, d, b] += w (x_d - centre_d)`` (if ``first``), ``squares[c, d,
-    b] += w (x_d - centre_d)^2`` (if ``second``), ``outers[c, d, e, b] += w
-    (x_d - centre_d)(x_e - centre_e)`` for e <= d (if ``lower``).
+    ``d < 0``: of ``w[u]``; ``e < 0``: of ``w[u] (x[d] - centre_d)``. Two
+    chains of multiply-adds hide the FMA latency.
     """
+    cd = _splat(centre_d)
+    ce = _splat(centre_e)
+    acc0 = _splat(0.0)
+    acc1 = _splat(0.0)
+    for block in range(start, stop):
+        term = _load(w, u, block)
+        if d >= 0:
+            term = _mul(term, _sub(_load(x, d, block), cd))
+        if e >= 0:
+            term = _mul(term, _sub(_load(x, e, block), ce))
+        if (block - start) % 2:
+            acc1 = _add(acc1, term)
+        else:
+            acc0 = _add(acc0, term)
+    _store(acc, u, i, _add(_load(acc, u, i), _add(acc0, acc1)))
+
+
+@_jit
+def lane_moments(w, x, centres, totals, sums, squares, outers):
+    """Weighted moments of a batch in the lane layout, added to the outputs (each skipped if empty).
+
+    ``w`` (U, n_blocks, LANES), ``x`` (D, n_blocks, LANES), ``centres`` (U, D):
+    ``totals[u] += sum_t w_ut``; ``sums[u, d] += sum_t w_ut x_td``;
+    ``squares[u, d] += sum_t w_ut (x_td - centre_ud)^2``; ``outers[u, d, e]
+    += sum_t w_ut (x_td - centre_ud)(x_te - centre_ue)`` for e <= d (the
+    lower triangle, see :func:`symmetric`).
+    """
+    n_units, n_blocks = w.shape[0], w.shape[1]
     n_features = x.shape[0]
-    for d in range(n_features):
-        xd = x[d]
-        md = centre[d]
-        if first:
-            acc = sums[c, d]
-            for b in range(FRAMES):
-                acc[b] += w[b] * (xd[b] - md)
-        if second:
-            acc = squares[c, d]
-            for b in range(FRAMES):
-                diff = xd[b] - md
-                acc[b] += w[b] * diff * diff
-        if lower:
-            for e in range(d + 1):
-                xe = x[e]
-                me = centre[e]
-                acc = outers[c, d, e]
-                for b in range(FRAMES):
-                    acc[b] += w[b] * (xd[b] - md) * (xe[b] - me)
+    want_totals = totals.shape[0] > 0
+    want_sums = sums.shape[0] > 0
+    want_squares = squares.shape[0] > 0
+    want_outers = outers.shape[0] > 0
+    # acc[u, i]: lane partial sums; i = 0 total, 1 + d sum, 1 + D + d square, 1 + 2 D + D d + e outer
+    n_sums = 1 + 2 * n_features + n_features * n_features
+    acc = np.zeros((n_units, n_sums, LANES))
+    for start in range(0, n_blocks, _CHUNK_BLOCKS):
+        stop = min(start + _CHUNK_BLOCKS, n_blocks)
+        for u in range(n_units):
+            if want_totals:
+                _chunk_sum(w, u, x, -1, -1, 0.0, 0.0, start, stop, acc, 0)
+            for d in range(n_features):
+                cd = centres[u, d]
+                if want_sums:
+                    _chunk_sum(w, u, x, d, -1, 0.0, 0.0, start, stop, acc, 1 + d)
+                if want_squares:
+                    _chunk_sum(w, u, x, d, d, cd, cd, start, stop, acc, 1 + n_features + d)
+                if want_outers:
+                    for e in range(d + 1):
+                        i = 1 + 2 * n_features + n_features * d + e
+                        _chunk_sum(w, u, x, d, e, cd, centres[u, e], start, stop, acc, i)
+    for u in range(n_units):
+        if want_totals:
+            totals[u] += _lane_sum(_load(acc, u, 0))
+        for d in range(n_features):
+            if want_sums:
+                sums[u, d] += _lane_sum(_load(acc, u, 1 + d))
+            if want_squares:
+                squares[u, d] += _lane_sum(_load(acc, u, 1 + n_features + d))
+            if want_outers:
+                for e in range(d + 1):
+                    outers[u, d, e] += _lane_sum(_load(acc, u, 1 + 2 * n_features + n_features * d + e))
 
 
 @_jit
-def _slot_total(slots):
-    """Sum over the last axis (frame slots), in slot order."""
-    flat = slots.reshape(-1, FRAMES)
-    total = np.zeros(flat.shape[0])
-    for i in range(flat.shape[0]):
-        for b in range(FRAMES):
-            total[i] += flat[i, b]
-    return total.reshape(slots.shape[:-1])
+def mixture_weights(X, posteriors, means, scales, chol, log_norm, log_weights, n_mix, w):
+    """``w[c, t]``: frame t's posterior weight of mixture component c (zero past the frames).
 
-
-@_jit
-def mixture_statistics(
-    X, posteriors, means, scales, chol, log_norm, log_weights, n_mix, post_mix_sum, post_sum, obs, centered2, outer
-):
-    """A batch's expected counts of Gaussian-mixture emissions, added to the outputs.
-
-    The mixture responsibilities of each frame are recomputed from the
-    components (hmmlearn's: ``w_km N_km / sum_m w_km N_km``; a single
-    component takes all the weight, a state whose components are all
-    impossible none) and weighted by the state posteriors: ``w_tc =
-    posteriors[t, c // n_mix] * responsibility``. Adds ``post_mix_sum[c] +=
-    sum_t w_tc``, ``post_sum[k] += sum_t p_tk`` and, unless empty (centred on
-    the current means): ``obs[c, d] += sum_t w_tc x_td``, ``centered2[c, d]
-    += sum_t w_tc (x_td - mean_cd)^2``, ``outer[c, d, e] += sum_t w_tc (x_td
-    - mean_cd)(x_te - mean_ce)`` for e <= d.
+    The responsibilities are hmmlearn's (``w_km N_km / sum_m w_km N_km``; a
+    single component takes all the weight, a state whose components are all
+    impossible none), times the state posterior ``posteriors[t, c // n_mix]``.
+    ``w`` is (C, lane_frames(n_frames)), for :func:`lane_moments`.
     """
     n_features = X.shape[1]
     n = means.shape[0]
     n_states = n // n_mix
     x = np.empty((n_features, FRAMES))
     y = np.empty((n_features, FRAMES))
-    p = np.empty((n_states, FRAMES))
     rows = np.empty((n, FRAMES))
     peak = np.empty(FRAMES)
     total = np.empty(FRAMES)
-    zero = np.zeros(n_features)
-    first = obs.shape[0] > 0
-    second = centered2.shape[0] > 0
-    lower = outer.shape[0] > 0
-    post_slots = np.zeros((n_states, FRAMES))
-    mix_slots = np.zeros((n, FRAMES))
-    obs_slots = np.zeros((n if first else 0, n_features, FRAMES))
-    squares_slots = np.zeros((n if second else 0, n_features, FRAMES))
-    outer_slots = np.zeros((n if lower else 0, n_features, n_features, FRAMES))
     for t0 in range(0, X.shape[0], FRAMES):
         count = min(FRAMES, X.shape[0] - t0)
-        _block_in(X, t0, count, x)
-        _posteriors_in(posteriors, t0, count, p)
-        for k in range(n_states):
-            acc = post_slots[k]
-            for b in range(FRAMES):
-                acc[b] += p[k, b]
         if n_mix == 1:
             for c in range(n):
-                for b in range(FRAMES):
-                    rows[c, b] = p[c, b]
-        else:
-            _gaussian_block(x, means, scales, chol, log_norm, y, rows)
-            for k in range(n_states):
-                for b in range(FRAMES):
-                    peak[b] = -np.inf
-                for m in range(n_mix):
-                    c = k * n_mix + m
-                    for b in range(FRAMES):
-                        rows[c, b] += log_weights[c]
-                        peak[b] = max(peak[b], rows[c, b])
-                for b in range(FRAMES):
-                    total[b] = 0.0
-                    if not np.isfinite(peak[b]):
-                        peak[b] = 0.0
-                for m in range(n_mix):
-                    row = rows[k * n_mix + m]
-                    for b in range(FRAMES):
-                        row[b] = _exp_nonpositive(row[b] - peak[b])
-                        total[b] += row[b]
-                for b in range(FRAMES):
-                    total[b] = p[k, b] / total[b] if total[b] > 0.0 else 0.0
-                for m in range(n_mix):
-                    row = rows[k * n_mix + m]
-                    for b in range(FRAMES):
-                        row[b] *= total[b]
-        for c in range(n):
-            w = rows[c]
-            acc = mix_slots[c]
+                for b in range(count):
+                    w[c, t0 + b] = posteriors[t0 + b, c]
+            continue
+        _block_in(X, t0, count, x)
+        _gaussian_block(x, means, scales, chol, log_norm, y, rows)
+        for k in range(n_states):
             for b in range(FRAMES):
-                acc[b] += w[b]
-            if first:
-                _weighted_sums(x, zero, w, c, True, False, False, obs_slots, squares_slots, outer_slots)
-            if second or lower:
-                _weighted_sums(x, means[c], w, c, False, second, lower, obs_slots, squares_slots, outer_slots)
-    post_sum += _slot_total(post_slots)
-    post_mix_sum += _slot_total(mix_slots)
-    if first:
-        obs += _slot_total(obs_slots)
-    if second:
-        centered2 += _slot_total(squares_slots)
-    if lower:
-        outer += _slot_total(outer_slots)
+                peak[b] = -np.inf
+            for m in range(n_mix):
+                c = k * n_mix + m
+                weight = log_weights[c]
+                row = rows[c]
+                for b in range(FRAMES):
+                    row[b] += weight
+                    peak[b] = max(peak[b], row[b])
+            for b in range(FRAMES):
+                total[b] = 0.0
+                if not np.isfinite(peak[b]):
+                    peak[b] = 0.0
+            for m in range(n_mix):
+                row = rows[k * n_mix + m]
+                for b in range(FRAMES):
+                    row[b] = _exp_nonpositive(row[b] - peak[b])
+                    total[b] += row[b]
+            for b in range(count):
+                total[b] = posteriors[t0 + b, k] / total[b] if total[b] > 0.0 else 0.0
+            for m in range(n_mix):
+                row = rows[k * n_mix + m]
+                out = w[k * n_mix + m, t0 : t0 + count]
+                for b in range(count):
+                    out[b] = row[b] * total[b]
 
 
 @_jit

@@ -156,6 +156,14 @@ def _mul(typingctx, x, y):
 
 
 @_intrinsic
+def _sub(typingctx, x, y):
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1])
+
+    return lane_vector(lane_vector, lane_vector), codegen
+
+
+@_intrinsic
 def _add(typingctx, x, y):
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
