@@ -293,6 +293,10 @@ class GaussianHMM(BaseHMM):
         }.get(self.covariance_type, ("n_components", "n_features", "n_features"))
         return {"means_": ("n_components", "n_features"), "_covars_": covars}
 
+    def _work_per_frame(self, dimensions: dict[str, int]) -> int:
+        # Full and tied covariances: the statistics' copies of the posteriors and frames in the lane layout.
+        return super()._work_per_frame(dimensions) + dimensions["n_components"] + dimensions["n_features"]
+
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, self.n_features
         return {

@@ -387,8 +387,13 @@ class GMMHMM(BaseHMM):
         }
 
     def _work_per_frame(self, dimensions: dict[str, int]) -> int:
-        # Besides the frames x states arrays: weighted densities and mixture posteriors per component.
-        return super()._work_per_frame(dimensions) + 2 * dimensions["n_components"] * dimensions["n_mix"]
+        # Besides the frames x states arrays: the statistics' weight per component and copy of the
+        # frame, both in the lane layout.
+        return (
+            super()._work_per_frame(dimensions)
+            + dimensions["n_components"] * dimensions["n_mix"]
+            + dimensions["n_features"]
+        )
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf, nm = self.n_components, self.n_features, self.n_mix

@@ -50,9 +50,12 @@ Modules, each importing only those above it:
 - :mod:`.forward`: the scaled forward pass and per-sequence log-likelihoods;
 - :mod:`.forward_backward`: posteriors, expected transitions, categorical counts;
 - :mod:`.viterbi`: most likely state paths;
-- :mod:`.emissions`: frame log-likelihoods -> scaled frame probabilities.
+- :mod:`.emissions`: the continuous emissions' frame log-likelihoods, scaled
+  into frame probabilities in the same pass, and their expected counts
+  (weighted moments) in the lane layout.
 
-The names below are the kernels' public interface; import them from here.
+The names below are the kernels' public interface; import them from here (the
+emission models use :mod:`.emissions` as a module).
 """
 
 from __future__ import annotations

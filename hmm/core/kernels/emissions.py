@@ -1,10 +1,15 @@
 """Emission kernels: frame log-likelihoods, scaled frame probabilities and emission statistics.
 
-Each continuous family computes its frames' log-likelihoods and scales them to
-the frame probabilities the forward pass takes in one pass over the frames (no
-frames x states temporaries), and accumulates its expected counts from the
-posteriors in one more pass, frame by frame in order: the statistics of a batch
-are the same bits whichever engine computes them.
+Gaussian (diagonal, spherical, full, tied), Gaussian-mixture and Poisson
+emissions compute their frames' log-likelihoods and scale them into the frame
+probabilities the forward pass takes in one pass over the frames, in blocks of
+:data:`FRAMES` frames held frame-minor so that the arithmetic (exp included)
+is SIMD code whatever the number of states or features, and with no frames x
+states x features temporaries. Their expected counts that BLAS does not
+already compute well (mixture responsibilities, centred squares, outer
+products) are sums of lane vectors over the frames (:func:`lane_moments`).
+Every sum runs in a fixed order: the statistics of a batch are the same bits
+whichever engine computes them.
 """
 
 from __future__ import annotations
