@@ -203,7 +203,7 @@ class GaussianHMM(BaseHMM):
     def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if type(self)._frame_log_likelihood is not GaussianHMM._frame_log_likelihood:
             return super()._frame_probabilities(X)  # a subclass's own densities
-        # densities, maximum and exp in one compiled pass per frame
+        # densities, maximum and exp in one compiled pass over blocks of frames
         frameprob = np.empty((X.shape[0], self.n_components))
         log_scale = np.empty(X.shape[0])
         emissions.gaussian_frames(np.ascontiguousarray(X), *self._components(), frameprob, log_scale)

@@ -173,3 +173,27 @@ def test_poisson_frames_are_scipys_log_pmf(n_frames: int) -> None:
     want = scipy_stats.poisson.logpmf(X[:, None, :], rates[None]).sum(axis=-1)
     np.testing.assert_allclose(out, want, rtol=1e-12)
     assert np.isneginf(out[X[:, 1] > 0, 2]).all() and np.isfinite(out[X[:, 1] == 0, 2]).all()
+
+
+@pytest.mark.parametrize("name", ["GaussianHMM", "GMMHMM", "PoissonHMM"])
+def test_a_subclass_overriding_the_frame_log_likelihood_is_used(name: str) -> None:
+    """The compiled frame probabilities stand in only for the model's own densities (hmmlearn's hook)."""
+    import hmm
+
+    base = getattr(hmm, name)
+
+    class FavoursStateOne(base):  # type: ignore[misc, valid-type]
+        def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
+            log_likelihood = super()._frame_log_likelihood(X)
+            log_likelihood[:, 1] += 1000.0
+            return log_likelihood
+
+    rng = np.random.default_rng(0)
+    X = rng.poisson(3.0, size=(40, 2)).astype(np.float64)
+    # params="": the parameters stay as initialised, the same in both models
+    plain = base(2, n_iter=1, random_state=0, params="").fit(X)
+    biased = FavoursStateOne(2, n_iter=1, random_state=0, params="").fit(X)
+    # predict_proba and score go through the scaled frame probabilities (forward-backward, forward pass)
+    assert (biased.predict_proba(X).argmax(axis=1) == 1).all()
+    assert not (plain.predict_proba(X).argmax(axis=1) == 1).all()
+    assert biased.score(X) > plain.score(X) + 1000.0
