@@ -83,7 +83,7 @@ def _categorical(n_features: int):
     return make
 
 
-def _gaussian(n_features: int):
+def _gaussian(n_features: int, covariance_type: str = "diag"):
     def make(rng, n_components, shape):
         true = _start_and_transitions(rng, n_components)
         states = _chain(rng, true["startprob_"], true["transmat_"], *shape)
@@ -91,8 +91,29 @@ def _gaussian(n_features: int):
         X = means[states] + rng.normal(size=(states.shape[0], n_features))
         start = _start_and_transitions(rng, n_components)
         start["means_"] = means + rng.normal(0, 1, size=means.shape)
-        start["covars_"] = np.full((n_components, n_features), 1.5)
-        return X, start, {"covariance_type": "diag"}
+        if covariance_type == "full":
+            start["covars_"] = np.tile(1.5 * np.eye(n_features), (n_components, 1, 1))
+        else:
+            start["covars_"] = np.full((n_components, n_features), 1.5)
+        return X, start, {"covariance_type": covariance_type}
+
+    return make
+
+
+def _gmm(n_features: int, n_mix: int):
+    """Diagonal mixtures (GMMHMM's default covariance type) of ``n_mix`` components per state."""
+
+    def make(rng, n_components, shape):
+        true = _start_and_transitions(rng, n_components)
+        states = _chain(rng, true["startprob_"], true["transmat_"], *shape)
+        means = rng.normal(0, 3, size=(n_components, n_mix, n_features))
+        mix = rng.integers(0, n_mix, states.shape[0])
+        X = means[states, mix] + rng.normal(size=(states.shape[0], n_features))
+        start = _start_and_transitions(rng, n_components)
+        start["weights_"] = rng.dirichlet(np.full(n_mix, 5.0), size=n_components)
+        start["means_"] = means + rng.normal(0, 0.5, size=means.shape)
+        start["covars_"] = np.full((n_components, n_mix, n_features), 1.5)
+        return X, start, {"n_mix": n_mix}
 
     return make
 
@@ -114,7 +135,9 @@ CASES = [
     Case("categorical K=10 F=20", "CategoricalHMM", 10, 4000, 100, _categorical(20)),
     Case("categorical K=30 F=20", "CategoricalHMM", 30, 1000, 100, _categorical(20)),
     Case("Gaussian diag K=10 D=5", "GaussianHMM", 10, 2000, 100, _gaussian(5)),
+    Case("Gaussian full K=10 D=5", "GaussianHMM", 10, 2000, 100, _gaussian(5, "full")),
     Case("Poisson K=5 D=3", "PoissonHMM", 5, 2000, 100, _poisson(3)),
+    Case("GMM diag K=5 n_mix=3 D=3", "GMMHMM", 5, 2000, 100, _gmm(3, 3)),
 ]
 
 
@@ -168,6 +191,10 @@ def _seconds(value: float | None) -> str:
     return "not available" if value is None else f"{value:.4f}"
 
 
+def _load(averages: tuple[float, float, float]) -> str:
+    return ", ".join(f"{a:.2f}" for a in averages)
+
+
 def _ratio(theirs: float, ours: float | None) -> str:
     return "-" if ours is None else f"{theirs / ours:.1f}x"
 
@@ -175,11 +202,15 @@ def _ratio(theirs: float, ours: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the data, fewer repetitions")
+    parser.add_argument("--only", default="", help="run the cases whose label contains this text (e.g. GMM)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # hmmlearn's convergence chatter
     warnings.simplefilter("ignore")
-    rows = [run_case(case, args.quick) for case in CASES]
+    load_before = os.getloadavg()
+    rows = [run_case(case, args.quick) for case in CASES if args.only in case.label]
+    load_after = os.getloadavg()
     print(f"Machine: {machine()}\n")
+    print(f"Load average (1, 5, 15 min): {_load(load_before)} at the start, {_load(load_after)} at the end\n")
     print("Seconds per EM iteration (fit from fixed initial parameters, single thread):\n")
     print(
         "| model | sequences x length | hmm-em | hmmlearn scaling | hmmlearn log "

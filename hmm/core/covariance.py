@@ -4,9 +4,10 @@ Densities are computed as hmmlearn 0.3.3 computes them (``hmmlearn.stats``):
 diagonal and spherical in the direct form ``sum((x - mu)^2 / var)`` (no
 expansion of the square, so no cancellation), full and tied through a
 Cholesky factor, with hmmlearn's fallback of adding ``1e-7`` to the diagonal
-when the factorisation fails. The diagonal form runs as one compiled pass over
-the frames instead of materialising ``frames x components x features``
-temporaries.
+when the factorisation fails. Both run as one compiled pass over the frames
+(:mod:`hmm.core.kernels.emissions`) instead of materialising ``frames x
+components x features`` temporaries; this module turns covariances into the
+components those kernels take.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numba as nb
 import numpy as np
 from scipy import linalg
 
+from hmm.core.kernels import emissions
 from hmm.core.sequences import InvalidParameterError
 
 _log = logging.getLogger(__name__)
@@ -44,36 +46,70 @@ def check_covariance_type(covariance_type: object) -> None:
 # ------------------------------------------------------------------ densities
 
 
-@_jit
-def _diag_kernel(X, means, precisions, log_norm, out):  # pragma: no cover - compiled
-    # Multiplying by precomputed precisions: a division per term cost more
-    # than the rest of the density.
-    n_samples, n_features = X.shape
-    n_components = means.shape[0]
-    for t in range(n_samples):
-        for k in range(n_components):
-            total = 0.0
-            for d in range(n_features):
-                diff = X[t, d] - means[k, d]
-                total += diff * diff * precisions[k, d]
-            out[t, k] = -0.5 * (log_norm[k] + total)
+#: What the kernels take for a set of C Gaussian components (hmm.core.kernels.emissions._gaussian_block):
+#: means (C, D), scales (precisions, or the reciprocal Cholesky diagonals) (C, D), lower Cholesky
+#: factors (C, D, D; empty for diagonal covariances) and log-normalisers (C,).
+Components = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def diag_log_density(X: np.ndarray, means: np.ndarray, covars: np.ndarray) -> np.ndarray:
-    """log N(x_t; mu_k, diag(covars_k)), shape (n_samples, n_components)."""
+def diag_components(means: np.ndarray, variances: np.ndarray) -> Components:
+    """Components with diagonal covariances: means (C, D), variances (C, D)."""
     n_features = means.shape[1]
     # Avoid 0 log 0 = nan for a degenerate variance, as hmmlearn does.
-    covars = np.ascontiguousarray(np.maximum(covars, np.finfo(float).tiny), dtype=np.float64)
-    log_norm = n_features * _LOG_2PI + np.log(covars).sum(axis=-1)
-    out = np.empty((X.shape[0], means.shape[0]))
+    variances = np.maximum(variances, np.finfo(float).tiny)
+    log_norm = n_features * _LOG_2PI + np.log(variances).sum(axis=-1)
+    # Multiplying by precomputed precisions: a division per term cost more than the rest of the density.
     with np.errstate(over="ignore"):
-        _diag_kernel(
-            np.ascontiguousarray(X, dtype=np.float64),
-            np.ascontiguousarray(means, dtype=np.float64),
-            1.0 / covars,
-            log_norm,
-            out,
-        )
+        precisions = 1.0 / variances
+    return _contiguous(means), _contiguous(precisions), emissions.NONE_3D, _contiguous(log_norm)
+
+
+def full_components(means: np.ndarray, factors: np.ndarray) -> Components:
+    """Components with full covariances: means (C, D), lower Cholesky factors (C, D, D)."""
+    n_features = means.shape[1]
+    diagonals = np.diagonal(factors, axis1=1, axis2=2)
+    log_norm = n_features * _LOG_2PI + 2 * np.log(diagonals).sum(axis=-1)
+    return _contiguous(means), _contiguous(1.0 / diagonals), _contiguous(factors), _contiguous(log_norm)
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def cholesky_factors(covars: np.ndarray, label: Label = _state_label, name: str = "covars_") -> np.ndarray:
+    """Lower Cholesky factors of matrices (C, D, D), each named by ``label`` if it fails."""
+    return np.stack([cholesky(covar, f"{name} of {label(k)}") for k, covar in enumerate(covars)])
+
+
+def gaussian_components(
+    means: np.ndarray, covars: np.ndarray, covariance_type: str, label: Label = _state_label, name: str = "covars_"
+) -> Components:
+    """The kernels' components for GaussianHMM's covariance layouts.
+
+    ``covars``: (K,) or (K, D) spherical, (K, D) diag, (K, D, D) full,
+    (D, D) tied (one matrix shared by every component).
+    """
+    n_components, n_features = means.shape
+    if covariance_type == "spherical":
+        if covars.ndim == 1:
+            covars = covars[:, None]
+        return diag_components(means, np.broadcast_to(covars, (n_components, n_features)))
+    if covariance_type == "diag":
+        return diag_components(means, covars)
+    if covariance_type == "tied":
+        chol = cholesky(covars, f"{name} of all states (tied)")
+        return full_components(means, np.broadcast_to(chol, (n_components, n_features, n_features)))
+    if covariance_type == "full":
+        return full_components(means, cholesky_factors(covars, label, name))
+    check_covariance_type(covariance_type)
+    raise AssertionError("unreachable")
+
+
+def component_log_densities(X: np.ndarray, components: Components) -> np.ndarray:
+    """log N(x_t; component c), shape (n_samples, C), in one compiled pass."""
+    out = np.empty((X.shape[0], components[0].shape[0]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        emissions.gaussian_frames(np.ascontiguousarray(X, dtype=np.float64), *components, out, emissions.NONE_1D)
     return out
 
 
@@ -133,23 +169,6 @@ def cholesky(covar: np.ndarray, what: str) -> np.ndarray:
             ) from None
 
 
-def _log_density_from_cholesky(X: np.ndarray, mean: np.ndarray, chol: np.ndarray) -> np.ndarray:
-    n_features = mean.shape[0]
-    log_det = 2 * np.sum(np.log(np.diagonal(chol)))
-    solved = linalg.solve_triangular(chol, (X - mean).T, lower=True).T
-    return -0.5 * (n_features * _LOG_2PI + (solved**2).sum(axis=1) + log_det)
-
-
-def full_log_density(
-    X: np.ndarray, means: np.ndarray, covars: np.ndarray, label: Label = _state_label, name: str = "covars_"
-) -> np.ndarray:
-    """log N(x_t; mu_k, covars_k) for full matrices, one Cholesky factor per component."""
-    out = np.empty((X.shape[0], means.shape[0]))
-    for k in range(means.shape[0]):
-        out[:, k] = _log_density_from_cholesky(X, means[k], cholesky(covars[k], f"{name} of {label(k)}"))
-    return out
-
-
 def log_density(
     X: np.ndarray,
     means: np.ndarray,
@@ -163,23 +182,7 @@ def log_density(
     ``covars``: (K,) or (K, D) spherical, (K, D) diag, (K, D, D) full,
     (D, D) tied (one matrix shared by every component).
     """
-    n_components, n_features = means.shape
-    if covariance_type == "spherical":
-        if covars.ndim == 1:
-            covars = covars[:, None]
-        return diag_log_density(X, means, np.broadcast_to(covars, (n_components, n_features)))
-    if covariance_type == "diag":
-        return diag_log_density(X, means, covars)
-    if covariance_type == "tied":
-        chol = cholesky(covars, f"{name} of all states (tied)")
-        out = np.empty((X.shape[0], n_components))
-        for k in range(n_components):
-            out[:, k] = _log_density_from_cholesky(X, means[k], chol)
-        return out
-    if covariance_type == "full":
-        return full_log_density(X, means, covars, label, name)
-    check_covariance_type(covariance_type)
-    raise AssertionError("unreachable")
+    return component_log_densities(X, gaussian_components(means, covars, covariance_type, label, name))
 
 
 # --------------------------------------------------------------- conversions

@@ -9,6 +9,7 @@ from sklearn import cluster
 
 from hmm.core.base import BaseHMM, check_shape, real_array
 from hmm.core.covariance import (
+    Components,
     check_array_shape,
     check_covariance_type,
     check_finite_units,
@@ -17,8 +18,10 @@ from hmm.core.covariance import (
     data_covariance,
     distribute_covar_matrix,
     fill_covars,
+    gaussian_components,
     log_density,
 )
+from hmm.core.kernels import emissions
 from hmm.core.sequences import InvalidParameterError, as_2d_float, check_finite, check_n_features
 from hmm.core.stats import SufficientStats
 
@@ -194,6 +197,18 @@ class GaussianHMM(BaseHMM):
     def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
         return log_density(X, self.means_, self._covars_, self.covariance_type)
 
+    def _components(self) -> Components:
+        return gaussian_components(self.means_, self._covars_, self.covariance_type)
+
+    def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if type(self)._frame_log_likelihood is not GaussianHMM._frame_log_likelihood:
+            return super()._frame_probabilities(X)  # a subclass's own densities
+        # densities, maximum and exp in one compiled pass over blocks of frames
+        frameprob = np.empty((X.shape[0], self.n_components))
+        log_scale = np.empty(X.shape[0])
+        emissions.gaussian_frames(np.ascontiguousarray(X), *self._components(), frameprob, log_scale)
+        return frameprob, log_scale
+
     def _new_emission_stats(self) -> dict[str, np.ndarray]:
         nc, nf = self.n_components, self.n_features
         stats = {"post": np.zeros(nc), "obs": np.zeros((nc, nf))}
@@ -212,11 +227,25 @@ class GaussianHMM(BaseHMM):
             stats["obs"] += posteriors.T @ X
         if "c" in self.params:
             if self.covariance_type in ("spherical", "diag"):
-                stats["obs**2"] += posteriors.T @ X**2
+                stats["obs**2"] += posteriors.T @ X**2  # BLAS (faster than a compiled pass here)
             else:
-                outer = stats["obs*obs.T"]
-                for k in range(self.n_components):
-                    outer[k] += (X * posteriors[:, k, None]).T @ X
+                # sum_t p_tk x_t x_t^T: one lane-vector chain per (state, d <= e), no frames x D x D products
+                nc, nf = self.n_components, self.n_features
+                frames = emissions.lane_frames(X.shape[0])
+                weights, x = np.zeros((nc, frames)), np.zeros((nf, frames))
+                emissions.to_lanes(np.ascontiguousarray(posteriors), weights)
+                emissions.to_lanes(np.ascontiguousarray(X), x)
+                lower = np.zeros((nc, nf, nf))
+                emissions.lane_moments(
+                    weights.reshape(nc, -1, emissions.LANES),
+                    x.reshape(nf, -1, emissions.LANES),
+                    np.zeros((nc, nf)),
+                    emissions.NONE_1D,
+                    emissions.NONE_2D,
+                    emissions.NONE_2D,
+                    lower,
+                )
+                stats["obs*obs.T"] += emissions.symmetric(lower)
 
     def _maximize_emissions(self, stats: SufficientStats) -> dict[str, np.ndarray]:
         """hmmlearn's M-step (Huang, Acero, Hon, Spoken Language Processing, pp. 443-445)."""
@@ -263,6 +292,10 @@ class GaussianHMM(BaseHMM):
             "tied": ("n_features", "n_features"),
         }.get(self.covariance_type, ("n_components", "n_features", "n_features"))
         return {"means_": ("n_components", "n_features"), "_covars_": covars}
+
+    def _work_per_frame(self, dimensions: dict[str, int]) -> int:
+        # Full and tied covariances: the statistics' copies of the posteriors and frames in the lane layout.
+        return super()._work_per_frame(dimensions) + dimensions["n_components"] + dimensions["n_features"]
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, self.n_features

@@ -9,16 +9,20 @@ from sklearn import cluster
 
 from hmm.core.base import BaseHMM, check_distribution, check_shape, real_array
 from hmm.core.covariance import (
+    Components,
     check_array_shape,
     check_covariance_type,
     check_finite_units,
     check_matrices,
     check_variances,
+    cholesky_factors,
+    component_log_densities,
     data_covariance,
-    diag_log_density,
-    full_log_density,
+    diag_components,
+    full_components,
     mixture_log_likelihood,
 )
+from hmm.core.kernels import emissions
 from hmm.core.sequences import as_2d_float, check_finite, check_n_features
 from hmm.core.stats import SufficientStats
 
@@ -235,25 +239,42 @@ class GMMHMM(BaseHMM):
 
     # ---------------------------------------------------------------- EM
 
-    def _log_weighted_densities(self, X: np.ndarray) -> np.ndarray:
-        """log(w_km N(x_t; mu_km, covars_km)), shape (n_samples, n_components, n_mix)."""
+    def _components(self) -> Components:
+        """The state x mixture components (state k's are ``k * n_mix ... k * n_mix + n_mix - 1``)."""
         nc, nm, nf = self.n_components, self.n_mix, self.n_features
         means = self.means_.reshape(nc * nm, nf)
         covars = self.covars_
         if self.covariance_type == "spherical":
-            densities = diag_log_density(X, means, np.broadcast_to(covars.reshape(nc * nm, 1), (nc * nm, nf)))
-        elif self.covariance_type == "diag":
-            densities = diag_log_density(X, means, covars.reshape(nc * nm, nf))
-        elif self.covariance_type == "full":
-            densities = full_log_density(X, means, covars.reshape(nc * nm, nf, nf), self._label)
-        else:
-            densities = full_log_density(X, means, np.repeat(covars, nm, axis=0), lambda i: f"state {i // nm}")
+            return diag_components(means, np.broadcast_to(covars.reshape(nc * nm, 1), (nc * nm, nf)))
+        if self.covariance_type == "diag":
+            return diag_components(means, covars.reshape(nc * nm, nf))
+        if self.covariance_type == "full":
+            return full_components(means, cholesky_factors(covars.reshape(nc * nm, nf, nf), self._label))
+        # tied: one factor per state, shared by its mixture components
+        return full_components(means, np.repeat(cholesky_factors(covars, lambda k: f"state {k}"), nm, axis=0))
+
+    def _log_weights(self) -> np.ndarray:
         with np.errstate(divide="ignore"):
-            log_weights = np.log(self.weights_)
-        return densities.reshape(X.shape[0], nc, nm) + log_weights
+            return np.ascontiguousarray(np.log(self.weights_).ravel())
+
+    def _log_weighted_densities(self, X: np.ndarray) -> np.ndarray:
+        """log(w_km N(x_t; mu_km, covars_km)), shape (n_samples, n_components, n_mix)."""
+        densities = component_log_densities(X, self._components()) + self._log_weights()
+        return densities.reshape(X.shape[0], self.n_components, self.n_mix)
 
     def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
         return mixture_log_likelihood(self._log_weighted_densities(X))[0]
+
+    def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if type(self)._frame_log_likelihood is not GMMHMM._frame_log_likelihood:
+            return super()._frame_probabilities(X)  # a subclass's own densities
+        # densities, mixture sums and scaling in one compiled pass over the frames
+        frameprob = np.empty((X.shape[0], self.n_components))
+        log_scale = np.empty(X.shape[0])
+        emissions.mixture_frames(
+            np.ascontiguousarray(X), *self._components(), self._log_weights(), self.n_mix, frameprob, log_scale
+        )
+        return frameprob, log_scale
 
     def _new_emission_stats(self) -> dict[str, np.ndarray]:
         nc, nm = self.n_components, self.n_mix
@@ -265,33 +286,45 @@ class GMMHMM(BaseHMM):
         return stats
 
     def _accumulate_emission_stats(self, stats: dict[str, np.ndarray], X: np.ndarray, posteriors: np.ndarray) -> None:
-        n_samples = X.shape[0]
+        """hmmlearn's statistics (covariances centred on the current means), compiled, in the lane layout."""
         nc, nm, nf = self.n_components, self.n_mix, self.n_features
-        log_densities = self._log_weighted_densities(X)
-        # hmmlearn's log_normalize: a single component gets all the weight (even at -inf).
-        post_mix = np.ones_like(log_densities) if nm == 1 else mixture_log_likelihood(log_densities)[1]
-        with np.errstate(under="ignore"):
-            post_comp_mix = posteriors[:, :, None] * post_mix
-        stats["post_mix_sum"] += post_comp_mix.sum(axis=0)
-        stats["post_sum"] += posteriors.sum(axis=0)
-        weights = post_comp_mix.reshape(n_samples, nc * nm)
+        n = nc * nm
+        X = np.ascontiguousarray(X)
+        posteriors = np.ascontiguousarray(posteriors)
+        components = self._components()
+        frames = emissions.lane_frames(X.shape[0])
+        weights = np.zeros((n, frames))
+        emissions.mixture_weights(X, posteriors, *components, self._log_weights(), nm, weights)
+        x = np.zeros((nf, frames))
+        emissions.to_lanes(X, x)
+        covariances = "c" in self.params
+        diagonal = self.covariance_type in ("spherical", "diag")
+        post_mix_sum = np.zeros(n)
+        obs = np.zeros((n, nf)) if "m" in self.params else emissions.NONE_2D
+        squares = np.zeros((n, nf)) if covariances and diagonal else emissions.NONE_2D
+        outer = np.zeros((n, nf, nf)) if covariances and not diagonal else emissions.NONE_3D
+        emissions.lane_moments(
+            weights.reshape(n, -1, emissions.LANES),
+            x.reshape(nf, -1, emissions.LANES),
+            components[0],
+            post_mix_sum,
+            obs,
+            squares,
+            outer,
+        )
+        stats["post_mix_sum"] += post_mix_sum.reshape(nc, nm)
+        stats["post_sum"] += np.ones(X.shape[0]) @ posteriors  # BLAS; numpy's axis-0 sum is slower
         if "m" in self.params:
-            stats["m_n"] += (weights.T @ X).reshape(nc, nm, nf)
-        if "c" in self.params:
-            # Centred on the current means, as hmmlearn does.
-            means = self.means_.reshape(nc * nm, nf)
-            c_n = stats["c_n"]
-            for index in range(nc * nm):
-                state, mix = divmod(index, nm)
-                centered = X - means[index]
-                if self.covariance_type == "full":
-                    c_n[state, mix] += (centered * weights[:, index, None]).T @ centered
-                elif self.covariance_type == "tied":
-                    c_n[state] += (centered * weights[:, index, None]).T @ centered
-                elif self.covariance_type == "diag":
-                    c_n[state, mix] += weights[:, index] @ centered**2
-                else:
-                    c_n[state, mix] += weights[:, index] @ np.einsum("ij,ij->i", centered, centered)
+            stats["m_n"] += obs.reshape(nc, nm, nf)
+        if covariances:
+            if self.covariance_type == "diag":
+                stats["c_n"] += squares.reshape(nc, nm, nf)
+            elif self.covariance_type == "spherical":
+                stats["c_n"] += squares.sum(axis=1).reshape(nc, nm)
+            elif self.covariance_type == "full":
+                stats["c_n"] += emissions.symmetric(outer).reshape(nc, nm, nf, nf)
+            else:
+                stats["c_n"] += emissions.symmetric(outer).reshape(nc, nm, nf, nf).sum(axis=1)
 
     def _maximize_emissions(self, stats: SufficientStats) -> dict[str, np.ndarray]:
         """hmmlearn's M-step: MAP estimates under Dirichlet, normal and inverse gamma / Wishart priors."""
@@ -354,8 +387,13 @@ class GMMHMM(BaseHMM):
         }
 
     def _work_per_frame(self, dimensions: dict[str, int]) -> int:
-        # Besides the frames x states arrays: weighted densities and mixture posteriors per component.
-        return super()._work_per_frame(dimensions) + 2 * dimensions["n_components"] * dimensions["n_mix"]
+        # Besides the frames x states arrays: the statistics' weight per component and copy of the
+        # frame, both in the lane layout.
+        return (
+            super()._work_per_frame(dimensions)
+            + dimensions["n_components"] * dimensions["n_mix"]
+            + dimensions["n_features"]
+        )
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf, nm = self.n_components, self.n_features, self.n_mix

@@ -9,10 +9,13 @@ from scipy.special import gammaln
 from sklearn.utils import check_random_state
 
 from hmm.core.base import BaseHMM, check_shape, real_array
+from hmm.core.kernels import emissions
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, as_2d_float, check_n_features, where
 from hmm.core.stats import SufficientStats
 
 _COUNT_RULE = "Poisson counts must be non-negative integers"
+#: log(n!) for the counts the kernel looks up rather than computes (scipy's values, as hmmlearn's).
+_LOG_FACTORIALS = gammaln(np.arange(1, 1025, dtype=np.float64))
 
 
 class PoissonHMM(BaseHMM):
@@ -122,22 +125,28 @@ class PoissonHMM(BaseHMM):
     # ----------------------------------------------------------- likelihood
 
     def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
-        """sum_d x_d log(lam_jd) - lam_jd - log(x_d!), one matrix product for the first term.
+        """sum_d x_d log(lam_jd) - lam_jd - log(x_d!), in one compiled pass over the frames.
 
         A zero rate contributes log P = 0 where the count is 0 and -inf
         elsewhere (``scipy.stats.poisson.logpmf``'s 0 log 0 = 0).
         """
-        lambdas = self.lambdas_
-        zero = lambdas == 0
+        out = np.empty((X.shape[0], self.n_components))
+        emissions.poisson_frames(np.ascontiguousarray(X), *self._rates(), out, emissions.NONE_1D)
+        return out
+
+    def _rates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log rates, -inf for a zero rate; the sum of each state's rates; log(n!) of small n), for the kernel."""
         with np.errstate(divide="ignore"):
-            log_lambdas = np.log(np.where(zero, 1.0, lambdas))
-        log_likelihood = X @ log_lambdas.T
-        log_likelihood -= lambdas.sum(axis=1)
-        log_likelihood -= gammaln(X + 1).sum(axis=1)[:, None]
-        if zero.any():
-            impossible = (X > 0).astype(np.float64) @ zero.T.astype(np.float64) > 0
-            log_likelihood[impossible] = -np.inf
-        return log_likelihood
+            log_rates = np.log(self.lambdas_)
+        return np.ascontiguousarray(log_rates), np.ascontiguousarray(self.lambdas_.sum(axis=1)), _LOG_FACTORIALS
+
+    def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if type(self)._frame_log_likelihood is not PoissonHMM._frame_log_likelihood:
+            return super()._frame_probabilities(X)  # a subclass's own likelihood
+        frameprob = np.empty((X.shape[0], self.n_components))
+        log_scale = np.empty(X.shape[0])
+        emissions.poisson_frames(np.ascontiguousarray(X), *self._rates(), frameprob, log_scale)
+        return frameprob, log_scale
 
     # --------------------------------------------------------------- M-step
 

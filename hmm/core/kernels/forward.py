@@ -1,0 +1,133 @@
+"""The scaled forward pass over blocks of lanes, and per-sequence log-likelihoods."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hmm.core.kernels.lanes import (
+    LANES,
+    _add,
+    _buffers,
+    _inline,
+    _jit,
+    _load,
+    _load_block,
+    _load_frames,
+    _mul,
+    _reciprocal,
+    _row,
+    _rows2,
+    _rows4,
+    _splat,
+    _store,
+)
+
+# A forward-pass normaliser below this means the frame is (numerically)
+# impossible under every state the chain can be in: the same threshold as
+# hmmlearn's scaling implementation.
+UNDERFLOW = 1e-300
+# Scaling factors are multiplied together and only turned into a log when the
+# product gets small: one ``log`` per ~100 frames instead of one per frame.
+_FOLD_BELOW = 1e-100
+
+
+@_inline
+def _emit_alpha(alpha, frames, t, j, acc, total):
+    """``alpha[t, j] = acc * frames[t, j]``; returns ``total + alpha[t, j]``."""
+    v = _mul(acc, _load(frames, t, j))
+    _store(alpha, t, j, v)
+    return _add(total, v)
+
+
+@_jit
+def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_likelihood):
+    """Scaled forward pass of one block of lanes.
+
+    ``into[j, i]`` is ``transmat[i, j]``. Fills ``alpha[t, state, lane]``
+    (normalised per frame), ``scale[0, t, lane]`` (the normalisers ``c_t``),
+    ``scale[1, t, lane]`` (``1 / c_t``, 0 past the end of the lane's
+    sequence) and ``log_likelihood[lane]``. Returns ``(-1, -1)``, or the lane
+    and frame whose probability underflowed (the earliest frame of the block).
+    """
+    n_states = startprob.shape[0]
+    for t in range(longest):
+        total = _splat(0.0)
+        if t == 0:
+            for j in range(n_states):
+                total = _emit_alpha(alpha, frames, 0, j, _splat(startprob[j]), total)
+        else:
+            # alpha_t[j] = frame_t[j] * sum_i alpha_{t-1}[i] transmat[i, j]
+            in_fours = n_states - n_states % 4
+            for j in range(0, in_fours, 4):
+                a0, a1, a2, a3 = _rows4(into, j, alpha, t - 1)
+                total = _emit_alpha(alpha, frames, t, j, a0, total)
+                total = _emit_alpha(alpha, frames, t, j + 1, a1, total)
+                total = _emit_alpha(alpha, frames, t, j + 2, a2, total)
+                total = _emit_alpha(alpha, frames, t, j + 3, a3, total)
+            if n_states - in_fours >= 2:
+                a0, a1 = _rows2(into, in_fours, alpha, t - 1)
+                total = _emit_alpha(alpha, frames, t, in_fours, a0, total)
+                total = _emit_alpha(alpha, frames, t, in_fours + 1, a1, total)
+            if n_states % 2:
+                j = n_states - 1
+                total = _emit_alpha(alpha, frames, t, j, _row(into, j, alpha, t - 1), total)
+        _store(scale, 0, t, total)
+        inverse = _reciprocal(total)
+        _store(scale, 1, t, inverse)
+        for j in range(n_states):
+            _store(alpha, t, j, _mul(_load(alpha, t, j), inverse))
+    # Log-likelihoods and underflow lane by lane, outside the SIMD loop above
+    # (a lane whose frame underflowed only fills itself with inf/NaN there).
+    failed_lane = -1
+    failed_t = longest
+    for lane in range(LANES):
+        product = 1.0
+        total_log = 0.0
+        for t in range(length[lane]):
+            c = scale[0, t, lane]
+            if not c >= UNDERFLOW:
+                if t < failed_t:
+                    failed_lane = lane
+                    failed_t = t
+                break
+            if c < _FOLD_BELOW:
+                total_log += np.log(c)
+            else:
+                product *= c
+                if product < _FOLD_BELOW:
+                    total_log += np.log(product)
+                    product = 1.0
+        log_likelihood[lane] = total_log + np.log(product)
+        # past the end of the sequence: no contribution to the counts
+        for t in range(length[lane], longest):
+            scale[1, t, lane] = 0.0
+    if failed_lane >= 0:
+        return failed_lane, failed_t
+    return -1, -1
+
+
+@_jit
+def forward_log_likelihoods(startprob, transmat, frameprob, offsets, log_likelihoods):
+    """Per-sequence log-likelihoods of a batch (the forward pass alone).
+
+    Returns ``(-1, -1)`` or the ``(sequence, position)`` that underflowed.
+    """
+    n_states = startprob.shape[0]
+    n_sequences = offsets.shape[0] - 1
+    order, alpha, frames, scale = _buffers(n_states, offsets)
+    into = np.ascontiguousarray(transmat.T)
+    first = np.empty(LANES, dtype=np.int64)
+    length = np.empty(LANES, dtype=np.int64)
+    rows = np.empty(LANES, dtype=np.int64)
+    ones = np.ones(n_states)
+    no_symbols = np.empty(0, dtype=np.int64)
+    lane_log_likelihood = np.empty(LANES)
+    for block_start in range(0, n_sequences, LANES):
+        longest = _load_block(order, block_start, offsets, first, length)
+        _load_frames(frameprob, no_symbols, first, length, longest, frames, rows, ones)
+        lane, t = _forward_block(startprob, into, frames, length, longest, alpha, scale, lane_log_likelihood)
+        if lane >= 0:
+            return order[block_start + lane], t
+        for lane in range(min(LANES, n_sequences - block_start)):
+            log_likelihoods[order[block_start + lane]] = lane_log_likelihood[lane]
+    return -1, -1

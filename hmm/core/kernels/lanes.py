@@ -1,0 +1,505 @@
+"""SIMD lane plumbing of the kernels: lane vectors, their intrinsics and the block layout.
+
+Sequences are processed :data:`LANES` at a time, one per lane. A lane vector
+(:class:`LaneVector`) is an LLVM ``<8 x double>`` living in registers; the
+intrinsics here load and store them from work arrays ``[frame][state][lane]``,
+multiply-add them, and transpose between the frames x states layout of the
+callers' arrays and the lane layout (8 x 4 tiles in registers). The
+algorithms (:mod:`.forward`, :mod:`.forward_backward`, :mod:`.emissions`)
+are written in terms of these and know nothing of LLVM.
+
+Numba's on-disk cache keys a compiled function on its own source file only:
+after editing this module, clear the ``__pycache__`` of this package (or
+``$NUMBA_CACHE_DIR``) so the algorithms compiled against the old plumbing
+are not reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.datamodel import models
+from numba.extending import intrinsic, register_model
+
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy")
+
+
+def _intrinsic(typing: Callable[..., Any]) -> Any:
+    """``numba.extending.intrinsic``; typed ``Any`` for mypy, which would
+    otherwise insist on the typing context argument at every call site."""
+    return intrinsic(typing)
+
+
+_inline = nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+# Sequences per block: one <8 x double> is two AVX2 registers (one AVX-512
+# register). Lanes past the end of their sequence, and the unused lanes of the
+# last block, compute on harmless values and are never read back.
+LANES = 8
+
+# --------------------------------------------------------------- lane vectors
+
+
+class LaneVector(types.Type):
+    """One float64 per lane, as an LLVM vector value (lives in registers)."""
+
+    def __init__(self) -> None:
+        super().__init__(name=f"LaneVector({LANES})")
+
+
+lane_vector = LaneVector()
+_VECTOR = ir.VectorType(ir.DoubleType(), LANES)
+
+
+@register_model(LaneVector)
+class _LaneVectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _is_buffer(a):
+    """A 3-D float64 work array ``[*, *, lane]`` (always C-contiguous here)."""
+    return isinstance(a, types.Array) and a.ndim == 3 and a.dtype == types.float64 and a.layout == "C"
+
+
+def _vector_pointer(context, builder, array_type, array, t, k):
+    """Address of ``array[t, k, 0]`` as a pointer to a lane vector."""
+    ary = context.make_array(array_type)(context, builder, array)
+    zero = context.get_constant(types.intp, 0)
+    pointer = cgutils.get_item_pointer(context, builder, array_type, ary, [t, k, zero])
+    return builder.bitcast(pointer, _VECTOR.as_pointer())
+
+
+def _broadcast(builder, x):
+    undefined = ir.Constant(_VECTOR, ir.Undefined)
+    v = builder.insert_element(undefined, x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, undefined, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+@_intrinsic
+def _load(typingctx, a, t, k):
+    """``a[t, k, :]`` as a lane vector."""
+    if not _is_buffer(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pointer = _vector_pointer(context, builder, sig.args[0], args[0], args[1], args[2])
+        return builder.load(pointer, align=8)
+
+    return lane_vector(a, types.intp, types.intp), codegen
+
+
+@_intrinsic
+def _store(typingctx, a, t, k, v):
+    """``a[t, k, :] = v``."""
+    if not _is_buffer(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pointer = _vector_pointer(context, builder, sig.args[0], args[0], args[1], args[2])
+        builder.store(args[3], pointer, align=8)
+
+    return types.void(a, types.intp, types.intp, lane_vector), codegen
+
+
+@_intrinsic
+def _splat(typingctx, s):
+    """``s`` in every lane."""
+
+    def codegen(context, builder, sig, args):
+        return _broadcast(builder, args[0])
+
+    return lane_vector(types.float64), codegen
+
+
+def _fused(builder, x, y, acc):
+    # llvm.fmuladd: one FMA instruction where the CPU has them (AVX2 and
+    # later), a multiply and an add elsewhere (llvm.fma would call libm).
+    fmuladd = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), f"llvm.fmuladd.v{LANES}f64"
+    )
+    return builder.call(fmuladd, [x, y, acc])
+
+
+@_intrinsic
+def _fma(typingctx, acc, s, x):
+    """``acc + s * x`` for a scalar ``s`` (one fused multiply-add)."""
+
+    def codegen(context, builder, sig, args):
+        return _fused(builder, _broadcast(builder, args[1]), args[2], args[0])
+
+    return lane_vector(lane_vector, types.float64, lane_vector), codegen
+
+
+@_intrinsic
+def _fmav(typingctx, acc, x, y):
+    """``acc + x * y`` lane by lane (one fused multiply-add)."""
+
+    def codegen(context, builder, sig, args):
+        return _fused(builder, args[1], args[2], args[0])
+
+    return lane_vector(lane_vector, lane_vector, lane_vector), codegen
+
+
+@_intrinsic
+def _mul(typingctx, x, y):
+    def codegen(context, builder, sig, args):
+        return builder.fmul(args[0], args[1])
+
+    return lane_vector(lane_vector, lane_vector), codegen
+
+
+@_intrinsic
+def _sub(typingctx, x, y):
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1])
+
+    return lane_vector(lane_vector, lane_vector), codegen
+
+
+@_intrinsic
+def _add(typingctx, x, y):
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+
+    return lane_vector(lane_vector, lane_vector), codegen
+
+
+@_intrinsic
+def _reciprocal(typingctx, x):
+    """``1 / x`` lane by lane."""
+
+    def codegen(context, builder, sig, args):
+        return builder.fdiv(_broadcast(builder, ir.Constant(ir.DoubleType(), 1.0)), args[0])
+
+    return lane_vector(lane_vector), codegen
+
+
+@_intrinsic
+def _lane_sum(typingctx, x):
+    """Sum of the lanes (pairwise)."""
+
+    def codegen(context, builder, sig, args):
+        values = [builder.extract_element(args[0], ir.Constant(ir.IntType(32), i)) for i in range(LANES)]
+        while len(values) > 1:
+            values = [builder.fadd(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+        return values[0]
+
+    return types.float64(lane_vector), codegen
+
+
+@_intrinsic
+def _past_end(typingctx, length, t):
+    """1.0 in the lanes whose sequence has no frame ``t`` (``length <= t``), else 0.0."""
+    if not (
+        isinstance(length, types.Array) and length.ndim == 1 and length.dtype == types.int64 and length.layout == "C"
+    ):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        lanes = ir.VectorType(ir.IntType(64), LANES)
+        values = builder.load(builder.bitcast(ary.data, lanes.as_pointer()), align=8)
+        t = context.cast(builder, args[1], sig.args[1], types.int64)
+        past = builder.icmp_signed("<=", values, _broadcast_int(builder, t, lanes))
+        return builder.uitofp(past, _VECTOR)
+
+    return lane_vector(length, types.intp), codegen
+
+
+def _broadcast_int(builder, x, vector_type):
+    undefined = ir.Constant(vector_type, ir.Undefined)
+    v = builder.insert_element(undefined, x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, undefined, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+def _i32(values):
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
+
+
+def _lane_rows(context, builder, sig, args):
+    """Per lane: (address of ``array[rows[lane], 0]``, byte stride along the row).
+
+    Lanes with ``rows[lane] < 0`` get ``fallback`` (a C-contiguous vector).
+    ``args`` starts with (array, rows, fallback).
+    """
+    array_type, rows_type, fallback_type = sig.args[:3]
+    array = context.make_array(array_type)(context, builder, args[0])
+    rows = context.make_array(rows_type)(context, builder, args[1])
+    fallback = context.make_array(fallback_type)(context, builder, args[2])
+    intp = context.get_value_type(types.intp)
+    zero = ir.Constant(intp, 0)
+    stride = cgutils.unpack_tuple(builder, array.strides, 2)[1]
+    bytes_per_double = ir.Constant(intp, 8)
+    lanes = []
+    for lane in range(LANES):
+        row = builder.load(cgutils.get_item_pointer(context, builder, rows_type, rows, [ir.Constant(intp, lane)]))
+        valid = builder.icmp_signed(">=", row, zero)
+        pointer = cgutils.get_item_pointer(
+            context, builder, array_type, array, [builder.select(valid, row, zero), zero]
+        )
+        base = builder.select(valid, pointer, fallback.data)
+        lanes.append(
+            (builder.bitcast(base, ir.IntType(8).as_pointer()), builder.select(valid, stride, bytes_per_double))
+        )
+    return lanes
+
+
+def _element(builder, lane, column):
+    """Address of element ``column`` of a lane's row (from :func:`_lane_rows`)."""
+    base, stride = lane
+    return builder.bitcast(builder.gep(base, [builder.mul(column, stride)]), ir.DoubleType().as_pointer())
+
+
+def _by_columns(builder, n_columns, body):
+    """``body(column, width)`` over ``range(n_columns)`` in pieces of 4, then 2, then 1."""
+    intp = n_columns.type
+    n_quads = builder.and_(n_columns, ir.Constant(intp, -4))
+    with cgutils.for_range_slice(builder, ir.Constant(intp, 0), n_quads, ir.Constant(intp, 4)) as (column, _):
+        body(column, 4)
+    has_pair = builder.icmp_signed("!=", builder.and_(n_columns, ir.Constant(intp, 2)), ir.Constant(intp, 0))
+    with builder.if_then(has_pair):
+        body(n_quads, 2)
+    has_one = builder.icmp_signed("!=", builder.and_(n_columns, ir.Constant(intp, 1)), ir.Constant(intp, 0))
+    with builder.if_then(has_one):
+        body(builder.sub(n_columns, ir.Constant(intp, 1)), 1)
+
+
+def _contiguous_rows(array_type):
+    return array_type.layout == "C"
+
+
+def _is_rows(array, rows, fallback):
+    return (
+        isinstance(array, types.Array)
+        and array.ndim == 2
+        and array.dtype == types.float64
+        and isinstance(rows, types.Array)
+        and rows.ndim == 1
+        and rows.dtype == types.int64
+        and isinstance(fallback, types.Array)
+        and fallback.ndim == 1
+        and fallback.dtype == types.float64
+        and fallback.layout == "C"
+    )
+
+
+def _concatenate(builder, vectors):
+    """One vector of the given vectors' elements in order (a power-of-two count of equal vectors)."""
+    while len(vectors) > 1:
+        size = vectors[0].type.count
+        vectors = [
+            builder.shuffle_vector(vectors[i], vectors[i + 1], _i32(range(2 * size))) for i in range(0, len(vectors), 2)
+        ]
+    return vectors[0]
+
+
+@_intrinsic
+def _gather_frame(typingctx, array, rows, ones, frames, t):
+    """``frames[t, j, lane] = array[rows[lane], j]`` for every column j.
+
+    ``ones[j]`` where ``rows[lane] < 0``. Pieces of 4 columns of a lane's row
+    are read as one vector and the 8 x 4 block is transposed in registers.
+    """
+    if not (_is_rows(array, rows, ones) and _is_buffer(frames)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lanes = _lane_rows(context, builder, sig, args)
+        contiguous = _contiguous_rows(sig.args[0])
+        frames_array = context.make_array(sig.args[3])(context, builder, args[3])
+        n_columns = cgutils.unpack_tuple(builder, frames_array.shape, 3)[1]
+
+        def body(column, width):
+            part = ir.VectorType(ir.DoubleType(), width)
+            pieces = []
+            for lane in lanes:
+                if contiguous:
+                    pointer = builder.bitcast(_element(builder, lane, column), part.as_pointer())
+                    pieces.append(builder.load(pointer, align=8))
+                else:
+                    piece = ir.Constant(part, ir.Undefined)
+                    for k in range(width):
+                        value = builder.load(_element(builder, lane, builder.add(column, ir.Constant(column.type, k))))
+                        piece = builder.insert_element(piece, value, ir.Constant(ir.IntType(32), k))
+                    pieces.append(piece)
+            # concatenate the lanes' pieces, then take every width-th element
+            block = _concatenate(builder, pieces)
+            for k in range(width):
+                v = builder.shuffle_vector(
+                    block, ir.Constant(block.type, ir.Undefined), _i32(range(k, LANES * width, width))
+                )
+                index = builder.add(column, ir.Constant(column.type, k))
+                builder.store(v, _vector_pointer(context, builder, sig.args[3], args[3], args[4], index), align=8)
+
+        _by_columns(builder, n_columns, body)
+        return context.get_dummy_value()
+
+    return types.void(array, rows, ones, frames, types.intp), codegen
+
+
+def _make_scatter(accumulate):
+    def scatter(typingctx, array, rows, sink, source, t, factor):
+        if not (_is_rows(array, rows, sink) and _is_buffer(source)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            lanes = _lane_rows(context, builder, sig, args)
+            contiguous = _contiguous_rows(sig.args[0])
+            source_array = context.make_array(sig.args[3])(context, builder, args[3])
+            n_columns = cgutils.unpack_tuple(builder, source_array.shape, 3)[1]
+
+            def body(column, width):
+                part = ir.VectorType(ir.DoubleType(), width)
+                vectors = []
+                for k in range(width):
+                    index = builder.add(column, ir.Constant(column.type, k))
+                    pointer = _vector_pointer(context, builder, sig.args[3], args[3], args[4], index)
+                    vectors.append(builder.fmul(builder.load(pointer, align=8), args[5]))
+                # the width x 8 block transposed by shuffles: lane L's piece is (vectors[k][L] for k)
+                block = _concatenate(builder, vectors)
+                undefined = ir.Constant(block.type, ir.Undefined)
+                # lane by lane, in order: two lanes may write the same row
+                for lane_number, lane in enumerate(lanes):
+                    piece = builder.shuffle_vector(block, undefined, _i32(range(lane_number, LANES * width, LANES)))
+                    if contiguous:
+                        pointer = builder.bitcast(_element(builder, lane, column), part.as_pointer())
+                        if accumulate:
+                            piece = builder.fadd(builder.load(pointer, align=8), piece)
+                        builder.store(piece, pointer, align=8)
+                    else:
+                        for k in range(width):
+                            value = builder.extract_element(piece, ir.Constant(ir.IntType(32), k))
+                            pointer = _element(builder, lane, builder.add(column, ir.Constant(column.type, k)))
+                            builder.store(builder.fadd(builder.load(pointer), value) if accumulate else value, pointer)
+
+            _by_columns(builder, n_columns, body)
+            return context.get_dummy_value()
+
+        return types.void(array, rows, sink, source, types.intp, lane_vector), codegen
+
+    return _intrinsic(scatter)
+
+
+# array[rows[lane], j] (=, +=) source[t, j, lane] * factor[lane] for every
+# column j; into ``sink`` where rows[lane] < 0. The 8 x 4 blocks are
+# transposed in registers and a lane's 4 values are written as one vector.
+_scatter_frame = _make_scatter(accumulate=False)
+_scatter_add_frame = _make_scatter(accumulate=True)
+
+
+@_inline
+def _rows4(m, r, x, t):
+    """Lane vectors ``sum over c of m[r + k, c] * x[t, c]`` for k = 0..3.
+
+    Four rows at once: each ``x[t, c]`` is loaded once for four
+    multiply-adds, and four independent accumulation chains hide the latency
+    of the FMA unit (one row at a time waits on it).
+    """
+    a0 = _splat(0.0)
+    a1 = _splat(0.0)
+    a2 = _splat(0.0)
+    a3 = _splat(0.0)
+    for c in range(m.shape[1]):
+        v = _load(x, t, c)
+        a0 = _fma(a0, m[r, c], v)
+        a1 = _fma(a1, m[r + 1, c], v)
+        a2 = _fma(a2, m[r + 2, c], v)
+        a3 = _fma(a3, m[r + 3, c], v)
+    return a0, a1, a2, a3
+
+
+@_inline
+def _rows2(m, r, x, t):
+    """Lane vectors ``sum over c of m[r + k, c] * x[t, c]`` for k = 0, 1 (as :func:`_rows4`)."""
+    a0 = _splat(0.0)
+    a1 = _splat(0.0)
+    for c in range(m.shape[1]):
+        v = _load(x, t, c)
+        a0 = _fma(a0, m[r, c], v)
+        a1 = _fma(a1, m[r + 1, c], v)
+    return a0, a1
+
+
+@_inline
+def _row(m, r, x, t):
+    """Lane vector ``sum over c of m[r, c] * x[t, c]``."""
+    acc = _splat(0.0)
+    for c in range(m.shape[1]):
+        acc = _fma(acc, m[r, c], _load(x, t, c))
+    return acc
+
+
+# -------------------------------------------------------------------- blocks
+
+
+@_jit
+def _load_block(order, block_start, offsets, first, length):
+    """Fill the first frame and length of each lane; returns the block's length."""
+    n_sequences = order.shape[0]
+    longest = 0
+    for lane in range(LANES):
+        if block_start + lane < n_sequences:
+            s = order[block_start + lane]
+            first[lane] = offsets[s]
+            length[lane] = offsets[s + 1] - offsets[s]
+        else:
+            first[lane] = 0
+            length[lane] = 0
+        longest = max(longest, length[lane])
+    return longest
+
+
+@_jit
+def _frame_rows(first, length, t, symbols, rows):
+    """``rows[lane]``: the row of frame ``t`` of the lane's sequence, or -1 past its end.
+
+    With ``symbols`` (not empty): the frame's symbol instead of its row.
+    """
+    by_symbol = symbols.shape[0] > 0
+    for lane in range(LANES):
+        if t < length[lane]:
+            rows[lane] = symbols[first[lane] + t] if by_symbol else first[lane] + t
+        else:
+            rows[lane] = -1
+
+
+@_jit
+def _load_frames(frameprob, symbols, first, length, longest, frames, rows, ones):
+    """``frames[t, state, lane]``: the block's emission probabilities, lane-minor.
+
+    From ``frameprob[row]``, or ``frameprob[symbol]`` with ``symbols``.
+    Frames past the end of a lane's sequence get probability 1 (from ``ones``).
+    """
+    for t in range(longest):
+        _frame_rows(first, length, t, symbols, rows)
+        _gather_frame(frameprob, rows, ones, frames, t)
+
+
+@_jit
+def _buffers(n_states, offsets):
+    """Sort order of the sequences by length, and the per-block work arrays."""
+    lengths = offsets[1:] - offsets[:-1]
+    order = np.argsort(lengths, kind="mergesort")
+    longest = lengths.max() if lengths.shape[0] else 0
+    alpha = np.empty((longest, n_states, LANES))
+    frames = np.empty((longest, n_states, LANES))
+    # scale[0, t, lane]: normaliser c_t; scale[1, t, lane]: 1 / c_t
+    scale = np.empty((2, longest, LANES))
+    return order, alpha, frames, scale
+
+
+@_intrinsic
+def _float_from_bits(typingctx, bits):
+    """The float64 whose IEEE-754 bits are the int64 ``bits`` (a bit cast)."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
