@@ -57,7 +57,8 @@ bootstrap action installed on every node, kernels precompiled); before adding on
 task reuses a step of the same name (`hmm-em <training_id> iteration <k>`) that is pending,
 running or completed on the cluster, and a slot whose iteration is committed submits nothing.
 init and finalize wait for their step inside the task; an iteration's step is waited for by
-its sensor, which gives up its worker slot between looks (`mode="reschedule"`).
+its `wait_i`, which defers to Airflow's triggerer while the step runs (one DescribeStep every
+5 s, no worker slot held) and resumes as soon as the step has finished.
 
 Tasks do not retry on their own: a failure is bad data, a bug or a cluster problem, and
 resuming costs nothing (below).
@@ -113,10 +114,8 @@ from hmm.orchestration.decisions import EMR_DEFAULTS, PARAMS_SCHEMA
 DAG_ID = "hmm_training"
 #: Iteration slots per run; a run that uses them all without converging triggers a continuation.
 ITERATION_SLOTS = 6
-#: How long one iteration may take before its sensor gives up.
+#: How long one iteration's EMR step may run before its wait gives up.
 ITERATION_TIMEOUT = timedelta(hours=6)
-#: Seconds between two looks at a running EMR step (the sensor frees its worker slot meanwhile).
-POKE_INTERVAL = 60
 JOBS_DIR = str(Path(__file__).resolve().parents[1] / "jobs")
 MODEL_ASSET = Asset("hmm-em-model")
 
@@ -226,7 +225,7 @@ with DAG(
     previous = started
     for slot in range(1, ITERATION_SLOTS + 1):
         submitted = iteration.override(task_id=f"iteration_{slot}")(plan, slot)
-        waited = airflow_tasks.IterationSensor(
+        waited = airflow_tasks.IterationWait(
             task_id=f"wait_{slot}",
             plan=plan,
             slot=slot,
@@ -235,9 +234,7 @@ with DAG(
             next_task_id=f"iteration_{slot + 1}" if slot < ITERATION_SLOTS else "continue_training",
             continue_task_id="continue_training",
             finalize_task_id="finalize",
-            mode="reschedule",
-            poke_interval=POKE_INTERVAL,
-            timeout=ITERATION_TIMEOUT.total_seconds(),
+            step_timeout=ITERATION_TIMEOUT,
         )
         chain(previous, submitted, waited, published)
         previous = waited

@@ -27,11 +27,11 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, BranchMixIn, PokeReturnValue
+from airflow.sdk import BaseOperator, BranchMixIn
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from hmm.orchestration import decisions as orchestration
@@ -43,8 +43,10 @@ from hmm.training.store import open_store
 log = logging.getLogger(__name__)
 
 AWS_CONN_ID = "aws_default"
-#: Seconds between two looks at an EMR step the init and finalize tasks wait for.
-STEP_POLL_SECONDS = 30.0
+#: Seconds between two looks at a running EMR step (the triggerer's for an iteration; the init and
+#: finalize tasks wait in the task). One DescribeStep call per look; a finished step is noticed
+#: within this time, which bounds what waiting adds to a step.
+STEP_POLL_SECONDS = 5.0
 #: Exit codes of the jobs that mean "running it again will not help" (see hmm.training.cli).
 PERMANENT_EXIT_CODES = {2: "bad input", 3: "training error"}
 
@@ -364,12 +366,15 @@ def _cluster(cluster_id: str | None) -> str:
     return cluster_id
 
 
-class IterationSensor(BaseSensorOperator, BranchMixIn):
+class IterationWait(BaseOperator, BranchMixIn):
     """Waits for one loop slot's iteration, then branches: next slot, finalize or continuation.
 
-    Done when the iteration's COMMIT exists (and, in EMR mode, its step COMPLETED); fails at
-    once with EMR's reason when the step FAILED or was CANCELLED. Logs the COMMIT record
-    (log-likelihood, delta, timings) and pushes it as XCom ``commit``.
+    In ``local`` mode the iteration task ran the step itself, so the COMMIT is there at once. In
+    ``emr`` mode, while the step is pending or running, the task defers to
+    :class:`~hmm.orchestration.triggers.EmrStepDoneTrigger`: the triggerer looks at the step every
+    ``poll_seconds`` and no worker slot is held; the task resumes once the step has finished, and
+    fails at once with EMR's reason if it FAILED or was CANCELLED. It then requires the
+    iteration's COMMIT, logs it (log-likelihood, delta, timings) and pushes it as XCom ``commit``.
     """
 
     template_fields = ("plan",)
@@ -386,6 +391,8 @@ class IterationSensor(BaseSensorOperator, BranchMixIn):
         next_task_id: str,
         continue_task_id: str,
         finalize_task_id: str,
+        poll_seconds: float = STEP_POLL_SECONDS,
+        step_timeout: timedelta | None = None,
         aws_conn_id: str = AWS_CONN_ID,
         **kwargs: Any,
     ):
@@ -397,25 +404,41 @@ class IterationSensor(BaseSensorOperator, BranchMixIn):
         self.next_task_id = next_task_id
         self.continue_task_id = continue_task_id
         self.finalize_task_id = finalize_task_id
+        self.poll_seconds = poll_seconds
+        self.step_timeout = step_timeout
         self.aws_conn_id = aws_conn_id
 
-    def poke(self, context: Any) -> bool | PokeReturnValue:
+    def execute(self, context: Any) -> Any:
+        from hmm.orchestration.triggers import TERMINAL_STATES, EmrStepDoneTrigger
+
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
-        iteration = submitted["iteration"]
         if submitted.get("step_id"):
             state = emr_step_state(emr_client(self.aws_conn_id), submitted["cluster_id"], submitted["step_id"])
-            if state != "COMPLETED":
-                self.log.info("iteration %s: EMR step %s is %s", iteration, submitted["step_id"], state)
-                return False
+            if state not in TERMINAL_STATES:
+                self.log.info("iteration %s: EMR step %s is %s", submitted["iteration"], submitted["step_id"], state)
+                self.defer(
+                    trigger=EmrStepDoneTrigger(
+                        submitted["cluster_id"], submitted["step_id"], self.poll_seconds, self.aws_conn_id
+                    ),
+                    method_name="step_finished",
+                    timeout=self.step_timeout,
+                )
+        return self._branch(context, submitted["iteration"])
+
+    def step_finished(self, context: Any, event: Mapping[str, Any] | None = None) -> Any:
+        """Resumed by the trigger: the step has finished."""
+        event = event or {}
+        if event.get("state") != "COMPLETED":
+            raise AirflowFailException(event.get("reason") or f"EMR step ended {event.get('state')}")
+        return self._branch(context, context["ti"].xcom_pull(task_ids=self.submit_task_id)["iteration"])
+
+    def _branch(self, context: Any, iteration: int) -> Any:
         training = _training(self.plan)
         if iteration not in training.committed():
             raise AirflowFailException(
                 f"the step of iteration {iteration} finished but training {training.id} has no COMMIT {iteration}"
             )
-        return PokeReturnValue(is_done=True, xcom_value=training.record(iteration))
-
-    def execute(self, context: Any) -> Any:
-        record = super().execute(context)
+        record = training.record(iteration)
         self.log.info("%s", format_progress({**record, "status": "committed"}))
         self.log.info("COMMIT %s: %s", record["iteration"], json.dumps(record, sort_keys=True))
         context["ti"].xcom_push(key="commit", value=record)
