@@ -44,6 +44,7 @@ class CategoricalHMM(BaseHMM):
         params: str = "ste",
         init_params: str = "ste",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -57,6 +58,7 @@ class CategoricalHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features

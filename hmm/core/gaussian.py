@@ -103,6 +103,7 @@ class GaussianHMM(BaseHMM):
         params: str = "stmc",
         init_params: str = "stmc",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -116,6 +117,7 @@ class GaussianHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.covariance_type = covariance_type
         self.min_covar = min_covar

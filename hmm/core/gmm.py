@@ -67,6 +67,7 @@ class GMMHMM(BaseHMM):
         params: str = "stmcw",
         init_params: str = "stmcw",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -80,6 +81,7 @@ class GMMHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.covariance_type = covariance_type
         self.min_covar = min_covar

@@ -45,6 +45,7 @@ class PoissonHMM(BaseHMM):
         params: str = "stl",
         init_params: str = "stl",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -58,6 +59,7 @@ class PoissonHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight

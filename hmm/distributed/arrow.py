@@ -10,18 +10,21 @@ turned into statistics by the same code wherever it runs.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from hmm.core.sequences import InvalidSequenceError
-from hmm.core.stats import SufficientStats
+from hmm.core.stats import StatisticsSet, SufficientStats
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from hmm.core.base import BaseHMM
+    from hmm.core.candidates import CandidateSet
 
 #: One record per batch, sent back to the driver.
 RECORD_FIELDS = (
@@ -133,7 +136,7 @@ def _blank_record(partition: int, batch: int, n_sequences: int) -> dict[str, Any
 
 
 def batch_record(
-    model: BaseHMM,
+    model: BaseHMM | CandidateSet,
     batch: pa.RecordBatch,
     sequence_col: str,
     id_col: str | None,
@@ -169,13 +172,15 @@ def batch_record(
     return record
 
 
-def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats:
+@overload
+def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats: ...
+@overload
+def sum_statistics(model: CandidateSet, records: list[dict[str, Any]]) -> StatisticsSet: ...
+def sum_statistics(model: BaseHMM | CandidateSet, records: list[dict[str, Any]]) -> SufficientStats | StatisticsSet:
     """Add the batches' statistics in the records' order; the first error, if any, is raised."""
     errors = [r["error"] for r in records if r["error"]]
     if errors:
         more = f" ({len(errors) - 1} more batch(es) have errors)" if len(errors) > 1 else ""
         raise InvalidSequenceError(errors[0] + more)
     total = model.new_statistics()
-    for record in records:
-        total += SufficientStats.from_bytes(record["stats"])
-    return total
+    return functools.reduce(operator.add, (type(total).from_bytes(record["stats"]) for record in records), total)
