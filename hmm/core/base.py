@@ -609,13 +609,29 @@ class BaseHMM(BaseEstimator):
 
     def aic(self, X: Any, lengths: Any = None) -> float:
         """Akaike information criterion: -2 log L + 2 (number of free parameters)."""
-        n_params = sum(self._get_n_fit_scalars_per_param().values())
-        return -2 * self.score(X, lengths) + 2 * n_params
+        return self.information_criteria(self.score(X, lengths), len(np.asarray(X)))[0]
 
     def bic(self, X: Any, lengths: Any = None) -> float:
         """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
+        return self.information_criteria(self.score(X, lengths), len(np.asarray(X)))[1]
+
+    def information_criteria(self, log_likelihood: float, n_observations: int) -> tuple[float, float]:
+        """(AIC, BIC) from counts a driver already has, as :meth:`aic` and :meth:`bic` compute them.
+
+        Parameters
+        ----------
+        log_likelihood : float
+            The data's log-likelihood under the model's parameters.
+        n_observations : int
+            The number of frames of the data (hmmlearn's ``n_samples``).
+
+        Returns
+        -------
+        aic, bic : float
+            hmmlearn's definitions: every parameter the model has counts, whatever ``params`` says.
+        """
         n_params = sum(self._get_n_fit_scalars_per_param().values())
-        return -2 * self.score(X, lengths) + n_params * np.log(len(np.asarray(X)))
+        return -2 * log_likelihood + 2 * n_params, -2 * log_likelihood + n_params * np.log(n_observations)
 
     def save(self, path: Any) -> None:
         """Write the model (settings and fitted parameters) to ``path``; see :func:`hmm.load`."""

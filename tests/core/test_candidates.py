@@ -162,3 +162,12 @@ def test_ranking_by_a_driver_score_and_nan_last() -> None:
     assert best(candidates).model is models[0]
     scored = [Candidate(models[0], score=float("nan")), Candidate(models[1], score=-5.0), Candidate(models[2])]
     assert rank(scored) == [1, 0, 2]
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_information_criteria_from_counts_equal_aic_and_bic(kind: str) -> None:
+    make, data = MODELS[kind]
+    X, lengths = data()
+    model = make(random_state=0, n_iter=3).fit(X, lengths)
+    aic, bic = model.information_criteria(model.score(X, lengths), len(X))
+    assert (aic, bic) == (model.aic(X, lengths), model.bic(X, lengths))
