@@ -342,6 +342,48 @@ class BaseHMM(BaseEstimator):
             _log.warning("Some rows of transmat_ have zero sum because no transition from the state was ever observed.")
         return self
 
+    def state_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """How far each state's emission distribution is from each of ``reference``'s.
+
+        Parameters
+        ----------
+        reference : BaseHMM
+            A fitted model of the same class and observation width.
+
+        Returns
+        -------
+        divergence : ndarray of shape (n_components, reference.n_components)
+            A symmetric divergence in nats (0 for equal distributions): Jensen-Shannon for
+            symbols, symmetric Kullback-Leibler for Poisson and Gaussian emissions, and for
+            mixtures that of the Gaussians with the mixtures' mean and covariance.
+        """
+        check_is_fitted(self, "transmat_")
+        check_is_fitted(reference, "transmat_")
+        if type(reference) is not type(self):
+            raise ValueError(f"cannot compare the states of a {type(self).__name__} with a {type(reference).__name__}")
+        if getattr(reference, "n_features", None) != getattr(self, "n_features", None):
+            raise ValueError(
+                f"cannot compare states of {self.n_features} features with states of {reference.n_features} features"
+            )
+        return self._emission_divergence(reference)
+
+    def permute_states(self, order: Any) -> BaseHMM:
+        """Relabel the states: new state ``i`` is old state ``order[i]`` (every parameter follows); returns self."""
+        check_is_fitted(self, "transmat_")
+        order = np.asarray(order)
+        if order.dtype.kind not in "iu" or sorted(order.tolist()) != list(range(self.n_components)):
+            raise ValueError(f"order must be a permutation of range({self.n_components}), got {order.tolist()}")
+        for name, axes in self._parameter_shapes().items():
+            value = getattr(self, name)
+            for axis, axis_name in enumerate(axes):
+                if axis_name == "n_components":
+                    value = np.take(value, order, axis=axis)
+            setattr(self, name, value)
+        return self
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        raise NotImplementedError
+
     def _e_step(self, X: np.ndarray, offsets: np.ndarray) -> SufficientStats:
         """Expected counts over all sequences, one kernel call per batch."""
         total = self._empty_stats()

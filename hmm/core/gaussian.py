@@ -18,6 +18,7 @@ from hmm.core.covariance import (
     distribute_covar_matrix,
     fill_covars,
     log_density,
+    symmetric_kl_gaussians,
 )
 from hmm.core.sequences import InvalidParameterError, as_2d_float, check_finite, check_n_features
 from hmm.core.stats import SufficientStats
@@ -297,3 +298,7 @@ class GaussianHMM(BaseHMM):
 
     def _generate_sample_from_state(self, state: int, random_state: np.random.RandomState) -> Any:
         return random_state.multivariate_normal(self.means_[state], self._state_covariance(state))
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """Symmetric Kullback-Leibler divergence between the states' Gaussians."""
+        return symmetric_kl_gaussians(self.means_, self.covars_, reference.means_, reference.covars_)

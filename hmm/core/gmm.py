@@ -18,6 +18,7 @@ from hmm.core.covariance import (
     diag_log_density,
     full_log_density,
     mixture_log_likelihood,
+    symmetric_kl_gaussians,
 )
 from hmm.core.sequences import as_2d_float, check_finite, check_n_features
 from hmm.core.stats import SufficientStats
@@ -389,3 +390,22 @@ class GMMHMM(BaseHMM):
         else:
             covar = np.eye(self.n_features) * covars[state, mix]
         return random_state.multivariate_normal(self.means_[state, mix], covar)
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each state's emission mean, (n_components, n_features), and covariance, (n_components, D, D)."""
+        nc, nm, nf = self.n_components, self.n_mix, self.n_features
+        covars = {
+            "full": lambda c: c,
+            "diag": lambda c: c[..., None] * np.eye(nf),
+            "spherical": lambda c: c[..., None, None] * np.eye(nf),
+            "tied": lambda c: np.broadcast_to(c[:, None], (nc, nm, nf, nf)),
+        }[self.covariance_type](self.covars_)
+        weights = self.weights_[:, :, None]
+        mean = (weights * self.means_).sum(axis=1)
+        second = (weights[..., None] * (covars + self.means_[..., :, None] * self.means_[..., None, :])).sum(axis=1)
+        return mean, second - mean[:, :, None] * mean[:, None, :]
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """Symmetric Kullback-Leibler divergence between Gaussians of the mixtures' means and covariances
+        (mixtures have no closed form; matching states needs an order, not the exact value)."""
+        return symmetric_kl_gaussians(*self.moments(), *reference.moments())

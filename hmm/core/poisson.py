@@ -171,3 +171,10 @@ class PoissonHMM(BaseHMM):
 
     def _generate_sample_from_state(self, state: int, random_state: np.random.RandomState) -> Any:
         return random_state.poisson(self.lambdas_[state])
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """Symmetric Kullback-Leibler divergence of independent Poisson counts: sum of (a - b) log(a / b)."""
+        a, b = self.lambdas_[:, None, :], reference.lambdas_[None, :, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a == b, 0.0, (a - b) * (np.log(a) - np.log(b)))
+        return terms.sum(-1)
