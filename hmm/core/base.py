@@ -14,10 +14,10 @@ initial parameters (to floating-point rounding); so do initialisation (same
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import string
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from hmm.core import kernels
+from hmm.core.candidates import Candidate, best, candidate_seeds, check_n_init, run_candidates
 from hmm.core.convergence import ConvergenceMonitor
 from hmm.core.engines import engine_for
 from hmm.core.limits import MAX_MODEL_BYTES_ENV, format_bytes, max_model_bytes
@@ -188,6 +189,7 @@ class BaseHMM(BaseEstimator):
         params: str = string.ascii_letters,
         init_params: str = string.ascii_letters,
         implementation: str = "log",
+        n_init: int = 1,
     ):
         self.n_components = n_components
         self.startprob_prior = startprob_prior
@@ -200,6 +202,7 @@ class BaseHMM(BaseEstimator):
         self.params = params
         self.init_params = init_params
         self.implementation = implementation
+        self.n_init = n_init
         self.monitor_ = ConvergenceMonitor(self.tol, self.n_iter, self.verbose)
 
     # ------------------------------------------------------------------ fit
@@ -234,10 +237,12 @@ class BaseHMM(BaseEstimator):
             return engine.fit_dataframe(self, X, sequence_col)
         self._check_settings()
         X, offsets = self._prepare(X, lengths)
-        self._init(X, None if lengths is None else np.diff(offsets))
-        self._check()
-        self._check_observations(X, offsets)
-        return run_em(self, lambda: self._e_step(X, offsets))
+        candidates = self.restart_candidates()
+        for candidate in candidates:
+            candidate._init(X, None if lengths is None else np.diff(offsets))
+            candidate._check()
+        candidates[0]._check_observations(X, offsets)  # the candidates share n_features: the data's
+        return self.adopt_best(run_candidates(candidates, lambda active: [m._e_step(X, offsets) for m in active]))
 
     # ------------------------------------------------- the EM protocol
     # What every driver uses: fit on arrays (above), fit on a DataFrame (hmm.distributed.spark) and
@@ -308,6 +313,76 @@ class BaseHMM(BaseEstimator):
     def update(self, stats: SufficientStats) -> None:
         """The M-step: parameters from (parameters, statistics, priors), replacing those in ``params``."""
         self._m_step(stats)
+
+    def restart_candidates(self) -> list[BaseHMM]:
+        """The models ``fit`` trains side by side: ``[self]``, or ``n_init`` copies with their own seeds.
+
+        Copy ``i`` has ``random_state`` ``candidate_seeds(random_state, n_init)[i]`` and
+        ``n_init=1``, so it equals a fit of that copy alone; parameters set by hand (those not in
+        ``init_params``) are copied along.
+        """
+        n_init = check_n_init(self.n_init)
+        if n_init == 1:
+            return [self]
+        copies = []
+        for seed in candidate_seeds(self.random_state, n_init):
+            model = copy.deepcopy(self)
+            model.random_state, model.n_init = seed, 1
+            copies.append(model)
+        return copies
+
+    def adopt_best(self, candidates: list[Candidate]) -> BaseHMM:
+        """Take the fitted parameters and ``monitor_`` of the best candidate (highest score); returns self."""
+        chosen = best(candidates).model
+        if chosen is not self:
+            # Everything fit set, and n_features (a setting of some models that fit also sets from the data).
+            settings = set(self.get_params(deep=False)) - {"n_features"}
+            self.__dict__.update({name: value for name, value in vars(chosen).items() if name not in settings})
+        if (self.transmat_.sum(axis=1) == 0).any():
+            _log.warning("Some rows of transmat_ have zero sum because no transition from the state was ever observed.")
+        return self
+
+    def state_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """How far each state's emission distribution is from each of ``reference``'s.
+
+        Parameters
+        ----------
+        reference : BaseHMM
+            A fitted model of the same class and observation width.
+
+        Returns
+        -------
+        divergence : ndarray of shape (n_components, reference.n_components)
+            A symmetric divergence in nats (0 for equal distributions): Jensen-Shannon for
+            symbols, symmetric Kullback-Leibler for Poisson and Gaussian emissions, and for
+            mixtures that of the Gaussians with the mixtures' mean and covariance.
+        """
+        check_is_fitted(self, "transmat_")
+        check_is_fitted(reference, "transmat_")
+        if type(reference) is not type(self):
+            raise ValueError(f"cannot compare the states of a {type(self).__name__} with a {type(reference).__name__}")
+        if getattr(reference, "n_features", None) != getattr(self, "n_features", None):
+            raise ValueError(
+                f"cannot compare states of {self.n_features} features with states of {reference.n_features} features"
+            )
+        return self._emission_divergence(reference)
+
+    def permute_states(self, order: Any) -> BaseHMM:
+        """Relabel the states: new state ``i`` is old state ``order[i]`` (every parameter follows); returns self."""
+        check_is_fitted(self, "transmat_")
+        order = np.asarray(order)
+        if order.dtype.kind not in "iu" or sorted(order.tolist()) != list(range(self.n_components)):
+            raise ValueError(f"order must be a permutation of range({self.n_components}), got {order.tolist()}")
+        for name, axes in self._parameter_shapes().items():
+            value = getattr(self, name)
+            for axis, axis_name in enumerate(axes):
+                if axis_name == "n_components":
+                    value = np.take(value, order, axis=axis)
+            setattr(self, name, value)
+        return self
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        raise NotImplementedError
 
     def _e_step(self, X: np.ndarray, offsets: np.ndarray) -> SufficientStats:
         """Expected counts over all sequences, one kernel call per batch."""
@@ -576,13 +651,29 @@ class BaseHMM(BaseEstimator):
 
     def aic(self, X: Any, lengths: Any = None) -> float:
         """Akaike information criterion: -2 log L + 2 (number of free parameters)."""
-        n_params = sum(self._get_n_fit_scalars_per_param().values())
-        return -2 * self.score(X, lengths) + 2 * n_params
+        return self.information_criteria(self.score(X, lengths), len(np.asarray(X)))[0]
 
     def bic(self, X: Any, lengths: Any = None) -> float:
         """Bayesian information criterion: -2 log L + (free parameters) log(n_samples)."""
+        return self.information_criteria(self.score(X, lengths), len(np.asarray(X)))[1]
+
+    def information_criteria(self, log_likelihood: float, n_observations: int) -> tuple[float, float]:
+        """(AIC, BIC) from counts a driver already has, as :meth:`aic` and :meth:`bic` compute them.
+
+        Parameters
+        ----------
+        log_likelihood : float
+            The data's log-likelihood under the model's parameters.
+        n_observations : int
+            The number of frames of the data (hmmlearn's ``n_samples``).
+
+        Returns
+        -------
+        aic, bic : float
+            hmmlearn's definitions: every parameter the model has counts, whatever ``params`` says.
+        """
         n_params = sum(self._get_n_fit_scalars_per_param().values())
-        return -2 * self.score(X, lengths) + n_params * np.log(len(np.asarray(X)))
+        return -2 * log_likelihood + 2 * n_params, -2 * log_likelihood + n_params * np.log(n_observations)
 
     def save(self, path: Any) -> None:
         """Write the model (settings and fitted parameters) to ``path``; see :func:`hmm.load`."""
@@ -599,6 +690,7 @@ class BaseHMM(BaseEstimator):
             raise ValueError(f"algorithm must be one of {sorted(DECODER_ALGORITHMS)}, got {self.algorithm!r}")
         if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
             raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
+        check_n_init(self.n_init)
         check_model_size(self)
 
     def _prepare(self, X: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -751,17 +843,8 @@ class BaseHMM(BaseEstimator):
 
 
 def run_em(model: BaseHMM, statistics: Callable[[], SufficientStats]) -> BaseHMM:
-    """The EM loop every in-process driver runs: E-step (``statistics()``, over arrays or a DataFrame),
-    M-step, hmmlearn's convergence rule; ``model`` holds initial parameters. A training runs the same
-    iteration as one step per process, its history in the store."""
-    model.monitor_.reset()
-    for _ in range(model.n_iter):
-        started = time.perf_counter()
-        stats = statistics()
-        model.update(stats)
-        model.monitor_.report(stats.log_likelihood, time.perf_counter() - started)
-        if model.monitor_.converged:
-            break
-    if (model.transmat_.sum(axis=1) == 0).any():
-        _log.warning("Some rows of transmat_ have zero sum because no transition from the state was ever observed.")
-    return model
+    """The EM loop of one model (:func:`hmm.core.candidates.run_candidates` with one candidate): E-step
+    (``statistics()``, over arrays or a DataFrame), M-step, hmmlearn's convergence rule; ``model`` holds
+    initial parameters. A training runs the same iteration as one step per process, its history in the
+    store."""
+    return model.adopt_best(run_candidates([model], lambda active: [statistics()]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import xlogy
 from sklearn.utils import check_random_state
 
 from hmm.core import kernels
@@ -44,6 +45,7 @@ class CategoricalHMM(BaseHMM):
         params: str = "ste",
         init_params: str = "ste",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -57,6 +59,7 @@ class CategoricalHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features
@@ -183,3 +186,10 @@ class CategoricalHMM(BaseHMM):
     def _generate_sample_from_state(self, state: int, random_state: np.random.RandomState) -> Any:
         cdf = np.cumsum(self.emissionprob_[state, :])
         return [(cdf > random_state.rand()).argmax()]
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """Jensen-Shannon divergence between emission distributions (finite where symbols have zero mass)."""
+        p, q = self.emissionprob_[:, None, :], reference.emissionprob_[None, :, :]
+        middle = (p + q) / 2
+        safe = np.where(middle > 0, middle, 1.0)  # where the middle is 0, so are p and q: xlogy gives 0
+        return 0.5 * (xlogy(p, p / safe).sum(-1) + xlogy(q, q / safe).sum(-1))

@@ -289,3 +289,20 @@ def check_matrices(name: str, matrices: np.ndarray, label: Label, strict: bool =
         )
     if not strict and (smallest == 0).any():
         _log.warning("%s of %s has a null eigenvalue", name, label(int(np.flatnonzero(smallest == 0)[0])))
+
+
+def symmetric_kl_gaussians(
+    means_a: np.ndarray, covars_a: np.ndarray, means_b: np.ndarray, covars_b: np.ndarray
+) -> np.ndarray:
+    """KL(a || b) + KL(b || a) between every pair of Gaussians, (n_a, n_b), in nats.
+
+    ``means_*`` of shape (n, n_features), ``covars_*`` full matrices (n, n_features, n_features).
+    The log-determinants of the two directions cancel, so only traces and Mahalanobis terms remain.
+    """
+    precisions_a, precisions_b = np.linalg.inv(covars_a), np.linalg.inv(covars_b)
+    diff = means_a[:, None, :] - means_b[None, :, :]
+    traces = np.einsum("jkl,ilk->ij", precisions_b, covars_a) + np.einsum("ikl,jlk->ij", precisions_a, covars_b)
+    mahalanobis = np.einsum("ijk,ikl,ijl->ij", diff, precisions_a, diff) + np.einsum(
+        "ijk,jkl,ijl->ij", diff, precisions_b, diff
+    )
+    return 0.5 * (traces + mahalanobis) - means_a.shape[1]

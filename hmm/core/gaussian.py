@@ -20,6 +20,7 @@ from hmm.core.covariance import (
     fill_covars,
     gaussian_components,
     log_density,
+    symmetric_kl_gaussians,
 )
 from hmm.core.kernels import emissions
 from hmm.core.sequences import InvalidParameterError, as_2d_float, check_finite, check_n_features
@@ -106,6 +107,7 @@ class GaussianHMM(BaseHMM):
         params: str = "stmc",
         init_params: str = "stmc",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -119,6 +121,7 @@ class GaussianHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.covariance_type = covariance_type
         self.min_covar = min_covar
@@ -328,3 +331,7 @@ class GaussianHMM(BaseHMM):
 
     def _generate_sample_from_state(self, state: int, random_state: np.random.RandomState) -> Any:
         return random_state.multivariate_normal(self.means_[state], self._state_covariance(state))
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """Symmetric Kullback-Leibler divergence between the states' Gaussians."""
+        return symmetric_kl_gaussians(self.means_, self.covars_, reference.means_, reference.covars_)

@@ -21,6 +21,7 @@ from hmm.core.covariance import (
     diag_components,
     full_components,
     mixture_log_likelihood,
+    symmetric_kl_gaussians,
 )
 from hmm.core.kernels import emissions
 from hmm.core.sequences import as_2d_float, check_finite, check_n_features
@@ -71,6 +72,7 @@ class GMMHMM(BaseHMM):
         params: str = "stmcw",
         init_params: str = "stmcw",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -84,6 +86,7 @@ class GMMHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.covariance_type = covariance_type
         self.min_covar = min_covar
@@ -425,3 +428,22 @@ class GMMHMM(BaseHMM):
         else:
             covar = np.eye(self.n_features) * covars[state, mix]
         return random_state.multivariate_normal(self.means_[state, mix], covar)
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each state's emission mean, (n_components, n_features), and covariance, (n_components, D, D)."""
+        nc, nm, nf = self.n_components, self.n_mix, self.n_features
+        covars = {
+            "full": lambda c: c,
+            "diag": lambda c: c[..., None] * np.eye(nf),
+            "spherical": lambda c: c[..., None, None] * np.eye(nf),
+            "tied": lambda c: np.broadcast_to(c[:, None], (nc, nm, nf, nf)),
+        }[self.covariance_type](self.covars_)
+        weights = self.weights_[:, :, None]
+        mean = (weights * self.means_).sum(axis=1)
+        second = (weights[..., None] * (covars + self.means_[..., :, None] * self.means_[..., None, :])).sum(axis=1)
+        return mean, second - mean[:, :, None] * mean[:, None, :]
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """Symmetric Kullback-Leibler divergence between Gaussians of the mixtures' means and covariances
+        (mixtures have no closed form; matching states needs an order, not the exact value)."""
+        return symmetric_kl_gaussians(*self.moments(), *reference.moments())

@@ -48,6 +48,7 @@ class PoissonHMM(BaseHMM):
         params: str = "stl",
         init_params: str = "stl",
         implementation: str = "log",
+        n_init: int = 1,
     ):
         super().__init__(
             n_components,
@@ -61,6 +62,7 @@ class PoissonHMM(BaseHMM):
             params=params,
             init_params=init_params,
             implementation=implementation,
+            n_init=n_init,
         )
         self.lambdas_prior = lambdas_prior
         self.lambdas_weight = lambdas_weight
@@ -178,3 +180,10 @@ class PoissonHMM(BaseHMM):
 
     def _generate_sample_from_state(self, state: int, random_state: np.random.RandomState) -> Any:
         return random_state.poisson(self.lambdas_[state])
+
+    def _emission_divergence(self, reference: BaseHMM) -> np.ndarray:
+        """Symmetric Kullback-Leibler divergence of independent Poisson counts: sum of (a - b) log(a / b)."""
+        a, b = self.lambdas_[:, None, :], reference.lambdas_[None, :, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a == b, 0.0, (a - b) * (np.log(a) - np.log(b)))
+        return terms.sum(-1)

@@ -108,3 +108,49 @@ class SufficientStats:
         if name == "trans":
             return self.trans
         return self.emission[name]
+
+
+_SET_MAGIC = b"HMMSTATSET1\n"
+
+
+@dataclass
+class StatisticsSet:
+    """The statistics of several models over the same batch (candidates in one pass), in model order.
+
+    Additive and serialisable as :class:`SufficientStats` is, so a batch's record carries one of
+    these instead of one ``SufficientStats`` and every driver sums records the same way.
+    """
+
+    parts: list[SufficientStats]
+
+    def __add__(self, other: StatisticsSet) -> StatisticsSet:
+        if not isinstance(other, StatisticsSet):
+            return NotImplemented
+        if len(self.parts) != len(other.parts):
+            raise ValueError(f"cannot add statistics of {len(self.parts)} models to those of {len(other.parts)}")
+        return StatisticsSet([a + b for a, b in zip(self.parts, other.parts, strict=True)])
+
+    def __iadd__(self, other: StatisticsSet) -> StatisticsSet:
+        self.parts = (self + other).parts
+        return self
+
+    @property
+    def log_likelihood(self) -> float:
+        """The log-likelihood of the first model (the data's under it); each part has its own."""
+        return self.parts[0].log_likelihood
+
+    def to_bytes(self) -> bytes:
+        """The parts' :meth:`SufficientStats.to_bytes`, each preceded by its length."""
+        chunks = [part.to_bytes() for part in self.parts]
+        return _SET_MAGIC + b"".join(len(chunk).to_bytes(8, "little") + chunk for chunk in chunks)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StatisticsSet:
+        if not data.startswith(_SET_MAGIC):
+            raise ValueError("not a serialised StatisticsSet record (bad magic bytes)")
+        parts, cursor = [], len(_SET_MAGIC)
+        while cursor < len(data):
+            size = int.from_bytes(data[cursor : cursor + 8], "little")
+            parts.append(SufficientStats.from_bytes(data[cursor + 8 : cursor + 8 + size]))
+            cursor += 8 + size
+        return cls(parts)

@@ -10,18 +10,21 @@ turned into statistics by the same code wherever it runs.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from hmm.core.sequences import InvalidSequenceError
-from hmm.core.stats import SufficientStats
+from hmm.core.stats import StatisticsSet, SufficientStats
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from hmm.core.base import BaseHMM
+    from hmm.core.candidates import CandidateSet
 
 #: One record per batch, sent back to the driver.
 RECORD_FIELDS = (
@@ -192,7 +195,7 @@ def _blank_record(partition: int, batch: int, n_sequences: int) -> dict[str, Any
 
 
 def batch_record(
-    model: BaseHMM,
+    model: BaseHMM | CandidateSet,
     batch: pa.RecordBatch,
     sequence_col: str,
     id_col: str | None,
@@ -252,19 +255,23 @@ def batch_record(
     return record
 
 
-def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats:
+@overload
+def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats: ...
+@overload
+def sum_statistics(model: CandidateSet, records: list[dict[str, Any]]) -> StatisticsSet: ...
+def sum_statistics(model: BaseHMM | CandidateSet, records: list[dict[str, Any]]) -> SufficientStats | StatisticsSet:
     """Add the batches' statistics in the records' order; the first error, if any, is raised.
 
     Parameters
     ----------
-    model : BaseHMM
-        Gives the zero statistics (:meth:`BaseHMM.new_statistics`) the sum starts from.
+    model : BaseHMM or CandidateSet
+        Gives the zero statistics (``new_statistics``) the sum starts from.
     records : list of dict
         Batch records with statistics (:func:`batch_record`), in the order to add them.
 
     Returns
     -------
-    SufficientStats
+    SufficientStats, or StatisticsSet for a candidate set
         The sum: the E-step over every batch. The same records in the same order give
         bit-identical sums.
 
@@ -278,6 +285,4 @@ def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientS
         more = f" ({len(errors) - 1} more batch(es) have errors)" if len(errors) > 1 else ""
         raise InvalidSequenceError(errors[0] + more)
     total = model.new_statistics()
-    for record in records:
-        total += SufficientStats.from_bytes(record["stats"])
-    return total
+    return functools.reduce(operator.add, (type(total).from_bytes(record["stats"]) for record in records), total)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from hmm.core.base import BaseHMM
+    from hmm.core.candidates import CandidateSet
 
 
 def freeze_worker_heap() -> None:
@@ -55,7 +56,7 @@ def freeze_worker_heap() -> None:
     gc.freeze()
 
 
-def _records(model: BaseHMM, sequence_col: str, id_col: str | None, statistics: bool) -> Any:
+def _records(model: BaseHMM | CandidateSet, sequence_col: str, id_col: str | None, statistics: bool) -> Any:
     """The function mapInArrow runs on the executors: one record per Arrow batch.
 
     The driver's memory limit goes along, so every executor refuses the same sizes.
@@ -80,7 +81,11 @@ def _records(model: BaseHMM, sequence_col: str, id_col: str | None, statistics: 
 
 
 def batch_records(
-    model: BaseHMM, df: DataFrame, sequence_col: str = "sequence", id_col: str | None = None, statistics: bool = True
+    model: BaseHMM | CandidateSet,
+    df: DataFrame,
+    sequence_col: str = "sequence",
+    id_col: str | None = None,
+    statistics: bool = True,
 ) -> list[dict[str, Any]]:
     """Every batch's record, in (partition, batch) order.
 
@@ -133,6 +138,14 @@ def e_step(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence", id_col
         A row breaks a rule: the first bad batch's error, located by partition, batch and row.
     """
     return sum_statistics(model, batch_records(model, df, sequence_col, id_col))
+
+
+def e_step_candidates(models: list[BaseHMM], df: DataFrame, sequence_col: str = "sequence") -> list[SufficientStats]:
+    """Each model's expected counts over every row of ``df``, all from one pass over it."""
+    from hmm.core.candidates import CandidateSet
+
+    candidates = CandidateSet(models)
+    return sum_statistics(candidates, batch_records(candidates, df, sequence_col)).parts
 
 
 def _arrow_streams(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -210,7 +223,8 @@ def collect_sample(df: DataFrame, sequence_col: str, symbols: bool, n_sequences:
 def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence") -> BaseHMM:
     """``model.fit`` on a DataFrame: the EM loop on the driver, E-steps on Spark.
 
-    Each iteration reads ``df`` again; nothing is cached here because for
+    With ``n_init`` > 1 every candidate's E-step runs on each batch in the same pass
+    (:mod:`hmm.core.candidates`). Each iteration reads ``df`` again; nothing is cached here because for
     Parquet input re-reading was faster than Spark's cache (measured at 1M
     sequences). Cache ``df`` yourself when its lineage is expensive.
 
@@ -240,7 +254,7 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
     """
     from pyspark.sql import functions
 
-    from hmm.core.base import run_em
+    from hmm.core.candidates import run_candidates
 
     model.check_settings()
     data = df.select(sequence_col)
@@ -250,8 +264,10 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
             raise InvalidSequenceError("the DataFrame has no sequences with observations")
         model.infer_n_features(largest)
     X, offsets = collect_sample(data, sequence_col, model.observes_symbols, INIT_SAMPLE_SEQUENCES)
-    model.initialize_from_sample(X, offsets)
-    return run_em(model, lambda: e_step(model, data, sequence_col))
+    candidates = model.restart_candidates()
+    for candidate in candidates:
+        candidate.initialize_from_sample(X, offsets)
+    return model.adopt_best(run_candidates(candidates, lambda active: e_step_candidates(active, data, sequence_col)))
 
 
 def score_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence") -> float:

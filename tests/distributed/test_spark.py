@@ -186,3 +186,31 @@ def test_fitting_an_empty_dataframe_is_refused(spark, model):
     df = spark.createDataFrame([], "id long, sequence array<double>")
     with pytest.raises(InvalidSequenceError, match="the DataFrame has no sequences"):
         model.fit(df)
+
+
+def spark_jobs(spark, group, action):
+    """Run ``action`` in a Spark job group; returns the number of jobs it ran."""
+    spark.sparkContext.setJobGroup(group, group)
+    try:
+        action()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+def test_restarts_on_a_dataframe_read_it_once_per_iteration_and_equal_separate_fits(spark):
+    X, lengths = categorical_rows(seed=6)
+    df = to_dataframe(spark, X, lengths).cache()
+    df.count()  # the cache's own jobs, before the jobs are counted
+    settings = dict(n_iter=4, tol=-np.inf)
+    restarted = hmm.CategoricalHMM(3, n_init=3, random_state=20, **settings)
+    single = hmm.CategoricalHMM(3, random_state=20, **settings)
+    # One pass per iteration whatever the number of candidates: as many Spark jobs as one fit.
+    assert spark_jobs(spark, "restarts", lambda: restarted.fit(df)) == spark_jobs(spark, "single", lambda: single.fit(df))
+    separate = [hmm.CategoricalHMM(3, random_state=seed, **settings).fit(df) for seed in (20, 21, 22)]
+    chosen = separate[int(np.argmax([model.monitor_.history[-1] for model in separate]))]
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        np.testing.assert_array_equal(getattr(restarted, name), getattr(chosen, name), err_msg=name)
+    assert list(restarted.monitor_.history) == list(chosen.monitor_.history)
+    in_memory = hmm.CategoricalHMM(3, n_init=3, random_state=20, **settings).fit(*local_order(df))
+    np.testing.assert_allclose(restarted.emissionprob_, in_memory.emissionprob_, rtol=1e-9)

@@ -1,0 +1,100 @@
+"""Warm start on a weekly series of drifting data: EM iterations to converge, against random starts.
+
+Each week's data come from the previous week's HMM with its emissions and transitions nudged
+(multiplicative log-normal noise, renormalised): the situation of a weekly retraining. Week 0 is
+fitted from a random start; every later week is fitted twice: from last week's fitted model
+(``init_params=""``: the warm start a training's ``init_from`` does) and from random starts
+(seeds 0..2). Reported per week: iterations to converge (hmmlearn's rule, ``tol``), the final
+log-likelihood per observation, and the drift of the warm model from last week's, per state
+(:func:`hmm.core.relabel.relabel`; the warm start keeps the labels, so its order is the identity).
+
+    python -m benchmarks.warm_start [--weeks 6] [--sequences 1000] [--length 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+
+import numpy as np
+
+import hmm
+from hmm.core.relabel import relabel
+
+N_STATES, N_SYMBOLS = 6, 30
+
+
+def drift(model: hmm.CategoricalHMM, rng: np.random.Generator, scale: float) -> hmm.CategoricalHMM:
+    nudged = copy.deepcopy(model)
+    for name in ("transmat_", "emissionprob_"):
+        value = getattr(model, name) * np.exp(scale * rng.normal(size=getattr(model, name).shape))
+        setattr(nudged, name, value / value.sum(axis=1, keepdims=True))
+    return nudged
+
+
+def first_truth(rng: np.random.Generator) -> hmm.CategoricalHMM:
+    truth = hmm.CategoricalHMM(N_STATES, n_features=N_SYMBOLS)
+    truth.startprob_ = rng.dirichlet(np.ones(N_STATES))
+    transmat = rng.dirichlet(np.ones(N_STATES), size=N_STATES) + 4 * np.eye(N_STATES)
+    truth.transmat_ = transmat / transmat.sum(axis=1, keepdims=True)
+    truth.emissionprob_ = rng.dirichlet(np.full(N_SYMBOLS, 0.3), size=N_STATES)
+    return truth
+
+
+def fit(X: np.ndarray, lengths: list[int], tol: float, start: hmm.CategoricalHMM | None, seed: int = 0):
+    settings = dict(n_features=N_SYMBOLS, n_iter=2000, tol=tol)
+    if start is None:
+        return hmm.CategoricalHMM(N_STATES, random_state=seed, **settings).fit(X, lengths)
+    model = hmm.CategoricalHMM(N_STATES, init_params="", **settings)
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        setattr(model, name, getattr(start, name).copy())
+    return model.fit(X, lengths)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weeks", type=int, default=6)
+    parser.add_argument("--sequences", type=int, default=1000)
+    parser.add_argument("--length", type=int, default=100)
+    parser.add_argument("--drift", type=float, default=0.15, help="log-normal scale of the weekly nudge")
+    parser.add_argument("--tol", type=float, default=0.1)
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(
+        f"commit {commit}, load average {os.getloadavg()[0]:.2f}; K={N_STATES}, {N_SYMBOLS} symbols, "
+        f"{args.sequences} x {args.length} per week, drift {args.drift}, tol {args.tol}"
+    )
+    rng = np.random.default_rng(0)
+    truth = first_truth(rng)
+    lengths = [args.length] * args.sequences
+    previous = None
+    print(
+        "| week | warm: iterations | random (seeds 0-2): iterations | warm log L / obs | best random log L / obs "
+        "| warm drift: max state emission JS | max transition row change |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for week in range(args.weeks):
+        X, _ = truth.sample(args.sequences * args.length, random_state=week)
+        randoms = [fit(X, lengths, args.tol, None, seed) for seed in range(3)]
+        n_obs = len(X)
+        best_random = max(model.monitor_.history[-1] for model in randoms) / n_obs
+        random_iterations = ", ".join(str(model.monitor_.iter) for model in randoms)
+        if previous is None:
+            previous = max(randoms, key=lambda model: model.monitor_.history[-1])
+            print(f"| {week} | - | {random_iterations} | - | {best_random:.4f} | - | - |")
+        else:
+            warm = fit(X, lengths, args.tol, previous)
+            moved = relabel(copy.deepcopy(warm), previous)
+            print(
+                f"| {week} | {warm.monitor_.iter} | {random_iterations} | {warm.monitor_.history[-1] / n_obs:.4f} "
+                f"| {best_random:.4f} | {max(d for d in moved.emission_divergence if d is not None):.4f} "
+                f"| {max(c for c in moved.transition_change if c is not None):.4f} |"
+            )
+            previous = warm
+        truth = drift(truth, rng, args.drift)
+
+
+if __name__ == "__main__":
+    main()
