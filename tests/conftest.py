@@ -154,7 +154,7 @@ def airflow_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def loaded_dag(airflow_home):
-    """The hmm_training DAG as the DAG processor loads it, with the sensors' waits shortened for tests."""
+    """The hmm_training DAG as the DAG processor loads it, with the waits' looks at EMR steps shortened for tests."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS))
@@ -162,7 +162,7 @@ def loaded_dag(airflow_home):
     loaded = bag.dags["hmm_training"]
     for task in loaded.tasks:
         if task.task_id.startswith("wait_"):
-            task.poke_interval = 0.1
+            task.poll_seconds = 0.1
     defaults = {key: copy.deepcopy(loaded.params.get_param(key).value) for key in loaded.params}
     return loaded, defaults
 

@@ -35,6 +35,7 @@ from airflow.sdk import BaseOperator, BranchMixIn
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from hmm.orchestration import decisions as orchestration
+from hmm.orchestration import emr
 from hmm.training.commits import Training
 from hmm.training.spec import TrainingSpec
 from hmm.training.steps import format_progress
@@ -42,7 +43,7 @@ from hmm.training.store import open_store
 
 log = logging.getLogger(__name__)
 
-AWS_CONN_ID = "aws_default"
+AWS_CONN_ID = emr.AWS_CONN_ID
 #: Seconds between two looks at a running EMR step (the triggerer's for an iteration; the init and
 #: finalize tasks wait in the task). One DescribeStep call per look; a finished step is noticed
 #: within this time, which bounds what waiting adds to a step.
@@ -236,35 +237,6 @@ def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration:
 # ------------------------------------------------------------------ EMR mode
 
 
-def emr_client(aws_conn_id: str = AWS_CONN_ID) -> Any:
-    from airflow.providers.amazon.aws.hooks.emr import EmrHook
-
-    return EmrHook(aws_conn_id=aws_conn_id, emr_conn_id=None).conn
-
-
-def submit_emr_step(client: Any, cluster_id: str, step: Mapping[str, Any]) -> str:
-    """Add ``step`` to the cluster unless a step of that name is pending, running or completed there."""
-    steps: list[dict[str, Any]] = []
-    for page in client.get_paginator("list_steps").paginate(ClusterId=cluster_id):
-        steps.extend(page["Steps"])
-    existing = orchestration.reusable_step(steps, step["Name"])
-    if existing:
-        log.info("reusing EMR step %s (%s) on cluster %s", existing, step["Name"], cluster_id)
-        return existing
-    step_id = str(client.add_job_flow_steps(JobFlowId=cluster_id, Steps=[dict(step)])["StepIds"][0])
-    log.info("added EMR step %s (%s) to cluster %s: %s", step_id, step["Name"], cluster_id, step["HadoopJarStep"])
-    return step_id
-
-
-def emr_step_state(client: Any, cluster_id: str, step_id: str) -> str:
-    """The step's state; AirflowFailException with EMR's reason if it failed or was cancelled."""
-    step = client.describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
-    failure = orchestration.step_failure(step)
-    if failure:
-        raise AirflowFailException(failure)
-    return str(step["Status"]["State"])
-
-
 def run_emr_step(
     plan: Mapping[str, Any], kind: str, cluster_id: str, aws_conn_id: str = AWS_CONN_ID, iteration: int | None = None
 ) -> str:
@@ -278,11 +250,11 @@ def run_emr_step(
         iteration=iteration,
         spec=_spec(plan) if kind == "init" else None,
     )
-    client = emr_client(aws_conn_id)
-    step_id = submit_emr_step(client, cluster_id, step)
+    client = emr.client(aws_conn_id)
+    step_id = emr.submit_step(client, cluster_id, step)
     if kind == "iterate":
         return step_id
-    while (state := emr_step_state(client, cluster_id, step_id)) != "COMPLETED":
+    while (state := emr.step_state(client, cluster_id, step_id)) != "COMPLETED":
         log.info("EMR step %s (%s): %s", step_id, step["Name"], state)
         time.sleep(STEP_POLL_SECONDS)
     log.info("EMR step %s (%s) completed", step_id, step["Name"])
@@ -413,7 +385,7 @@ class IterationWait(BaseOperator, BranchMixIn):
 
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
         if submitted.get("step_id"):
-            state = emr_step_state(emr_client(self.aws_conn_id), submitted["cluster_id"], submitted["step_id"])
+            state = emr.step_state(emr.client(self.aws_conn_id), submitted["cluster_id"], submitted["step_id"])
             if state not in TERMINAL_STATES:
                 self.log.info("iteration %s: EMR step %s is %s", submitted["iteration"], submitted["step_id"], state)
                 self.defer(

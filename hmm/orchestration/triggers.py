@@ -7,7 +7,7 @@ poke interval to every iteration. Deferring hands the wait to the triggerer, whi
 waits as coroutines in one process: here one ``DescribeStep`` call every ``poll_seconds``, and
 the task resumes as soon as the step has finished.
 
-The look itself is :func:`hmm.orchestration.tasks.emr_step_state` (the same call and the same
+The look itself is :func:`hmm.orchestration.emr.step_state` (the same call and the same
 failure reason as everywhere else), run in a thread so it never blocks the triggerer's event loop.
 """
 
@@ -51,12 +51,12 @@ class EmrStepDoneTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from hmm.orchestration import tasks
+        from hmm.orchestration import emr
 
-        client = await asyncio.to_thread(tasks.emr_client, self.aws_conn_id)
+        client = await asyncio.to_thread(emr.client, self.aws_conn_id)
         while True:
             try:
-                state = await asyncio.to_thread(tasks.emr_step_state, client, self.cluster_id, self.step_id)
+                state = await asyncio.to_thread(emr.step_state, client, self.cluster_id, self.step_id)
             except AirflowFailException as failure:
                 yield TriggerEvent({"state": "FAILED", "reason": str(failure)})
                 return

@@ -62,6 +62,7 @@ class FakeCluster:
 @pytest.fixture
 def emr(moto_endpoint, monkeypatch):
     """aws_default pointing at moto; a fake cluster driven whenever a task looks at a step."""
+    from hmm.orchestration import emr
     from hmm.orchestration import tasks as airflow_tasks
 
     monkeypatch.setenv(
@@ -76,13 +77,13 @@ def emr(moto_endpoint, monkeypatch):
         ),
     )
     cluster = FakeCluster()
-    real_state = airflow_tasks.emr_step_state
+    real_state = emr.step_state
 
     def step_state(client, cluster_id, step_id):
         cluster.advance(cluster_id)
         return real_state(client, cluster_id, step_id)
 
-    monkeypatch.setattr(airflow_tasks, "emr_step_state", step_state)
+    monkeypatch.setattr(emr, "step_state", step_state)
     monkeypatch.setattr(airflow_tasks, "STEP_POLL_SECONDS", 0.01)
     return cluster
 
@@ -231,7 +232,7 @@ def test_a_failed_or_cancelled_step_fails_fast_with_its_reason_and_the_cluster_i
 def test_a_re_run_task_reuses_its_step_unless_that_step_failed(moto_endpoint):
     import boto3
 
-    from hmm.orchestration import tasks as airflow_tasks
+    from hmm.orchestration import emr
 
     client = boto3.client("emr")
     cluster_id = client.run_job_flow(
@@ -244,11 +245,11 @@ def test_a_re_run_task_reuses_its_step_unless_that_step_failed(moto_endpoint):
     step = orchestration.emr_step(
         "iterate", orchestration.check_emr(EMR), "s3://store-bucket/x", "t-1", hmm.__version__, iteration=4
     )
-    first = airflow_tasks.submit_emr_step(client, cluster_id, step)
-    assert airflow_tasks.submit_emr_step(client, cluster_id, step) == first
+    first = emr.submit_step(client, cluster_id, step)
+    assert emr.submit_step(client, cluster_id, step) == first
     emr_backend().clusters[cluster_id].steps[0].state = "COMPLETED"
-    assert airflow_tasks.submit_emr_step(client, cluster_id, step) == first
+    assert emr.submit_step(client, cluster_id, step) == first
     emr_backend().clusters[cluster_id].steps[0].state = "FAILED"
-    second = airflow_tasks.submit_emr_step(client, cluster_id, step)
+    second = emr.submit_step(client, cluster_id, step)
     assert second != first
     assert [s.id for s in emr_backend().clusters[cluster_id].steps] == [first, second]

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from typing import Any
 
 import pytest
 
-from hmm.orchestration.triggers import EmrStepDoneTrigger
 from tests.dags.test_dag_emr import ACCOUNT, REGION
 
 POLL = 0.05
 
 
 @pytest.fixture
-def step(moto_endpoint, monkeypatch):
+def step(airflow_home, moto_endpoint, monkeypatch):
     """A cluster with one step on moto; returns (cluster id, step id, moto's step object)."""
     import boto3
     from moto.emr.models import emr_backends
@@ -50,39 +47,43 @@ def step(moto_endpoint, monkeypatch):
     return cluster_id, step_id, moto_step
 
 
-def run_trigger(trigger: EmrStepDoneTrigger, finish: Any, after: float) -> tuple[list[Any], int]:
-    """The trigger's events while another thread ends the step ``after`` seconds in; and its looks."""
-    from hmm.orchestration import tasks
+def new_trigger(cluster_id: str, step_id: str, poll_seconds: float = POLL) -> Any:
+    # Airflow is imported once the airflow_home fixture has configured it (tests/conftest.py).
+    from hmm.orchestration.triggers import EmrStepDoneTrigger
+
+    return EmrStepDoneTrigger(cluster_id, step_id, poll_seconds, "aws_default")
+
+
+def run_trigger(trigger: Any, finish: Any, on_look: int) -> tuple[list[Any], int]:
+    """The trigger's events when the step ends just before its ``on_look``-th look; and its looks."""
+    from hmm.orchestration import emr
 
     looks = 0
-    real_state = tasks.emr_step_state
+    real_state = emr.step_state
 
     def counted(client: Any, cluster_id: str, step_id: str) -> str:
         nonlocal looks
         looks += 1
+        if looks == on_look:
+            finish()
         return real_state(client, cluster_id, step_id)
 
     async def events() -> list[Any]:
         return [event async for event in trigger.run()]
 
-    timer = threading.Timer(after, finish)
-    timer.start()
-    tasks.emr_step_state, saved = counted, tasks.emr_step_state
+    emr.step_state, saved = counted, emr.step_state
     try:
         return asyncio.run(events()), looks
     finally:
-        tasks.emr_step_state = saved
-        timer.cancel()
+        emr.step_state = saved
 
 
 def test_the_trigger_fires_once_when_the_step_completes(step):
     cluster_id, step_id, moto_step = step
-    trigger = EmrStepDoneTrigger(cluster_id, step_id, POLL, "aws_default")
-    started = time.monotonic()
-    events, looks = run_trigger(trigger, lambda: setattr(moto_step, "state", "COMPLETED"), after=0.5)
+    trigger = new_trigger(cluster_id, step_id)
+    events, looks = run_trigger(trigger, lambda: setattr(moto_step, "state", "COMPLETED"), on_look=4)
     assert [event.payload for event in events] == [{"state": "COMPLETED"}]
-    assert time.monotonic() - started >= 0.5  # it waited for the step, not less
-    assert looks >= 2  # looked while RUNNING, then saw COMPLETED: one DescribeStep per look
+    assert looks == 4  # three looks at a RUNNING step, one DescribeStep each, then the one that saw it end
 
 
 @pytest.mark.parametrize("state", ["FAILED", "CANCELLED"])
@@ -93,7 +94,7 @@ def test_a_failed_step_fires_with_emr_s_reason(step, state):
         moto_step.last_state_change_reason = "Spark driver exited with code 3"
         moto_step.state = state
 
-    events, _ = run_trigger(EmrStepDoneTrigger(cluster_id, step_id, POLL, "aws_default"), fail, after=0.2)
+    events, _ = run_trigger(new_trigger(cluster_id, step_id), fail, on_look=2)
     (event,) = events
     assert event.payload["state"] == "FAILED"
     assert f"EMR step {step_id} (hmm-em t iteration 1) is {state}" in event.payload["reason"]
@@ -104,7 +105,7 @@ def test_the_trigger_serializes_to_an_importable_class(step):
     cluster_id, step_id, _ = step
     import importlib
 
-    path, kwargs = EmrStepDoneTrigger(cluster_id, step_id, 5.0, "aws_default").serialize()
+    path, kwargs = new_trigger(cluster_id, step_id, 5.0).serialize()
     module, _, name = path.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (path, kwargs)

@@ -201,6 +201,7 @@ class FakeCluster:
 @pytest.fixture(scope="module")
 def recorded(aws, loaded_dag):
     """Requests of two DAG runs in emr mode: a new training to convergence, then a re-run of that date."""
+    from hmm.orchestration import emr
     from hmm.orchestration import tasks as airflow_tasks
 
     dag, defaults = loaded_dag
@@ -210,7 +211,7 @@ def recorded(aws, loaded_dag):
                 owner.params.get_param(key).value = copy.deepcopy(defaults[key])
     (airflow_role,) = trusted_by(aws.stack, {"AWS": aws.stack.parameters["AirflowPrincipalArn"]})
     cluster = FakeCluster(aws)
-    real_state = airflow_tasks.emr_step_state
+    real_state = emr.step_state
 
     def step_state(client: Any, cluster_id: str, step_id: str) -> str:
         cluster.advance(cluster_id)
@@ -221,7 +222,7 @@ def recorded(aws, loaded_dag):
     states = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
-        patch.setattr(airflow_tasks, "emr_step_state", step_state)
+        patch.setattr(emr, "step_state", step_state)
         patch.setattr(airflow_tasks, "STEP_POLL_SECONDS", 0.01)
         with acting_as(key_of(airflow_role)):
             aws.recording.on = True
