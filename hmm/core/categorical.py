@@ -14,7 +14,8 @@ from sklearn.utils import check_random_state
 
 from hmm.core import kernels
 from hmm.core.base import BaseHMM, check_distribution, check_shape, normalize, real_array
-from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, where
+from hmm.core.engines import engine_for
+from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, offsets_from_lengths, where
 from hmm.core.stats import SufficientStats
 from hmm.core.vocabulary import check_vocabulary, distinct_symbols, encode, holds_strings
 
@@ -78,6 +79,17 @@ class CategoricalHMM(BaseHMM):
         self.symbols = symbols
         self.unknown_symbol = unknown_symbol
 
+    def fit(self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence") -> CategoricalHMM:
+        """As :meth:`BaseHMM.fit`; on strings without ``symbols``, the vocabulary is the data's distinct
+        strings, sorted (as hmmlearn infers ``n_features`` from the largest symbol)."""
+        self._check_vocabulary()
+        if self.symbols is None and engine_for(X) is None:
+            array = self._as_observations(X)
+            if array.dtype.kind in "UO":
+                self.infer_symbols(distinct_symbols(array, offsets_from_lengths(lengths, array.shape[0])))
+        super().fit(X, lengths, sequence_col=sequence_col)
+        return self
+
     @property
     def named_symbols(self) -> bool:
         """True when the model has a vocabulary: its data and samples are strings."""
@@ -133,8 +145,10 @@ class CategoricalHMM(BaseHMM):
     def _encode(self, X: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         if X.dtype == np.int64 or np.issubdtype(X.dtype, np.unsignedinteger):
             return X
-        if self.symbols is None:  # fit on strings: the data's vocabulary (hmmlearn infers n_features alike)
-            self.infer_symbols(distinct_symbols(X, offsets))
+        if self.symbols is None:
+            raise InvalidSequenceError(
+                "X holds strings but the model has no vocabulary: fit on strings sets one, or give symbols=[...]"
+            )
         self._check_vocabulary()
         return encode(X, offsets, self.symbols, self.unknown_symbol)
 

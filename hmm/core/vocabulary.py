@@ -81,7 +81,7 @@ def as_strings(X: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
         location = where(offsets, bad) if offsets is not None else f"observation {bad}"
         raise InvalidSequenceError(
             f"{location}: symbol {_brief(values[bad])} is of type {type(values[bad]).__name__}, not a string "
-            "(X mixes strings with other values; every symbol must be a string)"
+            "(symbols are integers, or strings throughout)"
         )
     return np.array(values, dtype=str) if values else np.empty(0, dtype="U1")
 

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hmm.core.limits import MAX_SYMBOLS
 from hmm.core.sequences import InvalidSequenceError
 from hmm.core.stats import SufficientStats
+from hmm.core.vocabulary import distinct_symbols, holds_strings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,26 +32,36 @@ RECORD_FIELDS = (
     ("n_sequences", "int64"),
     ("n_observations", "int64"),
     ("max_symbol", "int64"),
+    ("symbols", "list<string>"),  # a scan of named symbols before the vocabulary is fixed: the batch's distinct ones
     ("n_features", "int64"),
     ("error", "string"),
     ("stats", "binary"),
 )
-RECORD_DDL = ", ".join(
-    f"{name} {'int' if kind == 'int32' else 'long' if kind == 'int64' else kind}" for name, kind in RECORD_FIELDS
-)
+_DDL_TYPES = {"int32": "int", "int64": "long", "list<string>": "array<string>"}
+RECORD_DDL = ", ".join(f"{name} {_DDL_TYPES.get(kind, kind)}" for name, kind in RECORD_FIELDS)
 
 
 def record_schema() -> pa.Schema:
     import pyarrow as pa
 
-    return pa.schema([(name, getattr(pa, kind)()) for name, kind in RECORD_FIELDS])
+    def arrow_type(kind: str) -> pa.DataType:
+        return pa.list_(pa.string()) if kind == "list<string>" else getattr(pa, kind)()
+
+    return pa.schema([(name, arrow_type(kind)) for name, kind in RECORD_FIELDS])
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind))
 
 
 def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(X, offsets)`` of an Arrow list column, zero-copy where Arrow allows.
 
-    ``symbols``: one integer per frame (categorical); otherwise frames are
-    vectors (a list per frame) or scalars (read as D = 1).
+    ``symbols``: one symbol per frame (categorical): an integer, or a string (a string or
+    dictionary-encoded column; X is then an object array of str for the model's vocabulary to
+    map); otherwise frames are vectors (a list per frame) or scalars (read as D = 1).
     """
     import pyarrow as pa
 
@@ -71,7 +83,9 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
     frames = column.flatten()
     nested = pa.types.is_list(frames.type) or pa.types.is_large_list(frames.type)
     if symbols and nested:
-        raise InvalidSequenceError(f"a categorical sequence column must be array<int>, got {column.type}")
+        raise InvalidSequenceError(
+            f"a categorical sequence column must be array<int>, got {column.type} (or array<string>: named symbols)"
+        )
     if nested:
         if frames.null_count:
             bad = int(np.flatnonzero(frames.is_null().to_numpy(zero_copy_only=False))[0])
@@ -104,8 +118,17 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
         feature = f", feature {value % width}" if nested else ""
         raise InvalidSequenceError(
             f"sequence {sequence}, position {bad - offsets[sequence]}{feature}: observation is null "
-            "(observations must be numbers)"
+            f"(observations must be {'symbols' if symbols else 'numbers'})"
         )
+    if symbols and _is_text(values.type):
+        if pa.types.is_dictionary(values.type):
+            if not _is_text(values.type.value_type):
+                raise InvalidSequenceError(
+                    f"a categorical sequence column must hold integers or strings, got {column.type}"
+                )
+            names = values.dictionary.to_numpy(zero_copy_only=False)
+            return names[values.indices.to_numpy(zero_copy_only=False)], offsets
+        return values.to_numpy(zero_copy_only=False), offsets
     X = values.to_numpy(zero_copy_only=False)
     return (X if symbols else X.reshape(-1, width)), offsets
 
@@ -155,6 +178,19 @@ def batch_record(
     record = _blank_record(partition, index, batch.num_rows)
     try:
         X, offsets = arrow_sequences(batch.column(sequence_col), model.observes_symbols)
+        if model.observes_symbols and holds_strings(X) and getattr(model, "symbols", None) is None:
+            if statistics:
+                raise InvalidSequenceError(
+                    "the sequences hold strings but the model has no vocabulary (symbols=[...]): it is fixed "
+                    "before the E-step, from a scan of all the data or given"
+                )
+            # A scan before the vocabulary is fixed: the batch's distinct symbols, for the driver's union.
+            symbols = distinct_symbols(X, offsets)
+            if len(symbols) > MAX_SYMBOLS:
+                raise InvalidSequenceError(too_many_symbols(len(symbols), "this batch alone has"))
+            record["n_observations"] = int(offsets[-1])
+            record["symbols"] = symbols
+            return record
         observations = model.check_batch(X, offsets, limit)
         record["n_observations"] = int(offsets[-1])
         if model.observes_symbols:
@@ -167,6 +203,35 @@ def batch_record(
         ids = batch.column(id_col).to_pylist() if id_col else None
         record["error"] = locate_error(error, where or f"partition {partition}", index, ids)
     return record
+
+
+def too_many_symbols(count: int, what: str) -> str:
+    return (
+        f"{what} {count:,} distinct symbols, more than a vocabulary's limit of {MAX_SYMBOLS:,} "
+        "(hmm.core.limits.MAX_SYMBOLS)"
+    )
+
+
+def vocabulary(records: list[dict[str, Any]], where: Any = None) -> list[str] | None:
+    """The vocabulary a scan's records give: their distinct symbols, sorted; None for integer symbols.
+
+    Raises :class:`InvalidSequenceError` for data mixing integer and string symbols (naming a batch
+    of each, by ``where(record)`` if given) or more distinct symbols than MAX_SYMBOLS.
+    """
+    named = [r for r in records if r["symbols"] is not None]
+    if not named:
+        return None
+    numbered = [r for r in records if r["max_symbol"] is not None]
+    if numbered:
+        name = where or (lambda r: f"partition {r['partition']}, batch {r['batch']}")
+        raise InvalidSequenceError(
+            f"{name(named[0])} holds string symbols but {name(numbered[0])} holds integer symbols "
+            "(every symbol of the data must be of one type)"
+        )
+    union = sorted(set().union(*(r["symbols"] for r in named)))
+    if len(union) > MAX_SYMBOLS:
+        raise InvalidSequenceError(too_many_symbols(len(union), "the data has"))
+    return union
 
 
 def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats:

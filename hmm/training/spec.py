@@ -70,6 +70,8 @@ MODEL_ARGS = frozenset(
         "lambdas_prior",
         "lambdas_weight",
         "weights_prior",
+        "symbols",
+        "unknown_symbol",
     }
 )
 
@@ -228,6 +230,10 @@ def _refuse_constant(name: str) -> Any:
 _INTEGER_ARGS = frozenset({"n_features", "n_mix"})
 _POSITIVE_ARGS = frozenset({"min_covar"})
 _STRING_ARGS = frozenset({"covariance_type", "params", "init_params", "algorithm"})
+#: A categorical model's vocabulary (the symbol index is the order) and the symbol unknown strings count
+#: as. Without ``symbols``, a training on a string column takes the data's distinct strings, sorted,
+#: fixed at init and saved with the parameters of every iteration.
+_VOCABULARY_ARGS = frozenset({"symbols", "unknown_symbol"})
 #: Priors of probabilities (Dirichlet concentrations) and weights: numbers >= 0 or arrays of them.
 _NON_NEGATIVE_ARRAY_ARGS = frozenset(
     {"startprob_prior", "transmat_prior", "emissionprob_prior", "weights_prior", "means_weight", "lambdas_weight"}
@@ -249,7 +255,14 @@ def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
         raise InvalidSpecError(f"spec field 'model_args' has unknown argument(s) {sorted(unknown)}")
     for name, value in raw.items():
         field_name = f"model_args.{name}"
-        if name in _INTEGER_ARGS:
+        if name in _VOCABULARY_ARGS:
+            if model != "categorical":
+                raise InvalidSpecError(f"spec field {field_name!r} is for categorical models only")
+            if name == "symbols" and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+                raise InvalidSpecError(f"spec field {field_name!r} is {brief(value)}; it must be a list of strings")
+            if name == "unknown_symbol" and not isinstance(value, str):
+                raise InvalidSpecError(f"spec field {field_name!r} is {brief(value)}; it must be a string")
+        elif name in _INTEGER_ARGS:
             if value is None and name == "n_features":
                 continue
             _positive_int(field_name, value)
@@ -270,6 +283,8 @@ def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
     shapes = {"startprob_prior": (n_components,), "transmat_prior": (n_components, n_components)}
     if model == "categorical" and isinstance(raw.get("n_features"), int):
         shapes["emissionprob_prior"] = (n_components, raw["n_features"])
+    elif model == "categorical" and isinstance(raw.get("symbols"), list):
+        shapes["emissionprob_prior"] = (n_components, len(raw["symbols"]))
     for name, shape in shapes.items():
         if name in raw and not _broadcasts(np.shape(raw[name]), shape):
             raise InvalidSpecError(
