@@ -256,8 +256,8 @@ def test_the_report_lists_only_the_figures_it_drew(monkeypatch: pytest.MonkeyPat
     ]
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the report extra were not installed
     files = build_report(spec, records, model)
-    assert sorted(files) == ["model.npz", "report.json", "report.md"]
-    assert "Files: `model.npz` (load with `hmm.load`), `report.json`.\n" in files["report.md"].decode()
+    assert sorted(files) == ["model.npz", "report.html", "report.json", "report.md"]
+    assert "Files: `model.npz` (load with `hmm.load`), `report.json`, `report.html`.\n" in files["report.md"].decode()
     assert ".png" not in files["report.md"].decode()
 
 

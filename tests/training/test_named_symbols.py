@@ -92,6 +92,7 @@ def test_the_vocabulary_survives_a_resume_and_the_published_model(tmp_path: Path
     published = steps.train(root, "t", engine="local", progress=lambda line: None)
     assert training.committed() == [0, 1, 2, 3, 4]
     assert all(training.load_params(k).symbols == WORDS for k in training.committed())
+    assert {"model.npz", "report.html", "report.md", "report.json", "emissions.png"} <= set(published["files"])
     model_path = tmp_path / "model.npz"
     model_path.write_bytes(open_store(root).read(training.model_key(published["iteration"], "model.npz")))
     model = hmm.load(model_path)
