@@ -83,8 +83,8 @@ class CategoricalHMM(BaseHMM):
         """As :meth:`BaseHMM.fit`; on strings without ``symbols``, the vocabulary is the data's distinct
         strings, sorted (as hmmlearn infers ``n_features`` from the largest symbol)."""
         self._check_vocabulary()
-        if self.symbols is None and engine_for(X) is None:
-            array = self._as_observations(X)
+        if self.symbols is None and engine_for(X) is None and np.asarray(X).dtype.kind in "UO":
+            array = self._as_observations(X)  # only for strings: integer data is converted once, by fit
             if array.dtype.kind in "UO":
                 self.infer_symbols(distinct_symbols(array, offsets_from_lengths(lengths, array.shape[0])))
         super().fit(X, lengths, sequence_col=sequence_col)
