@@ -17,7 +17,7 @@ from hmm.core.base import BaseHMM, check_distribution, check_shape, normalize, r
 from hmm.core.engines import engine_for
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, offsets_from_lengths, where
 from hmm.core.stats import SufficientStats
-from hmm.core.vocabulary import check_vocabulary, distinct_symbols, encode, holds_strings
+from hmm.core.vocabulary import FactorizedSymbols, check_vocabulary, distinct_symbols, encode, holds_strings
 
 #: Symbols are int64 in the kernels.
 _LARGEST_SYMBOL = np.iinfo(np.int64).max
@@ -121,6 +121,8 @@ class CategoricalHMM(BaseHMM):
         super()._check_settings()
 
     def _as_observations(self, X: Any) -> np.ndarray:
+        if isinstance(X, FactorizedSymbols):  # an Arrow string column (hmm.distributed.arrow): _encode maps it
+            return X  # type: ignore[return-value]
         array = np.asarray(X)
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
@@ -143,7 +145,7 @@ class CategoricalHMM(BaseHMM):
         raise InvalidSequenceError(f"X must hold integer symbols, got dtype {array.dtype}")
 
     def _encode(self, X: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        if X.dtype == np.int64 or np.issubdtype(X.dtype, np.unsignedinteger):
+        if not isinstance(X, FactorizedSymbols) and (X.dtype == np.int64 or np.issubdtype(X.dtype, np.unsignedinteger)):
             return X
         if self.symbols is None:
             raise InvalidSequenceError(

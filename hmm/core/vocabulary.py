@@ -9,6 +9,7 @@ sequence and position, or, if the model names an ``unknown_symbol``, counts as t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,28 @@ def check_vocabulary(symbols: Any, unknown_symbol: Any = None) -> tuple[str, ...
     return tuple(str(value) for value in values)
 
 
-def holds_strings(X: np.ndarray) -> bool:
+@dataclass(frozen=True)
+class FactorizedSymbols:
+    """String data as ``names[indices]``: how an Arrow string or dictionary column arrives (Arrow
+    factorizes in C++), so mapping it through a vocabulary costs one lookup per distinct name and
+    one gather, not a hash per observation."""
+
+    names: np.ndarray  #: object array of str (Arrow's dictionary; may hold unused or repeated names)
+    indices: np.ndarray  #: integer array, one per observation, into ``names``
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.indices.shape)
+
+    def used_names(self) -> np.ndarray:
+        """The names some observation uses (a dictionary column may carry others)."""
+        return self.names[np.flatnonzero(np.bincount(self.indices, minlength=len(self.names)))]
+
+
+def holds_strings(X: Any) -> bool:
     """True for data given as strings (a numpy str array, or an object array whose first value is a string)."""
+    if isinstance(X, FactorizedSymbols):
+        return True
     if X.dtype.kind == "U":
         return True
     return X.dtype == object and X.size > 0 and isinstance(X.flat[0], str)
@@ -86,9 +107,14 @@ def as_strings(X: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     return np.array(values, dtype=str) if values else np.empty(0, dtype="U1")
 
 
-def distinct_symbols(X: np.ndarray, offsets: np.ndarray | None = None) -> list[str]:
+def distinct_symbols(X: np.ndarray | FactorizedSymbols, offsets: np.ndarray | None = None) -> list[str]:
     """The distinct strings of 1-D string data, sorted (code point order): the vocabulary data gives."""
-    strings = as_strings(X, offsets)
+    if isinstance(X, FactorizedSymbols):
+        used = X.used_names().tolist()
+        if all(isinstance(value, str) and value for value in used):
+            return sorted(set(used))
+    # Anything else is named at its row by the rules below.
+    strings = as_strings(X.names[X.indices] if isinstance(X, FactorizedSymbols) else X, offsets)
     empty = np.flatnonzero(strings == "")
     if empty.size:
         location = where(offsets, int(empty[0])) if offsets is not None else f"observation {empty[0]}"
@@ -99,14 +125,19 @@ def distinct_symbols(X: np.ndarray, offsets: np.ndarray | None = None) -> list[s
     return [str(value) for value in np.unique(strings).tolist()]
 
 
-def encode(X: np.ndarray, offsets: np.ndarray, symbols: Sequence[str], unknown_symbol: str | None = None) -> np.ndarray:
+def encode(
+    X: np.ndarray | FactorizedSymbols, offsets: np.ndarray, symbols: Sequence[str], unknown_symbol: str | None = None
+) -> np.ndarray:
     """1-D string data as int64 symbol indices into ``symbols``.
 
     A string not in ``symbols`` counts as ``unknown_symbol`` if given, else raises
     :class:`InvalidSequenceError` naming the first one's sequence and position.
     """
-    strings = as_strings(X, offsets)
-    uniques, inverse = np.unique(strings, return_inverse=True)
+    if isinstance(X, FactorizedSymbols) and all(isinstance(value, str) for value in X.names.tolist()):
+        uniques, inverse = X.names, X.indices
+    else:  # anything but strings is named by as_strings, at its row
+        strings = as_strings(X.names[X.indices] if isinstance(X, FactorizedSymbols) else X, offsets)
+        uniques, inverse = np.unique(strings, return_inverse=True)
     index = {symbol: code for code, symbol in enumerate(symbols)}
     missing = -1 if unknown_symbol is None else index[unknown_symbol]
     codes = np.array([index.get(value, missing) for value in uniques.tolist()], dtype=np.int64)
@@ -115,7 +146,7 @@ def encode(X: np.ndarray, offsets: np.ndarray, symbols: Sequence[str], unknown_s
         outside = np.flatnonzero(observations < 0)
         row = int(outside[0])
         raise InvalidSequenceError(
-            f"{where(offsets, row)}: symbol {_brief(str(strings[row]))} is not in the vocabulary "
+            f"{where(offsets, row)}: symbol {_brief(str(uniques[inverse.reshape(-1)[row]]))} is not in the vocabulary "
             f"({len(symbols)} symbols: {_shown(symbols)}; {outside.size} observation(s) break this; "
             "unknown_symbol= maps such symbols to one of the vocabulary)"
         )

@@ -18,7 +18,7 @@ import numpy as np
 from hmm.core.limits import MAX_SYMBOLS
 from hmm.core.sequences import InvalidSequenceError
 from hmm.core.stats import SufficientStats
-from hmm.core.vocabulary import distinct_symbols, holds_strings
+from hmm.core.vocabulary import FactorizedSymbols, distinct_symbols, holds_strings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -121,14 +121,17 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
             f"(observations must be {'symbols' if symbols else 'numbers'})"
         )
     if symbols and _is_text(values.type):
-        if pa.types.is_dictionary(values.type):
-            if not _is_text(values.type.value_type):
-                raise InvalidSequenceError(
-                    f"a categorical sequence column must hold integers or strings, got {column.type}"
-                )
-            names = values.dictionary.to_numpy(zero_copy_only=False)
-            return names[values.indices.to_numpy(zero_copy_only=False)], offsets
-        return values.to_numpy(zero_copy_only=False), offsets
+        import pyarrow.compute as pc
+
+        if pa.types.is_dictionary(values.type) and not _is_text(values.type.value_type):
+            raise InvalidSequenceError(
+                f"a categorical sequence column must hold integers or strings, got {column.type}"
+            )
+        # Factorized by Arrow (C++): the model maps each distinct name once (hmm.core.vocabulary).
+        encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+        names = encoded.dictionary.to_numpy(zero_copy_only=False)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        return FactorizedSymbols(names, indices), offsets  # type: ignore[return-value]
     X = values.to_numpy(zero_copy_only=False)
     return (X if symbols else X.reshape(-1, width)), offsets
 

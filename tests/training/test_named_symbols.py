@@ -213,3 +213,23 @@ def test_bad_vocabularies_in_a_spec_are_refused(model_args: dict, message: str) 
 def test_a_vocabulary_is_for_categorical_models_only() -> None:
     with pytest.raises(InvalidSpecError, match=r"'model_args\.symbols' is for categorical models only"):
         spec_for("file:///data", model="poisson", model_args={"symbols": ["a"]})
+
+
+def test_a_dictionary_columns_unused_names_are_not_symbols(tmp_path: Path) -> None:
+    """A Parquet dictionary may carry names no row uses (or repeat one): the vocabulary is what rows use."""
+    names = pa.array(["fox", "zzz-unused", "ant", "fox"], pa.string())
+    values = pa.DictionaryArray.from_arrays(pa.array([0, 2, 3, 2, 0], pa.int32()), names)
+    column = pa.ListArray.from_arrays(pa.array([0, 2, 5], pa.int32()), values)
+    write_column(tmp_path / "data" / "a.parquet", column)
+    spec = spec_for(f"file://{tmp_path}/data", n_components=2)
+    root = f"file://{tmp_path}/store"
+    steps.init_training(root, "t", spec, engine="local")
+    model = Training(open_store(root), "t").load_params(0)
+    assert model.symbols == ["ant", "fox"]
+    stats = ParquetSequences(spec.data, id_col="id", engine="local").statistics(model)
+    plain = hmm.CategoricalHMM(2, n_features=2)
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        setattr(plain, name, getattr(model, name))
+    plain.check_parameters()
+    expected = plain.batch_statistics(np.array([1, 0, 1, 0, 1]), np.array([0, 2, 5]))
+    np.testing.assert_array_equal(stats.emission["obs"], expected.emission["obs"])
