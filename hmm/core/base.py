@@ -282,7 +282,7 @@ class BaseHMM(BaseEstimator):
         observations : ndarray of shape (n_frames, n_features)
             The sample as the kernels take it.
         """
-        observations = self._as_observations(X)
+        observations = self._encode(self._as_observations(X), offsets)
         self._check_values(observations, offsets)
         self._init(observations, np.diff(offsets))
         self._check()
@@ -295,7 +295,7 @@ class BaseHMM(BaseEstimator):
         :func:`check_model_size`); and, once the model knows its size, the rules against it
         (symbol < n_features, feature width). Raises a ``ValueError`` naming the sequence.
         """
-        observations = self._as_observations(X)
+        observations = self._encode(self._as_observations(X), offsets)
         self._check_values(observations, offsets)
         self._check_data_size(observations, offsets, limit)
         if getattr(self, "n_features", None) is not None:
@@ -697,6 +697,7 @@ class BaseHMM(BaseEstimator):
         """Validate the data's layout and values; returns (observations, offsets)."""
         observations = self._as_observations(X)
         offsets = offsets_from_lengths(lengths, observations.shape[0])
+        observations = self._encode(observations, offsets)
         self._check_values(observations, offsets)
         self._check_data_size(observations, offsets)
         return observations, offsets
@@ -794,6 +795,11 @@ class BaseHMM(BaseEstimator):
     def _as_observations(self, X: Any) -> np.ndarray:
         """X converted to the array the kernels use (layout checks only)."""
         raise NotImplementedError
+
+    def _encode(self, X: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Observations as numbers from what :meth:`_as_observations` accepted (named symbols -> indices);
+        errors name the sequence and position. Default: unchanged."""
+        return X
 
     def _check_values(self, X: np.ndarray, offsets: np.ndarray) -> None:
         """Rules on the data alone (finite, non-negative counts, ...)."""

@@ -1,4 +1,9 @@
-"""Categorical emissions: each observation is one symbol in ``[0, n_features)``."""
+"""Categorical emissions: each observation is one symbol in ``[0, n_features)``, or a named symbol.
+
+With ``symbols=[...]`` (a fixed vocabulary, :mod:`hmm.core.vocabulary`) the model takes and
+returns strings: ``fit``, ``predict``, ``score``, ... map them to their indices in the
+vocabulary, ``sample`` draws strings. Without it the model is hmmlearn's.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ from sklearn.utils import check_random_state
 
 from hmm.core import kernels
 from hmm.core.base import BaseHMM, check_distribution, check_shape, normalize, real_array
-from hmm.core.sequences import InvalidSequenceError, where
+from hmm.core.engines import engine_for
+from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, offsets_from_lengths, where
 from hmm.core.stats import SufficientStats
+from hmm.core.vocabulary import FactorizedSymbols, check_vocabulary, distinct_symbols, encode, holds_strings
 
 #: Symbols are int64 in the kernels.
 _LARGEST_SYMBOL = np.iinfo(np.int64).max
@@ -23,6 +30,13 @@ class CategoricalHMM(BaseHMM):
     ``X`` holds integer symbols, shape ``(n_samples, 1)`` (or 1-D).
     Parameters letters: ``s`` startprob, ``t`` transmat, ``e`` emissionprob.
     Fitted: ``emissionprob_`` (n_components, n_features).
+
+    Named symbols (not in hmmlearn): ``symbols``, a list of distinct strings whose order is the
+    symbol index (``n_features = len(symbols)``); ``X`` then holds strings (numpy ``str`` or
+    ``object`` arrays) and ``sample`` returns strings. ``fit`` on strings without ``symbols``
+    sets it to the data's distinct strings, sorted. A string outside the vocabulary raises an
+    error naming its sequence and position, unless ``unknown_symbol`` (one of ``symbols``)
+    names the symbol it counts as.
     """
 
     _emission_letters = "e"
@@ -46,6 +60,8 @@ class CategoricalHMM(BaseHMM):
         init_params: str = "ste",
         implementation: str = "log",
         n_init: int = 1,
+        symbols: Any = None,
+        unknown_symbol: str | None = None,
     ):
         super().__init__(
             n_components,
@@ -63,8 +79,53 @@ class CategoricalHMM(BaseHMM):
         )
         self.emissionprob_prior = emissionprob_prior
         self.n_features = n_features
+        self.symbols = symbols
+        self.unknown_symbol = unknown_symbol
+
+    def fit(self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence") -> CategoricalHMM:
+        """As :meth:`BaseHMM.fit`; on strings without ``symbols``, the vocabulary is the data's distinct
+        strings, sorted (as hmmlearn infers ``n_features`` from the largest symbol)."""
+        self._check_vocabulary()
+        if self.symbols is None and engine_for(X) is None and np.asarray(X).dtype.kind in "UO":
+            array = self._as_observations(X)  # only for strings: integer data is converted once, by fit
+            if array.dtype.kind in "UO":
+                self.infer_symbols(distinct_symbols(array, offsets_from_lengths(lengths, array.shape[0])))
+        super().fit(X, lengths, sequence_col=sequence_col)
+        return self
+
+    @property
+    def named_symbols(self) -> bool:
+        """True when the model has a vocabulary: its data and samples are strings."""
+        return self.symbols is not None
+
+    def infer_symbols(self, symbols: list[str]) -> None:
+        """The vocabulary the data gives (its distinct strings, sorted), unless the model has one."""
+        if self.symbols is None:
+            self.symbols = list(symbols)
+            self._check_vocabulary()
+
+    def _check_vocabulary(self) -> None:
+        """The vocabulary's rules; ``n_features`` is its size (set from it when not given)."""
+        if self.symbols is None:
+            if self.unknown_symbol is not None:
+                raise InvalidParameterError("unknown_symbol is given without symbols (a vocabulary to map it into)")
+            return
+        self.symbols = list(check_vocabulary(self.symbols, self.unknown_symbol))
+        if self.n_features is None:
+            self.n_features = len(self.symbols)
+        elif self.n_features != len(self.symbols):
+            raise InvalidParameterError(
+                f"n_features={self.n_features} but symbols has {len(self.symbols)} symbols (n_features is the "
+                "vocabulary's size)"
+            )
+
+    def _check_settings(self) -> None:
+        self._check_vocabulary()
+        super()._check_settings()
 
     def _as_observations(self, X: Any) -> np.ndarray:
+        if isinstance(X, FactorizedSymbols):  # an Arrow string column (hmm.distributed.arrow): _encode maps it
+            return X  # type: ignore[return-value]
         array = np.asarray(X)
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
@@ -72,12 +133,29 @@ class CategoricalHMM(BaseHMM):
             raise InvalidSequenceError(
                 f"X must have shape (n_samples, 1) (one symbol per observation), got shape {array.shape}"
             )
+        if self.symbols is not None or holds_strings(array):
+            if np.issubdtype(array.dtype, np.number) or array.dtype.kind == "b":
+                raise InvalidSequenceError(
+                    f"X holds numbers (dtype {array.dtype}) but the model names its symbols (symbols=[...]): "
+                    "give the symbols as strings"
+                )
+            return array  # strings: _encode maps them to indices, naming any it cannot
         if np.issubdtype(array.dtype, np.unsignedinteger) and array.size and array.max() > _LARGEST_SYMBOL:
             # Kept unsigned so that _check_values names the symbol (as int64 it would read as negative).
             return np.ascontiguousarray(array)
         if np.issubdtype(array.dtype, np.integer):
             return np.ascontiguousarray(array, dtype=np.int64)
         raise InvalidSequenceError(f"X must hold integer symbols, got dtype {array.dtype}")
+
+    def _encode(self, X: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        if not isinstance(X, FactorizedSymbols) and (X.dtype == np.int64 or np.issubdtype(X.dtype, np.unsignedinteger)):
+            return X
+        if self.symbols is None:
+            raise InvalidSequenceError(
+                "X holds strings but the model has no vocabulary: fit on strings sets one, or give symbols=[...]"
+            )
+        self._check_vocabulary()
+        return encode(X, offsets, self.symbols, self.unknown_symbol)
 
     def _check_values(self, X: np.ndarray, offsets: np.ndarray) -> None:
         negative = np.flatnonzero(X < 0)
@@ -122,6 +200,7 @@ class CategoricalHMM(BaseHMM):
 
     def _check(self) -> None:
         super()._check()
+        self._check_vocabulary()
         self.emissionprob_ = np.atleast_2d(real_array("emissionprob_", self.emissionprob_))
         if self.n_features is None:
             self.n_features = self.emissionprob_.shape[1]
@@ -182,6 +261,15 @@ class CategoricalHMM(BaseHMM):
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, self.n_features or 0
         return {"s": nc - 1, "t": nc * (nc - 1), "e": nc * (nf - 1)}
+
+    def sample(
+        self, n_samples: int = 1, random_state: Any = None, currstate: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` symbols and their states; strings of shape (n_samples, 1) with ``symbols``."""
+        X, states = super().sample(n_samples, random_state, currstate)
+        if self.symbols is not None:
+            X = np.asarray(self.symbols, dtype=str)[X[:, 0]][:, None]
+        return X, states
 
     def _generate_sample_from_state(self, state: int, random_state: np.random.RandomState) -> Any:
         cdf = np.cumsum(self.emissionprob_[state, :])

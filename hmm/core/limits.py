@@ -37,3 +37,10 @@ def format_bytes(size: float) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} PiB"
+
+
+#: Most symbols a categorical vocabulary (``CategoricalHMM(symbols=...)``, a training's string column)
+#: may hold, and the longest symbol in characters: a vocabulary travels in the model file, the
+#: training's parameters and every Spark task, so it stays small next to the model it names.
+MAX_SYMBOLS = 100_000
+MAX_SYMBOL_CHARS = 256

@@ -8,7 +8,9 @@ and checked before anything is built:
   wrote it, the class name, the constructor parameters that are scalars or
   strings, ``n_features``, the names of the stored arrays and the monitor's
   ``iter``;
-* ``param.<name>``: constructor parameters that are arrays (priors);
+* ``param.<name>``: constructor parameters that are arrays (priors), and a categorical
+  model's vocabulary (``param.symbols``, a 1-D ``str`` array: at most
+  :data:`hmm.core.limits.MAX_SYMBOLS` strings of at most ``MAX_SYMBOL_CHARS`` characters);
 * ``fitted.<name>``: ``startprob_``, ``transmat_`` and the class's
   ``_fitted_emission_attributes``, bit for bit;
 * ``monitor.history`` / ``monitor.seconds``: the convergence history;
@@ -42,7 +44,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from hmm.core.limits import MAX_MODEL_BYTES_ENV, format_bytes, max_model_bytes
+from hmm.core.limits import MAX_MODEL_BYTES_ENV, MAX_SYMBOL_CHARS, MAX_SYMBOLS, format_bytes, max_model_bytes
 from hmm.core.sequences import InvalidParameterError
 
 if TYPE_CHECKING:  # the classes are resolved on hmm at load time; importing base here would load every model
@@ -92,6 +94,10 @@ _HEADER_FIELDS: dict[str, tuple[type, ...]] = {
     "n_features": (int, type(None)),
     "monitor_iter": (int,),
 }
+#: The constructor parameter holding a vocabulary of strings (CategoricalHMM), stored as a str array.
+_SYMBOLS = "symbols"
+#: Constructor parameters that are a string or None (their default).
+_OPTIONAL_STRING_SETTINGS = frozenset(("unknown_symbol",))
 #: Constructor parameters that must be integers (or None where that is their default).
 _INTEGER_SETTINGS = frozenset(("n_components", "n_iter", "n_mix", "n_features", "random_state"))
 
@@ -157,6 +163,13 @@ def dumps(model: BaseHMM) -> bytes:
                 "cached_gaussian": float(cached_gaussian),
             }
             arrays[_RANDOM_KEYS] = np.asarray(keys)
+        elif key == _SYMBOLS and value is not None:
+            array = np.asarray(list(value), dtype=str)
+            rule = _array_rule(array.dtype, array.shape, "U") or ("is not 1-D" if array.ndim != 1 else None)
+            if rule:
+                raise ValueError(f"cannot save parameter {key}: it {rule}")
+            arrays[_PARAM + key] = array
+            header["array_params"].append(key)
         elif isinstance(value, (np.ndarray, list, tuple)):
             # Lists (e.g. a prior written by hand) come back as the equivalent array.
             array = np.asarray(value)
@@ -390,6 +403,8 @@ def _check_header_fields(cls: type[BaseHMM], header: dict[str, Any], source: str
 
 def _setting_rule(key: str, value: Any, default: Any) -> str | None:
     """What is wrong with a scalar constructor parameter (as stored in JSON), or None."""
+    if key in _OPTIONAL_STRING_SETTINGS:
+        return None if value is None or isinstance(value, str) else "it must be a string or null"
     if key in _INTEGER_SETTINGS:
         if value is None and default is None:
             return None
@@ -428,7 +443,11 @@ def _random_state_rule(state: dict[str, Any]) -> str | None:
 
 def _configured(cls: type[BaseHMM], header: dict[str, Any], source: str) -> BaseHMM:
     """The model of the header's scalar settings, checked (values, size) before any array is read."""
-    model = cls(**header["params"])
+    params = dict(header["params"])
+    if _SYMBOLS in header["array_params"]:
+        # The vocabulary is an array, not read yet: it and unknown_symbol are checked with it (_rebuild).
+        params.pop("unknown_symbol", None)
+    model = cls(**params)
     if header["n_features"] is not None:
         model.n_features = header["n_features"]
     try:
@@ -462,7 +481,10 @@ def _entry_limits(
     for attribute in header["fitted"]:
         expected[_FITTED + attribute] = (sizes[attribute], _NUMBER_KINDS)
     for key in header["array_params"]:
-        expected[_PARAM + key] = (max(sizes.values()), _NUMBER_KINDS)  # priors broadcast to parameter shapes
+        if key == _SYMBOLS:
+            expected[_PARAM + key] = (MAX_SYMBOLS, "U")
+        else:
+            expected[_PARAM + key] = (max(sizes.values()), _NUMBER_KINDS)  # priors broadcast to parameter shapes
     expected["monitor.history"] = expected["monitor.seconds"] = (header["monitor_iter"], "f")
     if header["random_state"] is not None:
         expected[_RANDOM_KEYS] = (_MT_KEYS, "u")
@@ -473,7 +495,7 @@ def _entry_limits(
     for name in sorted(expected):
         if name not in entries:
             raise InvalidModelFileError(f"{source!r} is a damaged model file (missing entry {name!r})")
-        most = _NPY_PREAMBLE_BYTES + 8 * expected[name][0]
+        most = _NPY_PREAMBLE_BYTES + _value_bytes(expected[name][1]) * expected[name][0]
         if entries[name].file_size > most:
             raise InvalidModelFileError(
                 f"{source!r} is a damaged model file: entry {entries[name].filename!r} declares "
@@ -485,6 +507,11 @@ def _entry_limits(
 
 def _read_array(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, most: int, kinds: str) -> np.ndarray:
     array = _parse_npy(_read_entry(archive, info, source), info.filename, source, most, kinds)
+    if kinds == "U" and (array.ndim != 1 or array.dtype.itemsize > _value_bytes("U")):
+        raise InvalidModelFileError(
+            f"{source!r} is a damaged model file: entry {info.filename!r} is not a 1-D array of symbols of at most "
+            f"{MAX_SYMBOL_CHARS} characters (shape {array.shape}, dtype {array.dtype})"
+        )
     # Parameters must be finite; a history may hold what a fit reported.
     if array.dtype.kind == "f" and not info.filename.startswith("monitor.") and not np.all(np.isfinite(array)):
         raise InvalidModelFileError(
@@ -502,6 +529,11 @@ def _array_rule(dtype: np.dtype, shape: tuple[int, ...], kinds: str = _NUMBER_KI
     if len(shape) > _MAX_NDIM:
         return f"has {len(shape)} axes, more than {_MAX_NDIM}"
     return None
+
+
+def _value_bytes(kinds: str) -> int:
+    """The most bytes one value of an entry of these dtype kinds takes (a symbol: 4 per character)."""
+    return 4 * MAX_SYMBOL_CHARS if kinds == "U" else 8
 
 
 def _parse_npy(raw: bytes, entry: str, source: str, most: int, kinds: str) -> np.ndarray:
@@ -537,6 +569,8 @@ def _rebuild(model: BaseHMM, header: dict[str, Any], arrays: dict[str, np.ndarra
     cls = type(model)
     params = dict(header["params"])
     params.update({key: arrays[_PARAM + key] for key in header["array_params"]})
+    if _SYMBOLS in header["array_params"]:
+        params[_SYMBOLS] = [str(symbol) for symbol in params[_SYMBOLS].tolist()]
     random_state = header["random_state"]
     try:
         if random_state is not None:
@@ -559,6 +593,8 @@ def _rebuild(model: BaseHMM, header: dict[str, Any], arrays: dict[str, np.ndarra
         model.monitor_.history.extend(arrays["monitor.history"].tolist())
         model.monitor_.seconds = arrays["monitor.seconds"].tolist()
         model.monitor_.iter = header["monitor_iter"]
+        if _SYMBOLS in header["array_params"]:
+            model._check_settings()  # the vocabulary's rules and its size against n_features
         if "startprob_" in header["fitted"]:
             model._check()  # a tampered file fails here, not at the first predict
     except InvalidParameterError as error:

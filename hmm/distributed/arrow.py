@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from hmm.core.limits import MAX_SYMBOLS
 from hmm.core.sequences import InvalidSequenceError
 from hmm.core.stats import StatisticsSet, SufficientStats
+from hmm.core.vocabulary import FactorizedSymbols, distinct_symbols, holds_strings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,13 +35,13 @@ RECORD_FIELDS = (
     ("n_sequences", "int64"),
     ("n_observations", "int64"),
     ("max_symbol", "int64"),
+    ("symbols", "list<string>"),  # a scan of named symbols before the vocabulary is fixed: the batch's distinct ones
     ("n_features", "int64"),
     ("error", "string"),
     ("stats", "binary"),
 )
-RECORD_DDL = ", ".join(
-    f"{name} {'int' if kind == 'int32' else 'long' if kind == 'int64' else kind}" for name, kind in RECORD_FIELDS
-)
+_DDL_TYPES = {"int32": "int", "int64": "long", "list<string>": "array<string>"}
+RECORD_DDL = ", ".join(f"{name} {_DDL_TYPES.get(kind, kind)}" for name, kind in RECORD_FIELDS)
 
 
 def record_schema() -> pa.Schema:
@@ -52,7 +54,16 @@ def record_schema() -> pa.Schema:
     """
     import pyarrow as pa
 
-    return pa.schema([(name, getattr(pa, kind)()) for name, kind in RECORD_FIELDS])
+    def arrow_type(kind: str) -> pa.DataType:
+        return pa.list_(pa.string()) if kind == "list<string>" else getattr(pa, kind)()
+
+    return pa.schema([(name, arrow_type(kind)) for name, kind in RECORD_FIELDS])
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind))
 
 
 def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -61,16 +72,19 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
     Parameters
     ----------
     column : pyarrow.Array or pyarrow.ChunkedArray
-        A list column, one row per sequence: ``list<int>`` of symbols, ``list<list<number>>`` of
-        frames, or ``list<number>`` of scalar frames.
+        A list column, one row per sequence: ``list<int>`` of symbols, ``list<string>`` (or
+        dictionary-encoded strings) of named symbols, ``list<list<number>>`` of frames, or
+        ``list<number>`` of scalar frames.
     symbols : bool
-        One integer per frame (categorical). Otherwise frames are vectors (a list per frame) or
-        scalars (read as D = 1).
+        One symbol per frame (categorical): an integer, or a string. Otherwise frames are vectors
+        (a list per frame) or scalars (read as D = 1).
 
     Returns
     -------
     X : ndarray of shape (n_observations,) if ``symbols``, else (n_observations, n_features)
-        Every sequence's frames, concatenated in row order, with the column's value type.
+        Every sequence's frames, concatenated in row order, with the column's value type; for
+        named symbols a :class:`hmm.core.vocabulary.FactorizedSymbols` (Arrow's dictionary
+        encoding), which the model's vocabulary maps to indices.
     offsets : ndarray of shape (n_sequences + 1,), dtype int64
         Sequence ``i`` is ``X[offsets[i]:offsets[i + 1]]``; ``offsets[0] == 0``.
 
@@ -102,7 +116,9 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
     frames = column.flatten()
     nested = pa.types.is_list(frames.type) or pa.types.is_large_list(frames.type)
     if symbols and nested:
-        raise InvalidSequenceError(f"a categorical sequence column must be array<int>, got {column.type}")
+        raise InvalidSequenceError(
+            f"a categorical sequence column must be array<int>, got {column.type} (or array<string>: named symbols)"
+        )
     if nested:
         if frames.null_count:
             bad = int(np.flatnonzero(frames.is_null().to_numpy(zero_copy_only=False))[0])
@@ -135,8 +151,20 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
         feature = f", feature {value % width}" if nested else ""
         raise InvalidSequenceError(
             f"sequence {sequence}, position {bad - offsets[sequence]}{feature}: observation is null "
-            "(observations must be numbers)"
+            f"(observations must be {'symbols' if symbols else 'numbers'})"
         )
+    if symbols and _is_text(values.type):
+        import pyarrow.compute as pc
+
+        if pa.types.is_dictionary(values.type) and not _is_text(values.type.value_type):
+            raise InvalidSequenceError(
+                f"a categorical sequence column must hold integers or strings, got {column.type}"
+            )
+        # Factorized by Arrow (C++): the model maps each distinct name once (hmm.core.vocabulary).
+        encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+        names = encoded.dictionary.to_numpy(zero_copy_only=False)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        return FactorizedSymbols(names, indices), offsets  # type: ignore[return-value]
     X = values.to_numpy(zero_copy_only=False)
     return (X if symbols else X.reshape(-1, width)), offsets
 
@@ -241,6 +269,19 @@ def batch_record(
     record = _blank_record(partition, index, batch.num_rows)
     try:
         X, offsets = arrow_sequences(batch.column(sequence_col), model.observes_symbols)
+        if model.observes_symbols and holds_strings(X) and getattr(model, "symbols", None) is None:
+            if statistics:
+                raise InvalidSequenceError(
+                    "the sequences hold strings but the model has no vocabulary (symbols=[...]): it is fixed "
+                    "before the E-step, from a scan of all the data or given"
+                )
+            # A scan before the vocabulary is fixed: the batch's distinct symbols, for the driver's union.
+            symbols = distinct_symbols(X, offsets)
+            if len(symbols) > MAX_SYMBOLS:
+                raise InvalidSequenceError(too_many_symbols(len(symbols), "this batch alone has"))
+            record["n_observations"] = int(offsets[-1])
+            record["symbols"] = symbols
+            return record
         observations = model.check_batch(X, offsets, limit)
         record["n_observations"] = int(offsets[-1])
         if model.observes_symbols:
@@ -253,6 +294,35 @@ def batch_record(
         ids = batch.column(id_col).to_pylist() if id_col else None
         record["error"] = locate_error(error, where or f"partition {partition}", index, ids)
     return record
+
+
+def too_many_symbols(count: int, what: str) -> str:
+    return (
+        f"{what} {count:,} distinct symbols, more than a vocabulary's limit of {MAX_SYMBOLS:,} "
+        "(hmm.core.limits.MAX_SYMBOLS)"
+    )
+
+
+def vocabulary(records: list[dict[str, Any]], where: Any = None) -> list[str] | None:
+    """The vocabulary a scan's records give: their distinct symbols, sorted; None for integer symbols.
+
+    Raises :class:`InvalidSequenceError` for data mixing integer and string symbols (naming a batch
+    of each, by ``where(record)`` if given) or more distinct symbols than MAX_SYMBOLS.
+    """
+    named = [r for r in records if r["symbols"] is not None]
+    if not named:
+        return None
+    numbered = [r for r in records if r["max_symbol"] is not None]
+    if numbered:
+        name = where or (lambda r: f"partition {r['partition']}, batch {r['batch']}")
+        raise InvalidSequenceError(
+            f"{name(named[0])} holds string symbols but {name(numbered[0])} holds integer symbols "
+            "(every symbol of the data must be of one type)"
+        )
+    union = sorted(set().union(*(r["symbols"] for r in named)))
+    if len(union) > MAX_SYMBOLS:
+        raise InvalidSequenceError(too_many_symbols(len(union), "the data has"))
+    return union
 
 
 @overload

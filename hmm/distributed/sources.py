@@ -37,7 +37,7 @@ import numpy as np
 
 from hmm.core.limits import INIT_SAMPLE_SEQUENCES, max_model_bytes
 from hmm.core.sequences import InvalidSequenceError
-from hmm.distributed.arrow import arrow_sequences, batch_record, error_record, sum_statistics
+from hmm.distributed.arrow import arrow_sequences, batch_record, error_record, sum_statistics, vocabulary
 from hmm.distributed.uris import check_uri
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class Scan:
     max_symbol: int | None
     n_features: int | None
     errors: list[str]
+    #: Named symbols, before the model has a vocabulary: the data's distinct strings, sorted.
+    symbols: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -421,12 +423,21 @@ class ParquetSequences:
         if len(widths) > 1:
             errors.append(self._width_error(splits, [r for r in records if r["n_features"] is not None]))
         symbols = [r["max_symbol"] for r in records if r["max_symbol"] is not None]
+        names = None
+        if not errors:
+            try:
+                names = vocabulary(
+                    records, lambda r: f"{splits[r['partition']].describe(self.base)}, batch {r['batch']}"
+                )
+            except InvalidSequenceError as error:
+                errors.append(str(error))
         return Scan(
             n_sequences=sum(r["n_sequences"] for r in records),
             n_observations=sum(r["n_observations"] for r in records),
             max_symbol=max(symbols) if symbols else None,
             n_features=widths.pop() if len(widths) == 1 else None,
             errors=errors,
+            symbols=names,
         )
 
     def _width_error(self, splits: list[Split], records: list[dict[str, Any]]) -> str:

@@ -13,7 +13,9 @@ Runs on Spark 3.5 (EMR 7) and 4.x: it uses only DataFrame methods that both
 have (``mapInArrow``, ``limit``, ``collect``); ``make test`` runs its tests on
 both.
 
-Column types: categorical ``array<int>`` (or bigint); Poisson
+Column types: categorical ``array<int>`` (or bigint) or ``array<string>`` (named symbols: the
+vocabulary is the model's ``symbols``, or the column's distinct strings, sorted, from an exact
+pass over all rows before the first iteration); Poisson
 ``array<array<int>>``; Gaussian and GMM ``array<array<double>>`` (T x D). A
 one-dimensional ``array<double>`` (or ``array<int>`` for Poisson) is read as
 D = 1.
@@ -29,7 +31,14 @@ import numpy as np
 from hmm.core.limits import INIT_SAMPLE_SEQUENCES, max_model_bytes
 from hmm.core.sequences import InvalidSequenceError
 from hmm.core.stats import SufficientStats
-from hmm.distributed.arrow import RECORD_DDL, arrow_sequences, batch_record, record_schema, sum_statistics
+from hmm.distributed.arrow import (
+    RECORD_DDL,
+    arrow_sequences,
+    batch_record,
+    record_schema,
+    sum_statistics,
+    vocabulary,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -258,6 +267,15 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
 
     model.check_settings()
     data = df.select(sequence_col)
+    if model.observes_symbols and getattr(model, "symbols", None) is None and _holds_strings(data, sequence_col):
+        records = batch_records(model, data, sequence_col, statistics=False)
+        errors = [r["error"] for r in records if r["error"]]
+        if errors:
+            raise InvalidSequenceError(errors[0])
+        names = vocabulary(records)
+        if not names:
+            raise InvalidSequenceError("the DataFrame has no sequences with observations")
+        model.infer_symbols(names)
     if model.observes_symbols and getattr(model, "n_features", None) is None:
         largest = data.select(functions.max(functions.array_max(sequence_col))).collect()[0][0]
         if largest is None:
@@ -268,6 +286,14 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
     for candidate in candidates:
         candidate.initialize_from_sample(X, offsets)
     return model.adopt_best(run_candidates(candidates, lambda active: e_step_candidates(active, data, sequence_col)))
+
+
+def _holds_strings(df: DataFrame, sequence_col: str) -> bool:
+    """The sequence column is an array of strings (named symbols)."""
+    from pyspark.sql.types import ArrayType, StringType
+
+    kind = df.schema[sequence_col].dataType
+    return isinstance(kind, ArrayType) and isinstance(kind.elementType, StringType)
 
 
 def score_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence") -> float:

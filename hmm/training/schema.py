@@ -64,6 +64,10 @@ MODEL_ARGS_PROPERTIES: dict[str, Any] = {
     "params": _STRING,
     "init_params": _STRING,
     "algorithm": _STRING,
+    # Named symbols (categorical): the vocabulary's own rules (distinct, non-empty, size limits) are
+    # the model's, hmm.core.vocabulary.check_vocabulary, applied when the spec builds its model.
+    "symbols": {"type": "array", "items": _STRING},
+    "unknown_symbol": _STRING,
     **dict.fromkeys(
         (
             "startprob_prior",
@@ -116,6 +120,7 @@ SPEC_RULES = {
     "model_args.n_features": "; it must be a positive integer",
     "model_args.n_mix": "; it must be a positive integer",
     "model_args.min_covar": "; it must be a finite number > 0",
+    "model_args.symbols": "; it must be a list of strings",
     **{
         f"model_args.{name}": "; it must be a string" for name, kind in MODEL_ARGS_PROPERTIES.items() if kind == _STRING
     },

@@ -270,6 +270,11 @@ def _refuse_constant(name: str) -> Any:
 _STRING_ARGS = frozenset(name for name, rule in MODEL_ARGS_PROPERTIES.items() if rule.get("type") == "string")
 #: The arguments the schema leaves to :func:`_check_numbers`: a number or a (nested) array of them.
 _NUMBER_ARGS = frozenset(name for name, rule in MODEL_ARGS_PROPERTIES.items() if not rule)
+#: A categorical model's vocabulary (the symbol index is the order) and the symbol unknown strings count
+#: as. Without ``symbols``, a training on a string column takes the data's distinct strings, sorted,
+#: fixed at init and saved with the parameters of every iteration. Their rules (distinct, non-empty,
+#: the size limits) are the model's own (:func:`hmm.core.vocabulary.check_vocabulary`).
+_VOCABULARY_ARGS = frozenset({"symbols", "unknown_symbol"})
 #: Priors of probabilities (Dirichlet concentrations) and weights: numbers >= 0 or arrays of them.
 _NON_NEGATIVE_ARRAY_ARGS = frozenset(
     {"startprob_prior", "transmat_prior", "emissionprob_prior", "weights_prior", "means_weight", "lambdas_weight"}
@@ -308,7 +313,10 @@ def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
         return {}
     for name, value in raw.items():
         field_name = f"model_args.{name}"
-        if name in _STRING_ARGS:
+        if name in _VOCABULARY_ARGS:
+            if model != "categorical":
+                raise InvalidSpecError(f"spec field {field_name!r} is for categorical models only")
+        elif name in _STRING_ARGS:
             if not value.isascii():
                 raise InvalidSpecError(f"spec field {field_name!r} is {brief(value)}; it must be a string")
             if name in ("params", "init_params"):
@@ -322,6 +330,8 @@ def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
     shapes = {"startprob_prior": (n_components,), "transmat_prior": (n_components, n_components)}
     if model == "categorical" and isinstance(raw.get("n_features"), int):
         shapes["emissionprob_prior"] = (n_components, raw["n_features"])
+    elif model == "categorical" and isinstance(raw.get("symbols"), list):
+        shapes["emissionprob_prior"] = (n_components, len(raw["symbols"]))
     for name, shape in shapes.items():
         if name in raw and not _broadcasts(np.shape(raw[name]), shape):
             raise InvalidSpecError(

@@ -118,6 +118,13 @@ def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSess
     }
     if counts["max_symbol"] is not None:
         model.infer_n_features(counts["max_symbol"])
+    if scan.symbols is not None:
+        # Named symbols: the vocabulary is fixed here, once, and travels with the parameters of every iteration.
+        try:
+            model.infer_symbols(scan.symbols)
+        except ValueError as error:
+            raise InvalidSequenceError(f"data {spec.data} is invalid: {error}") from None
+        counts["n_symbols"] = len(model.symbols)
     X, offsets = source.sample(model)
     try:
         X = model.initialize_from_sample(X, offsets)

@@ -3,7 +3,8 @@
     python -m infra.local.demo [--output demo-output] [--engine spark|local] [--scheduler]
 
 The data is the prose of the Python reference manual (:mod:`infra.local.letters`), one
-sequence of letters per paragraph, written as Parquet under ``<output>/data``. The DAG runs
+sequence of letters per paragraph (named symbols: an ``array<string>`` column, the spec's
+vocabulary ``model_args.symbols`` is a space and a-z), written as Parquet under ``<output>/data``. The DAG runs
 in ``local`` mode, as on an Airflow worker: a real Airflow with its SQLite database in
 ``<output>/airflow``, every step a ``spark-submit --master local[*] jobs/<step>.py`` process,
 the store under ``<output>/store``. Airflow's own log (the task logs, with every step's
@@ -66,7 +67,7 @@ def training_conf(
         "tol": tol,
         "max_iter": max_iter,
         "seed": SEED,
-        "model_args": {"n_features": len(letters.ALPHABET)},
+        "model_args": {"symbols": letters.SYMBOLS},
         "mode": "local",
         "engine": engine,
         "training_id": training_id,
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     data_uri = letters.write_parquet(output / "data")
     store_uri = (output / "store").as_uri()
-    print(f"data:    {data_uri} (paragraphs of Python's reference manual as letters, 0 = space, 1-26 = a-z)")
+    print(f"data:    {data_uri} (paragraphs of Python's reference manual as letters and spaces, array<string>)")
     print(f"store:   {store_uri}")
     steps = "every step a spark-submit" if args.engine == "spark" else "every step a python process"
     conf = training_conf(data_uri, store_uri, args.engine)
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ntraining {TRAINING_ID} is not published (see {log})")
         return 1
     print(f"\nmodel:  {runs.published['model']}\nreport: {runs.published['report']}")
+    if "report.html" in runs.published.get("files", {}):
+        print(f"        {runs.published['report'].removesuffix('report.md')}report.html (self-contained, with figures)")
     print(
         f"\n{len(runs.runs)} DAG run(s), {time.perf_counter() - started:.0f} s in all. "
         "Run it again: it resumes the training, nothing is recomputed."

@@ -1,8 +1,10 @@
 """The demo's data: the prose of Python's reference manual as sequences of letters.
 
 The text ships with Python itself (``pydoc_data``), so the demo needs no download. Each
-paragraph of prose is one sequence of symbols, 0 for a space and 1-26 for a-z. A 2-state
-categorical HMM trained on them finds, with no labels, the split between vowels and
+paragraph of prose is one sequence of named symbols, its letters and spaces (``"a"`` ...
+``"z"``, ``" "``), stored as an ``array<string>`` column: the model's vocabulary is
+:data:`ALPHABET`, so its parameters, the report and :func:`describe` speak in letters. A
+2-state categorical HMM trained on them finds, with no labels, the split between vowels and
 consonants (Cave & Neuwirth, 1980): the classic sanity check for Baum-Welch.
 """
 
@@ -15,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+#: The vocabulary, in symbol order: a space, then a-z (also the sorted order of the letters).
 ALPHABET = " " + string.ascii_lowercase
+SYMBOLS = list(ALPHABET)
 VOWELS = "aeiou"
 
 
 def letter_sequences(min_length: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Paragraphs of the Python reference manual as symbol sequences (0 = space, 1..26 = a..z)."""
+    """Paragraphs of the Python reference manual as letters: X of shape (n, 1) (one-character strings), lengths."""
     from pydoc_data.topics import topics
 
     paragraphs = []
@@ -32,14 +36,13 @@ def letter_sequences(min_length: int = 20) -> tuple[np.ndarray, np.ndarray]:
             letters = re.sub(r"[^a-z]+", " ", paragraph.lower()).strip()
             if len(letters) >= min_length:
                 paragraphs.append(letters)
-    lookup = {c: i for i, c in enumerate(ALPHABET)}
-    symbols = np.array([lookup[c] for c in "".join(paragraphs)], dtype=np.int64)
+    symbols = np.array(list("".join(paragraphs)), dtype="<U1")
     lengths = np.array([len(p) for p in paragraphs], dtype=np.int64)
     return symbols[:, None], lengths
 
 
 def parquet_table(max_sequences: int | None = None) -> Any:
-    """The letter sequences as an Arrow table (columns ``id``, ``sequence``), the first ones only if asked."""
+    """The letter sequences as an Arrow table (``id``, ``sequence``: array<string>), the first ones only if asked."""
     import pyarrow as pa
 
     X, lengths = letter_sequences()
@@ -47,7 +50,7 @@ def parquet_table(max_sequences: int | None = None) -> Any:
         lengths = lengths[:max_sequences]
         X = X[: lengths.sum()]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    sequences = pa.ListArray.from_arrays(pa.array(offsets), pa.array(X.ravel().astype(np.int32)))
+    sequences = pa.ListArray.from_arrays(pa.array(offsets), pa.array(X.ravel().tolist(), pa.string()))
     return pa.table({"id": pa.array(np.arange(len(lengths)), pa.int64()), "sequence": sequences})
 
 
@@ -69,11 +72,12 @@ def describe(model: Any) -> str:
     ]
     lines += ["    " + "  ".join(f"{p:.3f}" for p in row) for row in model.transmat_]
     lines.append("what each state emits (letters with probability >= 2%, most likely first; _ is a space):")
+    names = model.symbols if model.symbols is not None else SYMBOLS  # its vocabulary: letters
     for state, row in enumerate(model.emissionprob_):
         order = np.argsort(row)[::-1]
-        shown = [f"{ALPHABET[k] if k else '_'}:{row[k]:.2f}" for k in order if row[k] >= 0.02]
+        shown = [f"{names[k] if names[k] != ' ' else '_'}:{row[k]:.2f}" for k in order if row[k] >= 0.02]
         lines.append(f"    state {state}: {' '.join(shown)}")
-    vowels = [ALPHABET.index(v) for v in VOWELS]
+    vowels = [names.index(v) for v in VOWELS]
     share = model.emissionprob_[:, vowels].sum(axis=1)
     lines.append(
         f"probability of {', '.join(VOWELS)} per state: "

@@ -256,8 +256,8 @@ def test_the_report_lists_only_the_figures_it_drew(monkeypatch: pytest.MonkeyPat
     ]
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the report extra were not installed
     files = build_report(spec, records, model)
-    assert sorted(files) == ["model.npz", "report.json", "report.md"]
-    assert "Files: `model.npz` (load with `hmm.load`), `report.json`.\n" in files["report.md"].decode()
+    assert sorted(files) == ["model.npz", "report.html", "report.json", "report.md"]
+    assert "Files: `model.npz` (load with `hmm.load`), `report.json`, `report.html`.\n" in files["report.md"].decode()
     assert ".png" not in files["report.md"].decode()
 
 
@@ -267,7 +267,8 @@ def test_the_report_lists_only_the_figures_it_drew(monkeypatch: pytest.MonkeyPat
 DATA_CASES: dict[str, tuple[str, pa.Array, dict[str, Any], str]] = {
     "categorical floats": ("categorical", pa.array([[0, 1], [1.5]], L(pa.float64())), {}, r"X must hold integer sym"),
     "categorical bools": ("categorical", pa.array([[True, False]], L(pa.bool_())), {}, r"got dtype bool"),
-    "categorical strings": ("categorical", pa.array([["a"]], L(pa.string())), {}, r"got dtype object"),
+    # Strings are named symbols (tests/training/test_named_symbols.py); bytes are neither.
+    "categorical bytes": ("categorical", pa.array([[b"a"]], L(pa.binary())), {}, r"got dtype object"),
     "categorical decimals": ("categorical", pa.array([[1]], L(pa.decimal128(5, 2))), {}, r"got dtype object"),
     "categorical timestamps": ("categorical", pa.array([[1]], L(pa.timestamp("s"))), {}, r"got dtype datetime64"),
     "categorical scalar column": ("categorical", pa.array([1, 2]), {}, r"must be an array column, got type int64"),

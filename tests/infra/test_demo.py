@@ -7,6 +7,7 @@ tests/dags/test_local_runner.py runs the same runner end to end with quick steps
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import hmm
@@ -17,10 +18,11 @@ from infra.local import demo, letters
 def test_letters_are_paragraphs_of_spaces_and_lowercase_letters(tmp_path):
     X, lengths = letters.letter_sequences()
     assert len(lengths) > 1000 and X.shape == (lengths.sum(), 1)
-    assert X.min() == 0 and X.max() == 26 and lengths.min() >= 20
+    assert sorted(set(X.ravel().tolist())) == letters.SYMBOLS and lengths.min() >= 20
     uri = letters.write_parquet(tmp_path / "data", max_sequences=10)
     table = pq.read_table(tmp_path / "data" / "letters.parquet")
     assert uri == (tmp_path / "data").as_uri()
+    assert table.schema.field("sequence").type.value_type == pa.string()
     assert table.column("id").to_pylist() == list(range(10))
     assert np.concatenate(table.column("sequence").to_pylist()).tolist() == X[: lengths[:10].sum(), 0].tolist()
 
@@ -32,6 +34,7 @@ def test_the_demo_training_needs_a_continuation_run_and_splits_vowels_from_conso
     conf = demo.training_conf("file:///data", "file:///store", "spark")
     settings = orchestration.check_params(conf)  # valid params of the DAG's trigger form
     model = settings.spec.build_model().fit(X, lengths)
+    assert model.symbols == letters.SYMBOLS
     assert 6 < model.monitor_.iter < demo.MAX_ITER
     vowels = [letters.ALPHABET.index(v) for v in letters.VOWELS]
     share = np.sort(model.emissionprob_[:, vowels].sum(axis=1))
@@ -59,7 +62,7 @@ def test_the_timing_table_shows_each_iteration_with_its_start_up():
 
 
 def test_describe_names_what_each_state_emits():
-    model = hmm.CategoricalHMM(2, n_features=27)
+    model = hmm.CategoricalHMM(2, symbols=letters.SYMBOLS)
     model.startprob_ = np.array([0.5, 0.5])
     model.transmat_ = np.array([[0.1, 0.9], [0.9, 0.1]])
     emissions = np.zeros((2, 27))
