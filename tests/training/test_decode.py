@@ -56,6 +56,7 @@ def run_cli(*args):
     return main(["decode", *args])
 
 
+@pytest.mark.spark
 def test_decode_equals_the_library_bit_for_bit_on_both_engines(request, published, tmp_path):
     model, X, lengths = published["model"], published["X"], published["lengths"]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
