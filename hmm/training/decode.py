@@ -29,6 +29,7 @@ import json
 import os
 import signal
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -232,7 +233,21 @@ def _fault(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def decode(
+@dataclass(frozen=True)
+class PreparedDecode:
+    """What :func:`decode` checked before writing anything."""
+
+    model: BaseHMM
+    source: ParquetSequences
+    splits: list[Split]
+    id_type: Any  # the id column's Arrow type
+    definition: dict[str, Any]
+    output: str
+    finished: dict[str, Any] | None  # the manifest, when this decode is finished already
+    claimed: bool  # an earlier run of this decode claimed the output (it may have committed parts)
+
+
+def prepare_decode(
     output_uri: str,
     data_uri: str,
     *,
@@ -242,15 +257,13 @@ def decode(
     outputs: str | Sequence[str] = ("viterbi",),
     sequence_col: str | None = None,
     id_col: str | None = None,
-    engine: str = "spark",
+    engine: str = "local",
     spark: SparkSession | None = None,
-) -> dict[str, Any]:
-    """Decode every sequence of ``data_uri`` into ``output_uri``; idempotent and restartable.
+) -> PreparedDecode:
+    """Every check of :func:`decode`, nothing written: the model, the data against it, the output URI.
 
-    The model: the published model of ``training_id`` in ``store_uri`` (whose spec's
-    ``sequence_col`` and ``id_col`` are the defaults), or the file ``model_path``. Returns
-    ``status`` (``decoded`` or ``exists``), ``output``, ``n_rows``, ``n_parts``, ``skipped_parts``
-    (committed by an earlier run) and the model's description.
+    Raises :class:`UnknownModelError`, ``ValueError`` s naming the bad input, or
+    :class:`OutputConflictError` when the output URI holds anything but this decode.
     """
     output_uri = check_uri(output_uri, "output URI")
     check_uri(data_uri, "data URI")
@@ -287,15 +300,17 @@ def decode(
         "outputs": names,
     }
     store = open_store(output_uri)
+    finished = None
+    claimed = False
     if store.exists(SUCCESS_KEY):
-        manifest = _read_json(store, SUCCESS_KEY)
-        if _definition_differences(manifest, definition):
-            raise _conflict(output_uri, manifest, definition)
-        return _result("exists", output_uri, manifest, skipped=len(manifest["parts"]))
-    if store.exists(CLAIM_KEY):
+        finished = _read_json(store, SUCCESS_KEY)
+        if _definition_differences(finished, definition):
+            raise _conflict(output_uri, finished, definition)
+    elif store.exists(CLAIM_KEY):
         claim = _read_json(store, CLAIM_KEY)
         if _definition_differences(claim, definition):
             raise _conflict(output_uri, claim, definition)
+        claimed = True
     else:
         present = store.list("")
         if present:
@@ -303,24 +318,65 @@ def decode(
                 f"output {output_uri} already holds {len(present)} object(s) (e.g. {present[0]}) and no decode; "
                 "nothing was written. Choose another output URI"
             )
-        if not store.create_if_absent(CLAIM_KEY, json.dumps(definition, sort_keys=True, indent=2).encode()):
-            claim = _read_json(store, CLAIM_KEY)  # a concurrent run claimed it first
-            if _definition_differences(claim, definition):
-                raise _conflict(output_uri, claim, definition)
+    return PreparedDecode(model, source, splits, id_type, definition, output_uri, finished, claimed)
+
+
+def decode(
+    output_uri: str,
+    data_uri: str,
+    *,
+    store_uri: str | None = None,
+    training_id: str | None = None,
+    model_path: str | None = None,
+    outputs: str | Sequence[str] = ("viterbi",),
+    sequence_col: str | None = None,
+    id_col: str | None = None,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Decode every sequence of ``data_uri`` into ``output_uri``; idempotent and restartable.
+
+    The model: the published model of ``training_id`` in ``store_uri`` (whose spec's
+    ``sequence_col`` and ``id_col`` are the defaults), or the file ``model_path``. Returns
+    ``status`` (``decoded`` or ``exists``), ``output``, ``n_rows``, ``n_parts``, ``skipped_parts``
+    (committed by an earlier run) and the model's description.
+    """
+    prepared = prepare_decode(
+        output_uri,
+        data_uri,
+        store_uri=store_uri,
+        training_id=training_id,
+        model_path=model_path,
+        outputs=outputs,
+        sequence_col=sequence_col,
+        id_col=id_col,
+        engine=engine,
+        spark=spark,
+    )
+    output_uri, definition = prepared.output, prepared.definition
+    if prepared.finished is not None:
+        return _result("exists", output_uri, prepared.finished, skipped=len(prepared.finished["parts"]))
+    store = open_store(output_uri)
+    if not prepared.claimed and not store.create_if_absent(
+        CLAIM_KEY, json.dumps(definition, sort_keys=True, indent=2).encode()
+    ):
+        claim = _read_json(store, CLAIM_KEY)  # a concurrent run claimed it first
+        if _definition_differences(claim, definition):
+            raise _conflict(output_uri, claim, definition)
     committed = set(store.list(""))
     work = _part_work(
-        model,
-        names,
-        source.filesystem_spec,
-        source.base,
-        sequence_col,
-        id_col,
-        id_type,
+        prepared.model,
+        definition["outputs"],
+        prepared.source.filesystem_spec,
+        prepared.source.base,
+        definition["sequence_col"],
+        definition["id_col"],
+        prepared.id_type,
         output_uri,
         committed,
         max_model_bytes(),
     )
-    records = source.map_splits(work, list(enumerate(splits)))
+    records = prepared.source.map_splits(work, list(enumerate(prepared.splits)))
     errors = [r["error"] for r in records if r["error"]]
     if errors:
         more = f" ({len(errors) - 1} more split(s) have errors)" if len(errors) > 1 else ""
