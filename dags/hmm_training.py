@@ -110,7 +110,7 @@ from hmm.distributed.sources import ENGINES
 # numba, scipy, scikit-learn, pyarrow or Spark; tests/dags/test_dag_imports.py checks). The task
 # callables in hmm.orchestration.tasks import what they need when they run.
 from hmm.orchestration import tasks as airflow_tasks
-from hmm.orchestration.decisions import EMR_DEFAULTS, EMR_SCHEMA, MODES, URI_PATTERN
+from hmm.orchestration.decisions import EMR_DEFAULTS, EMR_SCHEMA, MODEL_ASSET_NAME, MODES, URI_PATTERN
 from hmm.training.spec import COLUMN, MODEL_TYPES, TRAINING_ID
 
 DAG_ID = "hmm_training"
@@ -121,7 +121,7 @@ ITERATION_TIMEOUT = timedelta(hours=6)
 #: Seconds between two looks at a running EMR step (the sensor frees its worker slot meanwhile).
 POKE_INTERVAL = 60
 JOBS_DIR = str(Path(__file__).resolve().parents[1] / "jobs")
-MODEL_ASSET = Asset("hmm-em-model")
+MODEL_ASSET = Asset(MODEL_ASSET_NAME)
 
 PARAMS = {
     "model": Param("categorical", type="string", enum=sorted(MODEL_TYPES), description="HMM emission model"),
