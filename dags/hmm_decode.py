@@ -32,7 +32,8 @@ watcher (fails the run if any task failed, since the teardown would otherwise de
 `data` (empty: the training's own data), `output` (empty:
 `<store>/decodes/<training_id>/<iteration>-<digest of data, outputs, columns>`), `outputs`
 (`viterbi`, `log_likelihood`, `posterior`, `filtered`), `sequence_col` and `id_col` (empty: the
-training's), `mode` (`local`|`emr`), `engine`, `emr` (as `hmm_training`'s).
+training's), `mode` (`local`|`emr`), `engine` (default `$HMM_EM_DECODE_ENGINE` of the DAG processor,
+else `spark`: what a run triggered by a model event uses), `emr` (as `hmm_training`'s).
 
 ## Idempotency
 
@@ -105,7 +106,12 @@ PARAMS = {
     "sequence_col": Param(None, type=["null", "string"], pattern=COLUMN.pattern, description="empty: the training's"),
     "id_col": Param(None, type=["null", "string"], pattern=COLUMN.pattern, description="empty: the training's, or id"),
     "mode": Param("local", type="string", enum=list(MODES), description="local: this worker; emr: a cluster per run"),
-    "engine": Param("spark", type="string", enum=list(ENGINES), description="local mode: spark-submit or pyarrow"),
+    "engine": Param(
+        os.environ.get("HMM_EM_DECODE_ENGINE", "spark"),
+        type="string",
+        enum=list(ENGINES),
+        description="local mode: spark-submit or pyarrow",
+    ),
     "emr": Param(
         dict(EMR_DEFAULTS),
         **EMR_SCHEMA,
