@@ -305,3 +305,44 @@ def test_a_bad_row_past_the_first_batch_is_named_by_id_and_nothing_is_finished(c
     err = capsys.readouterr().err
     assert "file b.parquet, batch 0: sequence id=4, position 1: symbol 99 is outside" in err, err
     assert not (output / "_SUCCESS").exists()
+
+
+def test_decode_to_s3_with_batches_smaller_than_a_split(published, s3_root, monkeypatch, tmp_path):
+    """An S3 output (conditional writes of a real S3 API), parts of several row groups each."""
+    from hmm.distributed import sources
+
+    monkeypatch.setattr(sources, "BATCH_ROWS", 17)  # 100 rows per file: 6 batches, 6 row groups per part
+    output = f"{s3_root}/decoded"
+    common = {"store_uri": published["store"], "training_id": "t", "outputs": ALL, "engine": "local"}
+    first = decode(output, published["data"], **common)
+    assert (first["status"], first["n_rows"], first["n_parts"]) == ("decoded", 400, 4)
+    store = open_store(output)
+    assert store.list("") == ["_DECODE.json", "_SUCCESS", *(f"part-0000{i}.parquet" for i in range(4))]
+    tables = [pq.read_table(pa.BufferReader(store.read(f"part-0000{i}.parquet"))) for i in range(4)]
+    assert [pq.ParquetFile(pa.BufferReader(store.read("part-00000.parquet"))).num_row_groups] == [6]
+    table = pa.concat_tables(tables).sort_by("id")
+    assert table.column("id").to_pylist() == list(range(400))
+    model, X, lengths = published["model"], published["X"], published["lengths"]
+    assert np.array_equal(
+        np.concatenate([np.asarray(p) for p in table.column("posterior").to_pylist()]), model.predict_proba(X, lengths)
+    )
+    before = {key: store.read(key) for key in store.list("")}
+    assert decode(output, published["data"], **common)["status"] == "exists"
+    assert {key: store.read(key) for key in store.list("")} == before
+
+
+def test_an_unreachable_output_store_is_exit_4_and_one_line(capsys, published, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    args = ["--store", published["store"], "--training-id", "t", "--data", published["data"], "--engine", "local"]
+    assert run_cli(*args, "--output", "s3://bucket/decoded") == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "s3://bucket/decoded/_SUCCESS" in err and "Could not connect" in err, err
