@@ -104,14 +104,11 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Asset, Param, TriggerRule, chain, task
 from airflow.sdk.exceptions import AirflowException
 
-from hmm.distributed.sources import ENGINES
-
 # Every task process parses this file before running its task: only light modules here (no models,
 # numba, scipy, scikit-learn, pyarrow or Spark; tests/dags/test_dag_imports.py checks). The task
 # callables in hmm.orchestration.tasks import what they need when they run.
 from hmm.orchestration import tasks as airflow_tasks
-from hmm.orchestration.decisions import EMR_DEFAULTS, EMR_SCHEMA, MODEL_ASSET_NAME, MODES, URI_PATTERN
-from hmm.training.spec import COLUMN, MODEL_TYPES, TRAINING_ID
+from hmm.orchestration.decisions import EMR_DEFAULTS, MODEL_ASSET_NAME, PARAMS_SCHEMA
 
 DAG_ID = "hmm_training"
 #: Iteration slots per run; a run that uses them all without converging triggers a continuation.
@@ -123,38 +120,41 @@ POKE_INTERVAL = 60
 JOBS_DIR = str(Path(__file__).resolve().parents[1] / "jobs")
 MODEL_ASSET = Asset(MODEL_ASSET_NAME)
 
+#: Each param's JSON schema is its field's in the one schema of a run's params (PARAMS_SCHEMA; the
+#: spec's fields come from hmm.training.schema). The validate task checks the whole of it again,
+#: with what a schema cannot say (hmm.orchestration.decisions.check_params).
+FIELDS = PARAMS_SCHEMA["properties"]
 PARAMS = {
-    "model": Param("categorical", type="string", enum=sorted(MODEL_TYPES), description="HMM emission model"),
-    "n_components": Param(3, type="integer", minimum=1, description="number of hidden states"),
+    "model": Param("categorical", **FIELDS["model"], description="HMM emission model"),
+    "n_components": Param(3, **FIELDS["n_components"], description="number of hidden states"),
     "data": Param(
         os.environ.get("HMM_EM_DATA_URI", "file:///var/lib/hmm-em/data"),
-        type="string",
-        pattern=URI_PATTERN,
+        **FIELDS["data"],
         description="Parquet sequences: file:///path or s3://bucket/prefix",
     ),
     "store": Param(
         os.environ.get("HMM_EM_STORE_URI", "file:///var/lib/hmm-em/store"),
-        type="string",
-        pattern=URI_PATTERN,
+        **FIELDS["store"],
         description="root of the trainings: file:///path or s3://bucket/prefix",
     ),
-    "sequence_col": Param("sequence", type="string", pattern=COLUMN.pattern, description="list column of frames"),
-    "id_col": Param(None, type=["null", "string"], pattern=COLUMN.pattern, description="sequence id column"),
-    "tol": Param(1e-2, type="number", minimum=0, description="stop when the log-likelihood gains less"),
-    "max_iter": Param(100, type="integer", minimum=1, description="at most this many EM updates"),
-    "seed": Param(0, type="integer", minimum=0, maximum=2**32 - 1, description="random_state of the model"),
-    "model_args": Param({}, type="object", description="further constructor arguments (priors, covariance_type...)"),
-    "mode": Param("local", type="string", enum=list(MODES), description="local: this worker; emr: a cluster per run"),
-    "engine": Param("spark", type="string", enum=list(ENGINES), description="local mode: spark-submit or pyarrow"),
+    "sequence_col": Param("sequence", **FIELDS["sequence_col"], description="list column of frames"),
+    "id_col": Param(None, **FIELDS["id_col"], description="sequence id column"),
+    "tol": Param(1e-2, **FIELDS["tol"], description="stop when the log-likelihood gains less"),
+    "max_iter": Param(100, **FIELDS["max_iter"], description="at most this many EM updates"),
+    "seed": Param(0, **FIELDS["seed"], description="random_state of the model"),
+    "model_args": Param(
+        {}, **FIELDS["model_args"], description="further constructor arguments (priors, covariance_type...)"
+    ),
+    "mode": Param("local", **FIELDS["mode"], description="local: this worker; emr: a cluster per run"),
+    "engine": Param("spark", **FIELDS["engine"], description="local mode: spark-submit or pyarrow"),
     "emr": Param(
         dict(EMR_DEFAULTS),
-        **EMR_SCHEMA,
+        **FIELDS["emr"],
         description="EMR cluster settings (emr mode); bundle_root empty: the bundles are under <store>/bundle",
     ),
     "training_id": Param(
         None,
-        type=["null", "string"],
-        pattern=TRAINING_ID.pattern,
+        **FIELDS["training_id"],
         description="resume this training; empty: derived from the logical date and the spec",
     ),
 }

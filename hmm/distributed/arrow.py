@@ -40,6 +40,13 @@ RECORD_DDL = ", ".join(
 
 
 def record_schema() -> pa.Schema:
+    """The Arrow schema of a batch record (:data:`RECORD_FIELDS`; :data:`RECORD_DDL` is Spark's spelling).
+
+    Returns
+    -------
+    pyarrow.Schema
+        One field per entry of :data:`RECORD_FIELDS`, in that order.
+    """
     import pyarrow as pa
 
     return pa.schema([(name, getattr(pa, kind)()) for name, kind in RECORD_FIELDS])
@@ -48,8 +55,29 @@ def record_schema() -> pa.Schema:
 def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(X, offsets)`` of an Arrow list column, zero-copy where Arrow allows.
 
-    ``symbols``: one integer per frame (categorical); otherwise frames are
-    vectors (a list per frame) or scalars (read as D = 1).
+    Parameters
+    ----------
+    column : pyarrow.Array or pyarrow.ChunkedArray
+        A list column, one row per sequence: ``list<int>`` of symbols, ``list<list<number>>`` of
+        frames, or ``list<number>`` of scalar frames.
+    symbols : bool
+        One integer per frame (categorical). Otherwise frames are vectors (a list per frame) or
+        scalars (read as D = 1).
+
+    Returns
+    -------
+    X : ndarray of shape (n_observations,) if ``symbols``, else (n_observations, n_features)
+        Every sequence's frames, concatenated in row order, with the column's value type.
+    offsets : ndarray of shape (n_sequences + 1,), dtype int64
+        Sequence ``i`` is ``X[offsets[i]:offsets[i + 1]]``; ``offsets[0] == 0``.
+
+    Raises
+    ------
+    InvalidSequenceError
+        The column is not a list column; a sequence is null or empty; a frame is null, has no
+        features or another number of features than the first; a value is null; or a
+        categorical column holds nested lists. The message names the sequence (its row in the
+        column), the position and the feature.
     """
     import pyarrow as pa
 
@@ -111,7 +139,25 @@ def arrow_sequences(column: pa.Array | pa.ChunkedArray, symbols: bool) -> tuple[
 
 
 def locate_error(error: Exception, where: str, batch: int, ids: list[Any] | None) -> str:
-    """Prefix a batch-local error with where the batch is, and the row's id if known."""
+    """Prefix a batch-local error with where the batch is, and the row's id if known.
+
+    Parameters
+    ----------
+    error : Exception
+        An error whose message may start with ``sequence <row in batch>``.
+    where : str
+        Where the batch comes from, e.g. ``partition 3`` or a split's file.
+    batch : int
+        The batch's index within ``where``.
+    ids : list or None
+        The batch's id column, one value per row; None: rows are named by their index.
+
+    Returns
+    -------
+    str
+        ``"<where>, batch <batch>: <message>"``, with ``sequence <i>`` replaced by
+        ``sequence id=<ids[i]!r>`` when ``ids`` are given.
+    """
     message = str(error)
     match = re.match(r"sequence (\d+)", message)
     if match and ids is not None:
@@ -120,7 +166,20 @@ def locate_error(error: Exception, where: str, batch: int, ids: list[Any] | None
 
 
 def error_record(partition: int, error: str) -> dict[str, Any]:
-    """A record for a part of the data that could not be read at all (sorted before its batches)."""
+    """A record for a part of the data that could not be read at all (sorted before its batches).
+
+    Parameters
+    ----------
+    partition : int
+        The partition (or split) that could not be read.
+    error : str
+        Why, located as :func:`locate_error` does.
+
+    Returns
+    -------
+    dict
+        A record of :data:`RECORD_FIELDS` with batch -1, no sequences and ``error`` set.
+    """
     record = _blank_record(partition, -1, 0)
     record["error"] = error
     return record
@@ -151,6 +210,30 @@ def batch_record(
     resolved by the caller so that executors apply the driver's). Errors become the
     record's ``error`` (located by partition, batch and row id), never an
     exception, so the driver can report the first bad rows of the whole data.
+
+    Parameters
+    ----------
+    model : BaseHMM
+        The model whose rules (and, with ``statistics``, parameters) apply.
+    batch : pyarrow.RecordBatch
+        Rows of sequences, with ``sequence_col`` (and ``id_col`` if given).
+    sequence_col, id_col : str, str or None
+        The list column of frames, and a column naming each row in errors.
+    partition, index : int
+        Where the batch is: its partition (or split) and its index there.
+    statistics : bool
+        Also compute the batch's sufficient statistics (the E-step); else only validate and count.
+    where : str, optional
+        How errors name the batch's origin; default ``partition <partition>``.
+    limit : int, optional
+        The memory limit in bytes for a model sized by this data; default the process's own.
+
+    Returns
+    -------
+    dict
+        A record of :data:`RECORD_FIELDS`: ``n_sequences``, ``n_observations``, ``max_symbol``
+        (categorical) or ``n_features``, ``stats`` (:meth:`SufficientStats.to_bytes`, with
+        ``statistics``) or ``error``.
     """
     record = _blank_record(partition, index, batch.num_rows)
     try:
@@ -170,7 +253,26 @@ def batch_record(
 
 
 def sum_statistics(model: BaseHMM, records: list[dict[str, Any]]) -> SufficientStats:
-    """Add the batches' statistics in the records' order; the first error, if any, is raised."""
+    """Add the batches' statistics in the records' order; the first error, if any, is raised.
+
+    Parameters
+    ----------
+    model : BaseHMM
+        Gives the zero statistics (:meth:`BaseHMM.new_statistics`) the sum starts from.
+    records : list of dict
+        Batch records with statistics (:func:`batch_record`), in the order to add them.
+
+    Returns
+    -------
+    SufficientStats
+        The sum: the E-step over every batch. The same records in the same order give
+        bit-identical sums.
+
+    Raises
+    ------
+    InvalidSequenceError
+        A record holds an error: the first one's message, with how many more batches have one.
+    """
     errors = [r["error"] for r in records if r["error"]]
     if errors:
         more = f" ({len(errors) - 1} more batch(es) have errors)" if len(errors) > 1 else ""

@@ -83,6 +83,19 @@ class FileSystemSpec:
 
     @classmethod
     def for_uri(cls, uri: str) -> FileSystemSpec:
+        """The file system of a checked data URI (``file://`` or ``s3://``).
+
+        Parameters
+        ----------
+        uri : str
+            A URI that :func:`hmm.distributed.uris.check_uri` accepted.
+
+        Returns
+        -------
+        FileSystemSpec
+            For S3: the endpoint and region from the environment; without either, the bucket's
+            region asked from S3 (a request).
+        """
         parsed = urlparse(uri)
         if parsed.scheme == "file":
             return cls("file")
@@ -95,6 +108,7 @@ class FileSystemSpec:
         return cls("s3", endpoint, region)
 
     def open(self) -> pafs.FileSystem:
+        """A pyarrow file system: local, or S3 with this endpoint and region."""
         import pyarrow.fs as pafs
 
         if self.scheme == "file":
@@ -121,6 +135,7 @@ class Split:
         return os.path.relpath(self.path, base) if self.path != base else os.path.basename(self.path)
 
     def describe(self, base: str) -> str:
+        """How errors name the split: ``file <name>``, with its row groups when it is a run of them."""
         name = self.file_name(base)
         if self.row_groups is None:
             return f"file {name}"
@@ -128,7 +143,30 @@ class Split:
 
 
 def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    """The split's record batches: ``BATCH_ROWS`` rows each, fewer for wide rows."""
+    """The split's record batches: ``BATCH_ROWS`` rows each, fewer for wide rows.
+
+    Parameters
+    ----------
+    filesystem : pyarrow.fs.FileSystem
+        The data's file system (:meth:`FileSystemSpec.open`).
+    split : Split
+        The file, or the run of its row groups, to read.
+    columns : list of str
+        The columns to read.
+
+    Yields
+    ------
+    pyarrow.RecordBatch
+        Non-empty batches of ``columns``, at most :data:`BATCH_ROWS` rows and about
+        :data:`BATCH_BYTES` uncompressed bytes each, in file order.
+
+    Raises
+    ------
+    InvalidSequenceError
+        The file lacks one of ``columns``.
+    pyarrow.ArrowInvalid, OSError
+        The file is not Parquet, is damaged or cannot be read.
+    """
     import pyarrow.parquet as pq
 
     with filesystem.open_input_file(split.path) as handle:
@@ -164,6 +202,36 @@ def split_records(
     A file that is not Parquet, is damaged or lacks a column becomes an error
     record that names it; other I/O errors on S3 propagate, so Spark retries
     the task.
+
+    Parameters
+    ----------
+    model : BaseHMM
+        Whose rules (and parameters, with ``statistics``) apply.
+    filesystem : pyarrow.fs.FileSystem
+        The data's file system.
+    base : str
+        The data root, for the file names in errors.
+    index : int
+        The split's index in the data: the records' ``partition``.
+    split : Split
+        What to read.
+    sequence_col, id_col : str, str or None
+        The list column of frames, and the column naming rows in errors.
+    statistics : bool
+        Also run the E-step on each batch.
+    limit : int, optional
+        The memory limit for a model sized by the data (the driver's, on executors).
+
+    Yields
+    ------
+    dict
+        :func:`hmm.distributed.arrow.batch_record` of each batch, or one
+        :func:`~hmm.distributed.arrow.error_record` for a file that cannot be read.
+
+    Raises
+    ------
+    OSError
+        An S3 read failed for another reason than a damaged file.
     """
     import pyarrow as pa
     import pyarrow.fs as pafs
@@ -186,7 +254,28 @@ def split_records(
 
 
 class ParquetSequences:
-    """The Parquet data at ``uri`` (a file or a directory of files), one sequence per row."""
+    """The Parquet data at ``uri`` (a file or a directory of files), one sequence per row.
+
+    Parameters
+    ----------
+    uri : str
+        ``file:///path`` or ``s3://bucket/prefix``: a Parquet file or a directory of them.
+    sequence_col : str, default="sequence"
+        The list column of frames.
+    id_col : str, optional
+        A column naming rows in error messages.
+    engine : {"spark", "local"}, default="spark"
+        Read the splits in Spark tasks, or one after another in this process.
+    spark : SparkSession, optional
+        The session of the ``spark`` engine; default: ``getOrCreate`` on first use.
+
+    Raises
+    ------
+    InvalidURIError
+        ``uri`` is not a URI :func:`~hmm.distributed.uris.check_uri` accepts.
+    ValueError
+        ``engine`` is unknown.
+    """
 
     def __init__(
         self,
@@ -209,6 +298,7 @@ class ParquetSequences:
 
     @property
     def spark(self) -> SparkSession:
+        """The Spark session of the ``spark`` engine, started on first use if none was given."""
         if self._spark is None:
             from pyspark.sql import SparkSession
 
@@ -218,7 +308,20 @@ class ParquetSequences:
     # ------------------------------------------------------------- splits
 
     def splits(self) -> list[Split]:
-        """The data's files in path order, large ones cut into runs of row groups."""
+        """The data's files in path order, large ones cut into runs of row groups.
+
+        Returns
+        -------
+        list of Split
+            One per file of at most :data:`SPLIT_BYTES`; a larger file as runs of row groups of
+            about that many compressed bytes. Each pins its file's size and modification time.
+
+        Raises
+        ------
+        InvalidSequenceError
+            Nothing is at the URI, it holds no (non-hidden) files, or a local path is a
+            dangling link, FIFO, socket or device (:func:`local_files`).
+        """
         import pyarrow.fs as pafs
         import pyarrow.parquet as pq
 
@@ -265,7 +368,23 @@ class ParquetSequences:
     # ------------------------------------------------------------ engines
 
     def records(self, model: BaseHMM, statistics: bool, splits: list[Split] | None = None) -> list[dict[str, Any]]:
-        """One record per Arrow batch of ``splits`` (default: :meth:`splits`), in (split, batch) order."""
+        """One record per Arrow batch of ``splits`` (default: :meth:`splits`), in (split, batch) order.
+
+        Parameters
+        ----------
+        model : BaseHMM
+            Whose rules (and parameters, with ``statistics``) apply.
+        statistics : bool
+            Also run the E-step on each batch.
+        splits : list of Split, optional
+            The splits to read; default: all of them.
+
+        Returns
+        -------
+        list of dict
+            Batch records (:data:`hmm.distributed.arrow.RECORD_FIELDS`), errors included, whichever
+            engine read them.
+        """
 
         indexed = list(enumerate(self.splits() if splits is None else splits))
         work = _split_work(
@@ -294,7 +413,19 @@ class ParquetSequences:
     # ------------------------------------------------------------- passes
 
     def scan(self, model: BaseHMM) -> Scan:
-        """Validate every row and count; the first bad rows are reported by id."""
+        """Validate every row and count; the first bad rows are reported by id.
+
+        Parameters
+        ----------
+        model : BaseHMM
+            Whose rules apply (its parameters are not needed).
+
+        Returns
+        -------
+        Scan
+            Counts, the largest symbol (categorical) or the number of features, and every
+            batch's error, plus one if batches disagree on the number of features.
+        """
         splits = self.splits()
         records = self.records(model, statistics=False, splits=splits)
         widths = {r["n_features"] for r in records if r["n_features"] is not None}
@@ -324,11 +455,47 @@ class ParquetSequences:
         )
 
     def statistics(self, model: BaseHMM) -> Any:
-        """The E-step over every sequence (a :class:`hmm.core.stats.SufficientStats`)."""
+        """The E-step over every sequence.
+
+        Parameters
+        ----------
+        model : BaseHMM
+            A model with parameters.
+
+        Returns
+        -------
+        SufficientStats
+            Summed in (split, batch) order: bit-identical on every run and with either engine.
+
+        Raises
+        ------
+        InvalidSequenceError
+            The first bad batch's error (:func:`hmm.distributed.arrow.sum_statistics`).
+        """
         return sum_statistics(model, self.records(model, statistics=True))
 
     def sample(self, model: BaseHMM, n_sequences: int = INIT_SAMPLE_SEQUENCES) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``n_sequences`` sequences in split order (read here), for data-dependent initialisation."""
+        """The first ``n_sequences`` sequences in split order (read here), for data-dependent initialisation.
+
+        Parameters
+        ----------
+        model : BaseHMM
+            Says whether frames are symbols.
+        n_sequences : int, default=INIT_SAMPLE_SEQUENCES
+            At most this many rows.
+
+        Returns
+        -------
+        X : ndarray of shape (n_observations,) if symbols, else (n_observations, n_features)
+            The sample's frames, concatenated.
+        offsets : ndarray of shape (n_sampled + 1,), dtype int64
+            Sequence boundaries in ``X``.
+
+        Raises
+        ------
+        InvalidSequenceError
+            The data has no sequences, or a sampled row breaks a rule.
+        """
         import pyarrow as pa
 
         filesystem = self.filesystem_spec.open()
@@ -356,6 +523,18 @@ def task_groups(splits: list[tuple[int, Split]], parallelism: int) -> list[list[
     (measured: 4 empty tasks on 2 cores take 50-60 ms longer than 2), which
     small data would otherwise pay per file. Which task reads a split does not
     change its records, so the grouping never changes the statistics.
+
+    Parameters
+    ----------
+    splits : list of (int, Split)
+        The splits with their indices, in order.
+    parallelism : int
+        Spark's task slots (``defaultParallelism``).
+
+    Returns
+    -------
+    list of list of (int, Split)
+        Non-empty groups of consecutive splits, each split in the group where its middle byte falls.
     """
     weights = [max(split.size, 1) for _, split in splits]
     total = sum(weights)
@@ -400,6 +579,23 @@ def local_files(root: str, uri: str) -> list[tuple[str, int | None, int | None]]
     links) is listed under the first in name order, so no data is read twice.
     Hidden names are skipped; a dangling link, a FIFO, socket or device is
     refused by name: it would be missing data, or a read that never ends.
+
+    Parameters
+    ----------
+    root : str
+        The data's local path: a file or a directory.
+    uri : str
+        The data URI, for error messages.
+
+    Returns
+    -------
+    list of (str, int or None, int or None)
+        Path, size in bytes and modification time in nanoseconds of each file (the followed stat).
+
+    Raises
+    ------
+    InvalidSequenceError
+        Nothing is at ``root``, or a path is not a regular file or directory, or vanished while listed.
     """
     info = _stat(root, uri)
     if info is None:

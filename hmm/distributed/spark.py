@@ -95,14 +95,56 @@ def _records(model: BaseHMM, sequence_col: str, id_col: str | None, statistics: 
 def batch_records(
     model: BaseHMM, df: DataFrame, sequence_col: str = "sequence", id_col: str | None = None, statistics: bool = True
 ) -> list[dict[str, Any]]:
-    """Every batch's record, in (partition, batch) order."""
+    """Every batch's record, in (partition, batch) order.
+
+    Parameters
+    ----------
+    model : BaseHMM
+        Shipped to the executors; each runs :func:`hmm.distributed.arrow.batch_record` on its batches.
+    df : pyspark.sql.DataFrame
+        One row per sequence.
+    sequence_col : str, default="sequence"
+        The array column of frames.
+    id_col : str, optional
+        A column naming rows in error messages.
+    statistics : bool, default=True
+        Compute each batch's sufficient statistics; False: only validate and count.
+
+    Returns
+    -------
+    list of dict
+        One record per non-empty Arrow batch (:data:`hmm.distributed.arrow.RECORD_FIELDS`),
+        errors included rather than raised.
+    """
     columns = [sequence_col] + ([id_col] if id_col else [])
     rows = df.select(*columns).mapInArrow(_records(model, sequence_col, id_col, statistics), RECORD_DDL).collect()
     return sorted((row.asDict() for row in rows), key=lambda r: (r["partition"], r["batch"]))
 
 
 def e_step(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence", id_col: str | None = None) -> SufficientStats:
-    """Expected counts over every row of ``df``: one record per Arrow batch, summed in order."""
+    """Expected counts over every row of ``df``: one record per Arrow batch, summed in order.
+
+    Parameters
+    ----------
+    model : BaseHMM
+        A model with parameters (initialised or fitted).
+    df : pyspark.sql.DataFrame
+        One row per sequence.
+    sequence_col : str, default="sequence"
+        The array column of frames.
+    id_col : str, optional
+        A column naming rows in error messages.
+
+    Returns
+    -------
+    SufficientStats
+        The E-step over every sequence, bit-identical across re-runs on the same input.
+
+    Raises
+    ------
+    InvalidSequenceError
+        A row breaks a rule: the first bad batch's error, located by partition, batch and row.
+    """
     return sum_statistics(model, batch_records(model, df, sequence_col, id_col))
 
 
@@ -120,6 +162,19 @@ def _arrow_streams(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch
 def collect_arrow(df: DataFrame) -> pa.Table | None:
     """``df`` on the driver as an Arrow table, in partition order; None if it has no rows.
 
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        Small enough for the driver's memory (e.g. after ``limit``).
+
+    Returns
+    -------
+    pyarrow.Table or None
+        Every row of ``df`` with Spark's Arrow column types; None when ``df`` has no rows.
+
+    Notes
+    -----
+
     ``DataFrame.toArrow`` exists only from Spark 4.0 on, and EMR 7 ships Spark
     3.5: the executors write their Arrow batches as IPC streams into a binary
     column instead (``mapInArrow``, Spark 3.3 on), so the column types stay
@@ -134,7 +189,31 @@ def collect_arrow(df: DataFrame) -> pa.Table | None:
 
 
 def collect_sample(df: DataFrame, sequence_col: str, symbols: bool, n_sequences: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n_sequences`` rows as ``(X, offsets)`` on the driver."""
+    """The first ``n_sequences`` rows as ``(X, offsets)`` on the driver.
+
+    Parameters
+    ----------
+    df : pyspark.sql.DataFrame
+        One row per sequence.
+    sequence_col : str
+        The array column of frames.
+    symbols : bool
+        Categorical data: one integer per frame.
+    n_sequences : int
+        At most this many rows (Spark's ``limit``: which rows is Spark's choice).
+
+    Returns
+    -------
+    X : ndarray of shape (n_observations,) if ``symbols``, else (n_observations, n_features)
+        The sample's frames, concatenated.
+    offsets : ndarray of shape (n_sampled + 1,), dtype int64
+        Sequence boundaries in ``X``.
+
+    Raises
+    ------
+    InvalidSequenceError
+        ``df`` has no rows, or a sampled row breaks a rule (:func:`~hmm.distributed.arrow.arrow_sequences`).
+    """
     table = collect_arrow(df.select(sequence_col).limit(n_sequences))
     if table is None:
         raise InvalidSequenceError("the DataFrame has no sequences")
@@ -147,6 +226,30 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
     Each iteration reads ``df`` again; nothing is cached here because for
     Parquet input re-reading was faster than Spark's cache (measured at 1M
     sequences). Cache ``df`` yourself when its lineage is expensive.
+
+    Parameters
+    ----------
+    model : BaseHMM
+        Unfitted, with its settings (``n_iter``, ``tol``, ``init_params``, ...).
+    df : pyspark.sql.DataFrame
+        One row per sequence.
+    sequence_col : str, default="sequence"
+        The array column of frames.
+
+    Returns
+    -------
+    BaseHMM
+        ``model``, fitted: initialised from the first
+        :data:`~hmm.core.limits.INIT_SAMPLE_SEQUENCES` rows (a categorical model without
+        ``n_features`` takes the largest symbol of all rows + 1), then EM until converged or
+        ``n_iter`` updates.
+
+    Raises
+    ------
+    InvalidSequenceError
+        ``df`` has no sequences, or a row breaks a rule (named by partition, batch and row).
+    ValueError
+        A setting is invalid (:meth:`BaseHMM.check_settings`).
     """
     from pyspark.sql import functions
 
@@ -165,7 +268,27 @@ def fit_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence")
 
 
 def score_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence") -> float:
-    """Log-likelihood of every sequence of ``df`` under ``model``."""
+    """Log-likelihood of every sequence of ``df`` under ``model``.
+
+    Parameters
+    ----------
+    model : BaseHMM
+        A fitted model (or one with every parameter set).
+    df : pyspark.sql.DataFrame
+        One row per sequence.
+    sequence_col : str, default="sequence"
+        The array column of frames.
+
+    Returns
+    -------
+    float
+        The sum over the sequences of log P(sequence | model).
+
+    Raises
+    ------
+    InvalidSequenceError
+        A row breaks a rule; ``ValueError`` (or a subclass) if the parameters are invalid.
+    """
     model.check_parameters()
     return e_step(model, df, sequence_col).log_likelihood
 

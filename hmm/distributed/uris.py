@@ -24,7 +24,19 @@ class InvalidURIError(ValueError):
 
 
 def brief(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters: error messages quote hostile input, not all of it."""
+    """``repr(value)``, cut to ``limit`` characters: error messages quote hostile input, not all of it.
+
+    Parameters
+    ----------
+    value : object
+        What to quote.
+    limit : int, default=80
+        The longest result; a longer repr ends with ``[...]``.
+
+    Returns
+    -------
+    str
+    """
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 5]}[...]"
 
@@ -35,6 +47,23 @@ def check_uri(uri: str, field: str = "uri") -> str:
     Only plain absolute paths are accepted: no query, fragment or parameters (``?``, ``#``,
     ``;``), no percent-escapes, no ``.`` or ``..`` segments, no empty segments, at most
     :data:`MAX_URI_LENGTH` characters, and for S3 a bucket name that S3 accepts.
+
+    Parameters
+    ----------
+    uri : str
+        The URI to check.
+    field : str, default="uri"
+        How the error names it, e.g. ``"spec field 'data'"``.
+
+    Returns
+    -------
+    str
+        ``uri``, unchanged.
+
+    Raises
+    ------
+    InvalidURIError
+        The rule ``uri`` breaks, after ``field`` and the (cut) URI.
     """
     if not isinstance(uri, str) or not uri:
         raise InvalidURIError(f"{field} must be a non-empty string, got {brief(uri)}")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,16 +17,18 @@ from typing import Any
 
 from hmm import __version__
 from hmm.distributed.sources import ENGINES
-from hmm.distributed.uris import InvalidURIError, brief, check_uri
-from hmm.training.spec import (
-    CODE_VERSION,
-    COLUMN,
+from hmm.distributed.uris import MAX_URI_LENGTH, InvalidURIError, brief, check_uri
+from hmm.training.schema import (
     END,
-    RECORDED_FIELDS,
-    InvalidSpecError,
-    TrainingSpec,
-    check_training_id,
+    S3_URI_PATTERN,
+    SPEC_SCHEMA,
+    TRAINING_ID_PATTERN,
+    URI_PATTERN,
+    first_error,
+    spec_problem,
+    value_at,
 )
+from hmm.training.spec import CODE_VERSION, COLUMN, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
 
 MODES = ("local", "emr")
 #: Step kind -> the spark-submit entry point in jobs/.
@@ -37,9 +37,6 @@ JOBS = {"init": "init_training", "iterate": "em_iteration", "finalize": "finaliz
 RUN_FIELDS = ("store", "mode", "engine", "emr", "training_id")
 #: The TrainingSpec fields a user chooses (the code version is recorded by the code, not chosen).
 SPEC_FIELDS = tuple(name for name in TrainingSpec.__dataclass_fields__ if name not in RECORDED_FIELDS)
-#: A data or store root as the trigger form accepts it; :func:`hmm.training.store.check_uri` has the last word.
-URI_PATTERN = r"^(file:///|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|" + END + r"))\S*" + END
-S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?" + END
 #: Spark master of local mode: every core of the Airflow worker.
 LOCAL_MASTER = "local[*]"
 #: Spark settings of a local-mode step: a step is one short-lived job, so no web UI (a server
@@ -107,6 +104,25 @@ EMR_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The trigger form's fields besides the spec's. The DAG's Params are :data:`PARAMS_SCHEMA`'s properties.
+RUN_PROPERTIES: dict[str, Any] = {
+    "store": {"type": "string", "maxLength": MAX_URI_LENGTH, "pattern": URI_PATTERN},
+    "mode": {"type": "string", "enum": list(MODES)},
+    "engine": {"type": "string", "enum": list(ENGINES)},
+    "emr": EMR_SCHEMA,
+    "training_id": {"type": ["null", "string"], "pattern": TRAINING_ID_PATTERN},
+}
+#: What a run's params hold when the conf leaves them out (the DAG's Params always have them).
+RUN_DEFAULTS: dict[str, Any] = {"store": "", "mode": "local", "engine": "spark", "emr": {}, "training_id": None}
+#: JSON schema of a run's params: the spec's fields (:data:`hmm.training.schema.SPEC_SCHEMA`) and the run's.
+PARAMS_SCHEMA: dict[str, Any] = {
+    "$schema": SPEC_SCHEMA["$schema"],
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {**{name: SPEC_SCHEMA["properties"][name] for name in SPEC_FIELDS}, **RUN_PROPERTIES},
+}
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """A DAG run's params, validated."""
@@ -119,68 +135,100 @@ class RunSettings:
     training_id: str | None  # as given in the conf; None: derive it from the run
 
 
-def check_value(schema: Mapping[str, Any], value: Any, field: str) -> Any:
-    """``value`` if it satisfies the subset of JSON schema used here (type, enum, pattern, bounds)."""
+def rule_broken(schema: Mapping[str, Any], value: Any, field: str) -> str:
+    """The one-line refusal of a param ``value`` that breaks its ``schema`` (a type, enum, pattern or bounds)."""
     allowed = schema.get("type", [])
     allowed = [allowed] if isinstance(allowed, str) else list(allowed)
     if value is None:
-        if "null" in allowed:
-            return None
-        raise InvalidSpecError(f"param {field!r} is required")
-    if "enum" in schema and value not in schema["enum"]:
-        raise InvalidSpecError(f"param {field!r} is {brief(value)}; choose one of {schema['enum']}")
+        return f"param {field!r} is required"
+    if "enum" in schema:
+        return f"param {field!r} is {brief(value)}; choose one of {schema['enum']}"
     if "string" in allowed:
-        # fullmatch: with re.match (and JSON schema's search) "$" also accepts a trailing newline.
-        if not isinstance(value, str) or ("pattern" in schema and not re.fullmatch(schema["pattern"], value)):
-            raise InvalidSpecError(f"param {field!r} is {brief(value)}; it must match {schema.get('pattern', '')}")
-    elif "integer" in allowed:
+        return f"param {field!r} is {brief(value)}; it must match {schema.get('pattern', '')}"
+    if "integer" in allowed:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidSpecError(f"param {field!r} is {brief(value)}; it must be an integer")
-        if not schema.get("minimum", -math.inf) <= value <= schema.get("maximum", math.inf):
-            raise InvalidSpecError(
-                f"param {field!r} is {value}; it must be in [{schema.get('minimum')}, {schema.get('maximum')}]"
-            )
+            return f"param {field!r} is {brief(value)}; it must be an integer"
+        return f"param {field!r} is {value}; it must be in [{schema.get('minimum')}, {schema.get('maximum')}]"
+    return f"param {field!r} is {brief(value)}; it must be {schema.get('type')}"
+
+
+def check_value(schema: Mapping[str, Any], value: Any, field: str) -> Any:
+    """``value`` if it satisfies ``schema`` (JSON schema, validated by jsonschema); else InvalidSpecError."""
+    if first_error(schema, value) is not None:
+        raise InvalidSpecError(rule_broken(schema, value, field))
     return value
+
+
+def param_problem(error: Any, params: Mapping[str, Any]) -> str:
+    """The one-line refusal of the first :data:`PARAMS_SCHEMA` error (a ``jsonschema.ValidationError``).
+
+    Spec fields are refused as the spec refuses them; URIs and the training id by the code that
+    has the last word on them, so the message names the rule rather than the pattern.
+    """
+    path = list(error.absolute_path)
+    if not path:
+        known = sorted(SPEC_FIELDS + RUN_FIELDS)
+        return f"unknown param(s) {sorted(set(params) - set(known))}; known: {known}"
+    name, value = path[0], params[path[0]]
+    if name in SPEC_FIELDS:
+        return spec_problem(error, params)
+    try:
+        if name == "store":
+            check_uri(value, "param 'store'")
+        elif name == "training_id":
+            check_training_id(value)
+    except (InvalidURIError, InvalidSpecError) as refused:
+        return str(refused)
+    if name == "emr" and len(path) == 1:
+        if error.validator == "additionalProperties":
+            known = sorted(EMR_SCHEMA["properties"])
+            return f"param 'emr' has unknown field(s) {sorted(set(value) - set(known))}; known: {known}"
+        return f"param 'emr' is {brief(value)}; it must be an object"
+    if name == "emr":
+        return rule_broken(EMR_SCHEMA["properties"][path[1]], value_at(value, path[1:2]), f"emr.{path[1]}")
+    return rule_broken(RUN_PROPERTIES[name], value, name)
 
 
 def check_emr(raw: Any) -> dict[str, Any]:
     """The EMR settings with defaults filled in; every field checked against :data:`EMR_SCHEMA`."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise InvalidSpecError(f"param 'emr' is {brief(raw)}; it must be an object")
-    unknown = sorted(set(raw) - set(EMR_SCHEMA["properties"]))
-    if unknown:
-        raise InvalidSpecError(f"param 'emr' has unknown field(s) {unknown}; known: {sorted(EMR_SCHEMA['properties'])}")
-    settings = {**EMR_DEFAULTS, **raw}
-    for name, schema in EMR_SCHEMA["properties"].items():
-        check_value(schema, settings[name], f"emr.{name}")
-    return settings
+    raw = {} if raw is None else raw
+    error = first_error({"properties": {"emr": EMR_SCHEMA}}, {"emr": raw})  # as within the params
+    if error is not None:
+        raise InvalidSpecError(param_problem(error, {"emr": raw}))
+    return {**EMR_DEFAULTS, **raw}
 
 
 def check_params(params: Mapping[str, Any]) -> RunSettings:
-    """Validate a run's params (defaults merged with the conf); errors name the param and the rule."""
-    unknown = sorted(set(params) - set(SPEC_FIELDS) - set(RUN_FIELDS))
-    if unknown:
-        raise InvalidSpecError(f"unknown param(s) {unknown}; known: {sorted(SPEC_FIELDS + RUN_FIELDS)}")
+    """Validate a run's params (defaults merged with the conf); errors name the param and the rule.
+
+    One :data:`PARAMS_SCHEMA` validation (what the trigger form checks too), then what a schema
+    cannot say: the spec's own checks (:meth:`TrainingSpec.from_dict`), the store URI's rules,
+    where emr mode finds the code bundles.
+    """
+    values = {**RUN_DEFAULTS, **params}
+    if values["emr"] is None:
+        values["emr"] = {}
+    error = first_error(PARAMS_SCHEMA, values)
+    if error is not None:
+        raise InvalidSpecError(param_problem(error, values))
     spec = TrainingSpec.from_dict({k: params[k] for k in SPEC_FIELDS if k in params})
     try:
-        store = check_uri(params.get("store", ""), "param 'store'")
+        store = check_uri(values["store"], "param 'store'")
     except InvalidURIError as error:
         raise InvalidSpecError(str(error)) from None
-    mode = check_value({"type": "string", "enum": list(MODES)}, params.get("mode", "local"), "mode")
-    engine = check_value({"type": "string", "enum": list(ENGINES)}, params.get("engine", "spark"), "engine")
-    emr = check_emr(params.get("emr"))
+    emr = {**EMR_DEFAULTS, **values["emr"]}
     if emr["bundle_root"] is None and store.startswith("s3://"):
         emr["bundle_root"] = default_bundle_root(store)
-    if mode == "emr" and emr["bundle_root"] is None:
+    if values["mode"] == "emr" and emr["bundle_root"] is None:
         raise InvalidSpecError(
             f"param 'store' is {store!r} and param 'emr.bundle_root' is empty: emr mode needs the code "
             "bundles on S3, under an s3:// store or at emr.bundle_root"
         )
-    given = params.get("training_id")
+    given = values["training_id"]
     training_id = None if given is None else check_training_id(given)
-    return RunSettings(spec=spec, store=store, mode=mode, engine=engine, emr=emr, training_id=training_id)
+    return RunSettings(
+        spec=spec, store=store, mode=values["mode"], engine=values["engine"], emr=emr, training_id=training_id
+    )
 
 
 # ------------------------------------------------------------------ training id

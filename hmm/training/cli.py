@@ -58,7 +58,23 @@ def _iteration(value: str) -> int:
 
 
 def read_spec(text: str) -> TrainingSpec:
-    """A spec from inline JSON or from a JSON file's path (a regular file of at most MAX_SPEC_BYTES)."""
+    """A spec from inline JSON or from a JSON file's path (a regular file of at most MAX_SPEC_BYTES).
+
+    Parameters
+    ----------
+    text : str
+        Inline JSON (starts with ``{``) or a path.
+
+    Returns
+    -------
+    TrainingSpec
+
+    Raises
+    ------
+    InvalidSpecError
+        The file cannot be read or is not a regular file (a FIFO or device is not opened), or
+        the spec is invalid (:meth:`TrainingSpec.from_json`).
+    """
     if text.lstrip().startswith("{"):
         return TrainingSpec.from_json(text)
     try:
@@ -74,6 +90,7 @@ def read_spec(text: str) -> TrainingSpec:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The ``hmm-em`` argument parser: one subcommand per action; URIs, ids and iterations checked as parsed."""
     top = argparse.ArgumentParser(
         prog="hmm-em",
         description="Baum-Welch training of HMMs as committed, resumable iterations in a store "
@@ -151,7 +168,17 @@ def _output_uri(value: str) -> str:
 
 
 def process_age_seconds(pid: int | str = "self") -> float | None:
-    """Seconds since a process started (Linux ``/proc``); None where that cannot be read."""
+    """Seconds since a process started (Linux ``/proc``); None where that cannot be read.
+
+    Parameters
+    ----------
+    pid : int or "self", default="self"
+        The process.
+
+    Returns
+    -------
+    float or None
+    """
     try:
         with open(f"/proc/{pid}/stat") as stat:
             # Fields after the command name, which is in parentheses and may hold spaces;
@@ -171,6 +198,18 @@ def job_startup(spark_session_seconds: float | None, own_process: bool) -> dict[
     now (interpreter, imports, the session), and under spark-submit ``launch_seconds``, from
     the start of the JVM that spark-submit launched (this process's parent) to the start of
     this process.
+
+    Parameters
+    ----------
+    spark_session_seconds : float or None
+        Seconds the Spark session took to start; None without Spark.
+    own_process : bool
+        This process exists for the command (a job or the ``hmm-em`` script).
+
+    Returns
+    -------
+    dict of str to float
+        Those of ``spark_session_seconds``, ``startup_seconds`` and ``launch_seconds`` that apply.
     """
     timings: dict[str, float] = {}
     if spark_session_seconds is not None:
@@ -207,6 +246,20 @@ def _spark(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace, own_process: bool = False) -> int:
+    """Run a parsed command, printing its result; errors propagate (:func:`main` turns them into exit codes).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        :func:`parser`'s result.
+    own_process : bool, default=False
+        As in :func:`job_startup`.
+
+    Returns
+    -------
+    int
+        0.
+    """
     from hmm.training import steps
 
     if args.command == "status":
@@ -267,7 +320,22 @@ def run(args: argparse.Namespace, own_process: bool = False) -> int:
 
 def main(argv: Sequence[str] | None = None, *, own_process: bool | None = None) -> int:
     """Run one command; ``own_process``: this process exists for it (default: ``argv`` is None,
-    i.e. the ``hmm-em`` script), so its start-up counts as the command's (see :func:`job_startup`)."""
+    i.e. the ``hmm-em`` script), so its start-up counts as the command's (see :func:`job_startup`).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments; default ``sys.argv[1:]``.
+    own_process : bool, optional
+        See above.
+
+    Returns
+    -------
+    int
+        The exit code: 0 done, 2 bad input, 3 the training cannot do it, 4 the store or data
+        cannot be reached; the error is one line on stderr. Bad arguments exit 2 through
+        argparse (``SystemExit``); other exceptions propagate (the interpreter exits 1).
+    """
     args = parser().parse_args(argv)
     try:
         return run(args, own_process=argv is None if own_process is None else own_process)

@@ -66,6 +66,18 @@ class Training:
     Everything read back is checked before it is used: a stored object that is not what the
     code wrote (garbage, truncated, another training's, another spec's) raises
     :class:`CorruptObjectError` naming its URL.
+
+    Parameters
+    ----------
+    store : Store
+        Where the training lives, under ``trainings/<training_id>/``.
+    training_id : str
+        1-128 letters, digits, '_', '-', '.' (:func:`hmm.training.spec.check_training_id`).
+
+    Raises
+    ------
+    InvalidSpecError
+        ``training_id`` is invalid.
     """
 
     def __init__(self, store: Store, training_id: str):
@@ -77,15 +89,26 @@ class Training:
 
     @property
     def spec_key(self) -> str:
+        """The key of the training's spec.json."""
         return f"{self.prefix}/spec.json"
 
     def spec(self) -> TrainingSpec:
+        """The stored spec.
+
+        Raises
+        ------
+        MissingObjectError
+            The training has no spec.json.
+        CorruptObjectError
+            spec.json is not a valid spec.
+        """
         try:
             return TrainingSpec.from_json(self.store.read(self.spec_key))
         except InvalidSpecError as error:
             raise CorruptObjectError(f"stored spec {self.store.url(self.spec_key)} is invalid: {error}") from None
 
     def has_spec(self) -> bool:
+        """Whether spec.json exists (the training was created)."""
         return self.store.exists(self.spec_key)
 
     def create(self, spec: TrainingSpec) -> bool:
@@ -93,6 +116,22 @@ class Training:
 
         Iterations without a spec.json (it was deleted) are never adopted by a new spec: their
         COMMITs record the digest of the spec they were computed under.
+
+        Parameters
+        ----------
+        spec : TrainingSpec
+            What to train; its code version is stored but not compared.
+
+        Returns
+        -------
+        bool
+            True if this call created spec.json; False if the same spec was there.
+
+        Raises
+        ------
+        TrainingError
+            Another spec is stored (the message lists the fields that differ), or iterations are
+            committed without a spec.json. Nothing is written.
         """
         if not self.has_spec():
             orphans = self.committed()
@@ -126,11 +165,31 @@ class Training:
         return sorted(numbers)
 
     def latest(self) -> int | None:
+        """The highest committed iteration; None before iteration 0 is committed."""
         numbers = self.committed()
         return numbers[-1] if numbers else None
 
     def record(self, iteration: int) -> dict[str, Any]:
-        """COMMIT ``iteration``, its structure checked (CorruptObjectError naming it otherwise)."""
+        """COMMIT ``iteration``, its structure checked.
+
+        Parameters
+        ----------
+        iteration : int
+            A committed iteration.
+
+        Returns
+        -------
+        dict
+            The COMMIT record: ``iteration``, ``params_key``, ``params_sha256``, ``spec_sha256``,
+            ``log_likelihood``, ``converged``, ``n_sequences``, ``n_observations`` and timings.
+
+        Raises
+        ------
+        MissingObjectError
+            ``iteration`` is not committed.
+        CorruptObjectError
+            The COMMIT is not a JSON object or a field is not what the code writes.
+        """
         key = self._commit_key(iteration)
         record = _parse_json_object(self.store.read(key))
         if record is None:
@@ -141,10 +200,25 @@ class Training:
         return record
 
     def records(self) -> list[dict[str, Any]]:
+        """Every COMMIT record (:meth:`record`), by ascending iteration."""
         return [self.record(k) for k in self.committed()]
 
     def history(self, upto: int | None = None) -> list[float]:
-        """Log-likelihoods reported by iterations 1..upto (hmmlearn's monitor history)."""
+        """Log-likelihoods reported by iterations 1..upto (hmmlearn's monitor history).
+
+        Iteration k's COMMIT reports the log-likelihood of the parameters of iteration k - 1 (the
+        E-step that computed iteration k), as hmmlearn's monitor does.
+
+        Parameters
+        ----------
+        upto : int, optional
+            The last iteration to include; default: all committed.
+
+        Returns
+        -------
+        list of float
+            One value per committed iteration 1..upto, in order.
+        """
         return [
             r["log_likelihood"]
             for r in self.records()
@@ -152,7 +226,20 @@ class Training:
         ]
 
     def check_bound(self, record: Mapping[str, Any], spec: TrainingSpec) -> None:
-        """The COMMIT was computed under ``spec`` (records written before digests were recorded pass)."""
+        """The COMMIT was computed under ``spec`` (records written before digests were recorded pass).
+
+        Parameters
+        ----------
+        record : dict
+            A COMMIT record (:meth:`record`).
+        spec : TrainingSpec
+            The training's spec.
+
+        Raises
+        ------
+        CorruptObjectError
+            The record's ``spec_sha256`` is another spec's digest.
+        """
         recorded = record.get("spec_sha256")
         if recorded is not None and recorded != spec.digest():
             key = self._commit_key(record["iteration"])
@@ -162,7 +249,28 @@ class Training:
             )
 
     def load_params(self, iteration: int, spec: TrainingSpec | None = None) -> BaseHMM:
-        """The model committed as iteration ``iteration``: checksum, spec binding and parameters verified."""
+        """The model committed as iteration ``iteration``: checksum, spec binding and parameters verified.
+
+        Parameters
+        ----------
+        iteration : int
+            A committed iteration (0: the initial parameters).
+        spec : TrainingSpec, optional
+            The training's spec, if already read; default: read spec.json.
+
+        Returns
+        -------
+        BaseHMM
+            The model with that iteration's parameters (a :mod:`hmm.core.persistence` file).
+
+        Raises
+        ------
+        TrainingError
+            ``iteration`` is not committed.
+        CorruptObjectError
+            The COMMIT is corrupt or bound to another spec, or the parameters' SHA-256 differs from
+            the COMMIT's, or they are not a valid model file or valid parameters.
+        """
         if not self.store.exists(self._commit_key(iteration)):
             raise TrainingError(f"iteration {iteration} of training {self.id!r} is not committed")
         record = self.record(iteration)
@@ -187,6 +295,29 @@ class Training:
 
         Parameters that fail the model's own checks (non-finite, not distributions) are never
         stored: :class:`TrainingError`, nothing written.
+
+        Parameters
+        ----------
+        iteration : int
+            The iteration to commit.
+        model : BaseHMM
+            Its parameters, stored content-addressed (``params-<first 16 hex of SHA-256>.npz``).
+        record : dict
+            What the COMMIT reports (log-likelihood, converged, counts, timings); the keys it
+            binds (``iteration``, ``params_key``, ``params_sha256``, ``spec_sha256``) are added.
+        spec : TrainingSpec
+            The spec the iteration was computed under.
+
+        Returns
+        -------
+        bool
+            True if this call created the COMMIT; False if another process committed the
+            iteration first (its COMMIT stands; the parameters written here are then unreferenced).
+
+        Raises
+        ------
+        TrainingError
+            ``model``'s parameters are invalid.
         """
         try:
             model.check_parameters()
@@ -227,9 +358,11 @@ class Training:
     # intermediate iteration never blocks the final one, and no marker contradicts its files.
 
     def model_key(self, iteration: int, name: str) -> str:
+        """The key of file ``name`` of the model published for ``iteration``."""
         return f"{self.prefix}/model/{iteration}/{name}"
 
     def published_key(self, iteration: int) -> str:
+        """The key of ``iteration``'s PUBLISHED marker."""
         return self.model_key(iteration, "PUBLISHED")
 
     def published_iterations(self) -> list[int]:
@@ -249,7 +382,24 @@ class Training:
         return sorted(numbers), legacy
 
     def published(self, iteration: int | None = None) -> dict[str, Any] | None:
-        """The PUBLISHED marker of ``iteration`` (default: the highest), or None if there is none."""
+        """The PUBLISHED marker of ``iteration`` (default: the highest), or None if there is none.
+
+        Parameters
+        ----------
+        iteration : int, optional
+            A published iteration; default: the highest.
+
+        Returns
+        -------
+        dict or None
+            The marker: ``iteration`` and ``files`` (name -> SHA-256), as finalize wrote it; a
+            marker of the layout before iteration-addressed models counts for its iteration.
+
+        Raises
+        ------
+        CorruptObjectError
+            The marker is not the one of that iteration.
+        """
         numbers, legacy = self._published_listing()
         if numbers and (iteration is None or iteration in numbers):
             number = numbers[-1] if iteration is None else iteration
@@ -269,6 +419,7 @@ class Training:
         return marker if iteration in (None, marker["iteration"]) else None
 
     def converged(self) -> bool:
+        """Whether the latest COMMIT (iteration >= 1) says the training converged (or reached max_iter)."""
         latest = self.latest()
         return latest is not None and latest >= 1 and bool(self.record(latest)["converged"])
 
@@ -308,5 +459,18 @@ def _record_problem(record: Mapping[str, Any], iteration: int, params_prefix: st
 
 
 def converged_after(history: list[float], spec: TrainingSpec) -> bool:
-    """hmmlearn's rule over the log-likelihoods reported so far."""
+    """hmmlearn's rule over the log-likelihoods reported so far.
+
+    Parameters
+    ----------
+    history : list of float
+        The log-likelihoods iterations 1.. reported (:meth:`Training.history`).
+    spec : TrainingSpec
+        Gives ``tol`` and ``max_iter``.
+
+    Returns
+    -------
+    bool
+        True when the last gain is below ``tol`` or ``max_iter`` updates are done.
+    """
     return has_converged(history, spec.tol, spec.max_iter)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -20,58 +19,32 @@ import numpy as np
 
 from hmm.core.persistence import model_class
 from hmm.distributed.uris import InvalidURIError, brief, check_uri
+from hmm.training.schema import (
+    CODE_VERSION_PATTERN,
+    COLUMN_PATTERN,
+    MODEL_ARGS_PROPERTIES,
+    MODEL_TYPES,
+    PARAM_LETTERS,
+    SPEC_SCHEMA,
+    TRAINING_ID_PATTERN,
+    first_error,
+    spec_problem,
+)
 
 if TYPE_CHECKING:  # the models (numba, scipy, scikit-learn) load when build_model needs them
     from hmm.core.base import BaseHMM
 
-MODEL_TYPES = {
-    "categorical": "CategoricalHMM",
-    "gaussian": "GaussianHMM",
-    "poisson": "PoissonHMM",
-    "gmm": "GMMHMM",
-}
-# Names are checked with fullmatch on ASCII classes: ``re.match`` with ``$`` would accept a
-# trailing newline, and ``\d`` or ``str.isdigit`` other scripts' digits. The patterns keep their
-# anchors because the DAG's Params use them as JSON-schema patterns, which are searched.
-#: The end of the text, in Python's regular expressions and in JavaScript's (the Airflow trigger
-#: form's) alike: ``$`` also matches before a final newline in Python, so "nl\n" would pass a
-#: JSON-schema ``pattern`` (which is searched, not fullmatched).
-END = r"(?![\s\S])"
-TRAINING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}" + END)
-COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}" + END)
-#: A code version as setuptools-scm writes it (e.g. ``0.1.dev26+g4a89137cf``); it becomes part of
-#: an S3 key and of spark-submit arguments, so nothing else is accepted.
-CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,127}" + END)
-#: The parameter letters each model type knows (hmmlearn's ``params`` / ``init_params``).
-PARAM_LETTERS = {"categorical": "ste", "gaussian": "stmc", "poisson": "stl", "gmm": "stmcw"}
+# The fields' types, ranges and patterns live in the schema; the names below are kept here, where
+# the rest of the code has always found them.
+TRAINING_ID = re.compile(TRAINING_ID_PATTERN)
+COLUMN = re.compile(COLUMN_PATTERN)
+CODE_VERSION = re.compile(CODE_VERSION_PATTERN)
 #: A spec (file or inline) larger than this is refused before it is parsed.
 MAX_SPEC_BYTES = 1 << 20
 #: Spec fields that record which code created a training rather than what it trains. Spec
 #: equality, the training id's digest and spec differences leave them out, so a training
 #: resumed by newer code is still the same training.
 RECORDED_FIELDS = ("code_version",)
-#: Constructor arguments a spec may set besides n_components, tol, n_iter and random_state.
-MODEL_ARGS = frozenset(
-    {
-        "n_features",
-        "covariance_type",
-        "n_mix",
-        "min_covar",
-        "params",
-        "init_params",
-        "algorithm",
-        "startprob_prior",
-        "transmat_prior",
-        "emissionprob_prior",
-        "means_prior",
-        "means_weight",
-        "covars_prior",
-        "covars_weight",
-        "lambdas_prior",
-        "lambdas_weight",
-        "weights_prior",
-    }
-)
 
 
 class InvalidSpecError(ValueError):
@@ -79,6 +52,24 @@ class InvalidSpecError(ValueError):
 
 
 def check_training_id(training_id: Any) -> str:
+    """``training_id`` if it can name a training's folder, S3 prefix and EMR step.
+
+    Parameters
+    ----------
+    training_id : object
+        The candidate.
+
+    Returns
+    -------
+    str
+        ``training_id``, unchanged.
+
+    Raises
+    ------
+    InvalidSpecError
+        It is not 1-128 ASCII letters, digits, '_', '-', '.' starting with a letter or digit, or
+        it holds ``..``.
+    """
     if not isinstance(training_id, str) or not TRAINING_ID.fullmatch(training_id) or ".." in training_id:
         raise InvalidSpecError(
             f"training_id {brief(training_id)} is invalid: use 1-128 letters, digits, '_', '-', '.', "
@@ -89,7 +80,34 @@ def check_training_id(training_id: Any) -> str:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """What is trained on what; immutable once written as ``spec.json``."""
+    """What is trained on what; immutable once written as ``spec.json``.
+
+    Build one with :meth:`from_dict` or :meth:`from_json`, which validate every field (the
+    constructor does not).
+
+    Attributes
+    ----------
+    model : {"categorical", "gaussian", "poisson", "gmm"}
+        The emission model (:data:`~hmm.training.schema.MODEL_TYPES`).
+    n_components : int
+        Number of hidden states.
+    data : str
+        The Parquet sequences: ``file:///path`` or ``s3://bucket/prefix``.
+    sequence_col : str, default="sequence"
+        The list column of frames.
+    id_col : str or None, default=None
+        A column naming rows in error messages.
+    tol : float, default=1e-2
+        Stop when an iteration gains less log-likelihood.
+    max_iter : int, default=100
+        At most this many EM updates (the model's ``n_iter``).
+    seed : int, default=0
+        The model's ``random_state``, in [0, 2**32).
+    model_args : dict
+        Further constructor arguments (:data:`~hmm.training.schema.MODEL_ARGS`).
+    code_version : str or None
+        The hmm-em version that created the training; not part of what is trained.
+    """
 
     model: str
     n_components: int
@@ -107,51 +125,48 @@ class TrainingSpec:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrainingSpec:
-        """Validate every field (named in the error) and build the spec."""
-        unknown = set(raw) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise InvalidSpecError(f"spec has unknown field(s) {sorted(unknown)}")
-        for required in ("model", "n_components", "data"):
-            if required not in raw:
-                raise InvalidSpecError(f"spec field {required!r} is required")
-        model = raw["model"]
-        if model not in MODEL_TYPES:
-            raise InvalidSpecError(f"spec field 'model' is {brief(model)}; choose one of {sorted(MODEL_TYPES)}")
-        n_components = _positive_int("n_components", raw["n_components"])
+        """Validate every field (named in the error) and build the spec.
+
+        First :data:`~hmm.training.schema.SPEC_SCHEMA` (jsonschema; its first error becomes the
+        refusal), then what a schema cannot say: the data URI's rules, the model arguments'
+        values and shapes, and that the model can be built and fits in memory.
+
+        Parameters
+        ----------
+        raw : mapping
+            The spec's fields, as JSON would give them.
+
+        Returns
+        -------
+        TrainingSpec
+
+        Raises
+        ------
+        InvalidSpecError
+            One line naming the field and its rule, e.g. ``spec field 'tol' is -1; it must be a
+            finite number >= 0``.
+        """
+        error = first_error(SPEC_SCHEMA, raw)
+        if error is not None:
+            raise InvalidSpecError(spec_problem(error, raw))
+        # What the schema cannot say: the URI's rules, the model arguments' values and shapes.
+        model, n_components = raw["model"], raw["n_components"]
         try:
             check_uri(raw["data"], "spec field 'data'")
         except InvalidURIError as error:
             raise InvalidSpecError(str(error)) from None
-        for name in ("sequence_col", "id_col"):
-            value = raw.get(name)
-            if value is not None and (not isinstance(value, str) or not COLUMN.fullmatch(value)):
-                raise InvalidSpecError(
-                    f"spec field {name!r} is {brief(value)}: a column name is letters, digits and '_'"
-                )
-        tol = raw.get("tol", 1e-2)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-            raise InvalidSpecError(f"spec field 'tol' is {brief(tol)}; it must be a finite number >= 0")
-        max_iter = _positive_int("max_iter", raw.get("max_iter", 100))
-        seed = raw.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise InvalidSpecError(f"spec field 'seed' is {brief(seed)}; it must be an integer in [0, 2**32)")
         model_args = check_model_args(model, n_components, raw.get("model_args"))
-        code_version = raw.get("code_version")
-        if code_version is not None and (not isinstance(code_version, str) or not CODE_VERSION.fullmatch(code_version)):
-            raise InvalidSpecError(
-                f"spec field 'code_version' is {brief(code_version)}; a version is 1-128 letters, digits and '.+_-'"
-            )
         spec = cls(
             model=model,
             n_components=n_components,
             data=raw["data"],
             sequence_col=raw.get("sequence_col", "sequence"),
             id_col=raw.get("id_col"),
-            tol=float(tol),
-            max_iter=max_iter,
-            seed=seed,
+            tol=float(raw.get("tol", 1e-2)),
+            max_iter=raw.get("max_iter", 100),
+            seed=raw.get("seed", 0),
             model_args=model_args,
-            code_version=code_version,
+            code_version=raw.get("code_version"),
         )
         from hmm.core.base import ModelTooLargeError
 
@@ -175,13 +190,40 @@ class TrainingSpec:
         return hashlib.sha256(self.to_json(recorded=False)).hexdigest()
 
     def to_json(self, recorded: bool = True) -> bytes:
-        """Canonical JSON: spec.json; with ``recorded=False`` only the :meth:`definition`."""
+        """Canonical JSON: spec.json; with ``recorded=False`` only the :meth:`definition`.
+
+        Parameters
+        ----------
+        recorded : bool, default=True
+            Include the :data:`RECORDED_FIELDS`.
+
+        Returns
+        -------
+        bytes
+            UTF-8 JSON with sorted keys: equal specs give equal bytes.
+        """
         fields = asdict(self) if recorded else self.definition()
         return json.dumps(fields, sort_keys=True, indent=2).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> TrainingSpec:
-        """A spec from JSON text: at most :data:`MAX_SPEC_BYTES`, one object, no NaN or Infinity."""
+        """A spec from JSON text: at most :data:`MAX_SPEC_BYTES`, one object, no NaN or Infinity.
+
+        Parameters
+        ----------
+        data : bytes or str
+            The JSON text.
+
+        Returns
+        -------
+        TrainingSpec
+
+        Raises
+        ------
+        InvalidSpecError
+            The text is too long, not JSON, nested too deeply, not one object, holds a key twice
+            or a constant JSON does not allow, or a field is invalid (:meth:`from_dict`).
+        """
         if len(data) > MAX_SPEC_BYTES:
             raise InvalidSpecError(f"spec is {len(data)} bytes long; at most {MAX_SPEC_BYTES} are allowed")
         try:
@@ -195,7 +237,14 @@ class TrainingSpec:
         return cls.from_dict(parsed)
 
     def build_model(self) -> BaseHMM:
-        """An unfitted model with this spec's settings (EM is driven from outside)."""
+        """An unfitted model with this spec's settings (EM is driven from outside).
+
+        Returns
+        -------
+        BaseHMM
+            A model of :data:`~hmm.training.schema.MODEL_TYPES` ``[model]`` with
+            ``n_components``, ``n_iter=max_iter``, ``tol``, ``random_state=seed`` and ``model_args``.
+        """
         return model_class(MODEL_TYPES[self.model])(
             n_components=self.n_components,
             n_iter=self.max_iter,
@@ -203,12 +252,6 @@ class TrainingSpec:
             random_state=self.seed,
             **self.model_args,
         )
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidSpecError(f"spec field {name!r} is {brief(value)}; it must be a positive integer")
-    return value
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -224,10 +267,9 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidSpecError(f"spec is not valid JSON: {name} is not a number JSON allows")
 
 
-#: model_args that are positive integers, finite positive numbers, or strings.
-_INTEGER_ARGS = frozenset({"n_features", "n_mix"})
-_POSITIVE_ARGS = frozenset({"min_covar"})
-_STRING_ARGS = frozenset({"covariance_type", "params", "init_params", "algorithm"})
+_STRING_ARGS = frozenset(name for name, rule in MODEL_ARGS_PROPERTIES.items() if rule.get("type") == "string")
+#: The arguments the schema leaves to :func:`_check_numbers`: a number or a (nested) array of them.
+_NUMBER_ARGS = frozenset(name for name, rule in MODEL_ARGS_PROPERTIES.items() if not rule)
 #: Priors of probabilities (Dirichlet concentrations) and weights: numbers >= 0 or arrays of them.
 _NON_NEGATIVE_ARRAY_ARGS = frozenset(
     {"startprob_prior", "transmat_prior", "emissionprob_prior", "weights_prior", "means_weight", "lambdas_weight"}
@@ -235,26 +277,39 @@ _NON_NEGATIVE_ARRAY_ARGS = frozenset(
 
 
 def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
-    """The spec's ``model_args`` if each argument has the type and range its model uses.
+    """The spec's ``model_args``, checked for what :data:`~hmm.training.schema.SPEC_SCHEMA` cannot say.
 
-    Shapes that depend on the data (``n_features`` inferred, Gaussian dimensions) are checked by
-    ``init_training``, which runs one E-step and M-step on the data's sample before writing anything.
+    The schema has checked each argument's name and type; here: strings are ASCII, ``params`` and
+    ``init_params`` name letters the model knows, priors are finite (non-negative where they are
+    concentrations) and broadcast to the shapes the spec fixes. Shapes that depend on the data
+    (``n_features`` inferred, Gaussian dimensions) are checked by ``init_training``, which runs one
+    E-step and M-step on the data's sample before writing anything.
+
+    Parameters
+    ----------
+    model : str
+        The spec's model type, a key of :data:`~hmm.training.schema.MODEL_TYPES`.
+    n_components : int
+        The spec's number of hidden states.
+    raw : dict or None
+        The spec's ``model_args`` as the schema accepted it.
+
+    Returns
+    -------
+    dict
+        A copy of ``raw`` (empty for None).
+
+    Raises
+    ------
+    InvalidSpecError
+        An argument breaks its rule; the message names it as ``model_args.<name>``.
     """
     if raw is None:
         return {}
-    if not isinstance(raw, dict):
-        raise InvalidSpecError(f"spec field 'model_args' is {type(raw).__name__}; it must be a JSON object")
-    unknown = set(raw) - MODEL_ARGS
-    if unknown:
-        raise InvalidSpecError(f"spec field 'model_args' has unknown argument(s) {sorted(unknown)}")
     for name, value in raw.items():
         field_name = f"model_args.{name}"
-        if name in _INTEGER_ARGS:
-            if value is None and name == "n_features":
-                continue
-            _positive_int(field_name, value)
-        elif name in _STRING_ARGS:
-            if not isinstance(value, str) or not value.isascii():
+        if name in _STRING_ARGS:
+            if not value.isascii():
                 raise InvalidSpecError(f"spec field {field_name!r} is {brief(value)}; it must be a string")
             if name in ("params", "init_params"):
                 letters = PARAM_LETTERS[model]
@@ -262,10 +317,7 @@ def check_model_args(model: str, n_components: int, raw: Any) -> dict[str, Any]:
                     raise InvalidSpecError(
                         f"spec field {field_name!r} is {brief(value)}; a {model} model knows the letters {letters!r}"
                     )
-        elif name in _POSITIVE_ARGS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise InvalidSpecError(f"spec field {field_name!r} is {brief(value)}; it must be a finite number > 0")
-        elif value is not None or name not in ("covars_prior", "covars_weight"):
+        elif name in _NUMBER_ARGS and (value is not None or name not in ("covars_prior", "covars_weight")):
             _check_numbers(field_name, value, non_negative=name in _NON_NEGATIVE_ARRAY_ARGS)
     shapes = {"startprob_prior": (n_components,), "transmat_prior": (n_components, n_components)}
     if model == "categorical" and isinstance(raw.get("n_features"), int):

@@ -75,7 +75,30 @@ class PreparedTraining:
 def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> PreparedTraining:
     """Everything init does before it writes: list and scan the data (the first bad rows are
     reported), initialise from the sample, and check the initial parameters and one EM update
-    of them on the sample against the model's own parameter checks."""
+    of them on the sample against the model's own parameter checks.
+
+    Parameters
+    ----------
+    spec : TrainingSpec
+        What to train on what.
+    engine : {"spark", "local"}, default="spark"
+        Read the data in Spark tasks, or in this process with pyarrow.
+    spark : SparkSession, optional
+        The ``spark`` engine's session; default: ``getOrCreate`` when first needed.
+
+    Returns
+    -------
+    PreparedTraining
+        The data's counts (``n_sequences``, ``n_observations``, ``max_symbol``, ``n_features``),
+        the initialised model, the data's splits and root.
+
+    Raises
+    ------
+    InvalidSequenceError
+        The data has bad rows (the first :data:`REPORTED_ERRORS` bad batches are named) or no sequences.
+    InvalidSpecError
+        The spec's model arguments do not give a usable model on this data.
+    """
     source = _source(spec, engine, spark)
     splits = source.splits()
     model = spec.build_model()
@@ -109,7 +132,16 @@ def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSess
 
 
 def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
-    """:func:`prepare_training`'s checks (nothing written); the data's counts."""
+    """:func:`prepare_training`'s checks (nothing written); the data's counts.
+
+    What ``hmm-em validate`` runs. Parameters and errors as :func:`prepare_training`.
+
+    Returns
+    -------
+    dict
+        ``n_sequences``, ``n_observations``, ``max_symbol`` (categorical, else None) and
+        ``n_features`` (vector frames, else None).
+    """
     return prepare_training(spec, engine, spark).counts
 
 
@@ -126,6 +158,34 @@ def init_training(
     spec.json records this code's version as the training's ``code_version``; an existing
     spec.json keeps the version that created it. The record of iteration 0 pins the data
     (files, sizes, modification times, counts).
+
+    Parameters
+    ----------
+    store_uri : str
+        The store's root (``file:///path`` or ``s3://bucket/prefix``).
+    training_id : str
+        The training to create.
+    spec : TrainingSpec
+        What to train on what.
+    engine : {"spark", "local"}, default="spark"
+        Read the data in Spark tasks, or in this process with pyarrow.
+    spark : SparkSession, optional
+        The ``spark`` engine's session; default: ``getOrCreate`` when first needed.
+
+    Returns
+    -------
+    dict
+        ``status`` (``committed``, or ``exists`` when iteration 0 was there) and iteration 0's
+        COMMIT record.
+
+    Raises
+    ------
+    TrainingError
+        The training exists with another spec.
+    InvalidSequenceError, InvalidSpecError
+        As :func:`prepare_training`; nothing is written.
+    StoreError
+        The store cannot be read or written.
     """
     spec = replace(spec, code_version=__version__)
     training = Training(open_store(store_uri), training_id)
@@ -152,7 +212,25 @@ def init_training(
 
 
 def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Split], base: str) -> None:
-    """The data's files are the ones iteration 0 pinned (records without a pin pass)."""
+    """The data's files are the ones iteration 0 pinned (records without a pin pass).
+
+    Parameters
+    ----------
+    training : Training
+        The training, for the message.
+    pinned : dict
+        Iteration 0's COMMIT record.
+    splits : list of Split
+        The data's splits now.
+    base : str
+        The data root the splits' file names are relative to.
+
+    Raises
+    ------
+    DataChangedError
+        Files were added, removed or changed (size or modification time); the first three of
+        each are named.
+    """
     files = pinned.get("data", {}).get("files") if isinstance(pinned.get("data"), dict) else None
     if files is None:
         return
@@ -174,7 +252,20 @@ def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Spl
 
 
 def data_files(splits: list[Split], base: str) -> list[list[Any]]:
-    """[name, bytes, modification time in ns] of each data file (a file cut in splits counts once)."""
+    """[name, bytes, modification time in ns] of each data file (a file cut in splits counts once).
+
+    Parameters
+    ----------
+    splits : list of Split
+        The data's splits.
+    base : str
+        The data root; names are relative to it.
+
+    Returns
+    -------
+    list of [str, int or None, int or None]
+        One entry per file, sorted by name: what iteration 0's COMMIT pins as ``data.files``.
+    """
     files: dict[str, list[Any]] = {}
     for split in splits:
         name = split.file_name(base)
@@ -196,6 +287,40 @@ def em_iteration(
     and observation counts): otherwise :class:`DataChangedError`, nothing committed.
     ``startup``: timings of the job process before this step (``*_seconds``, see
     :func:`hmm.training.cli.job_startup`), recorded in the COMMIT next to the step's own phases.
+
+    Parameters
+    ----------
+    store_uri : str
+        The store's root.
+    training_id : str
+        The training.
+    iteration : int
+        The iteration to commit, >= 1.
+    engine : {"spark", "local"}, default="spark"
+        Read the data in Spark tasks, or in this process with pyarrow.
+    spark : SparkSession, optional
+        The ``spark`` engine's session; default: ``getOrCreate`` when first needed.
+    startup : dict of str to float, optional
+        The job's start-up timings.
+
+    Returns
+    -------
+    dict
+        ``status`` (``committed``; ``exists`` when the iteration was committed already; ``lost``
+        when another process committed it meanwhile) and the iteration's COMMIT record.
+
+    Raises
+    ------
+    ValueError
+        ``iteration`` is not an integer >= 1.
+    TrainingError
+        The training does not exist, iteration - 1 is not committed, or the training converged before.
+    DataChangedError
+        The data differs from what iteration 0 pinned.
+    CorruptObjectError
+        A stored object the step reads is not what the code wrote.
+    InvalidSequenceError
+        A row of the data breaks a rule.
     """
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
         raise ValueError(f"iteration must be an integer >= 1, got {iteration!r}")
@@ -262,6 +387,27 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
     Every file is created once (put-if-absent) and never replaced; the ``PUBLISHED`` marker,
     created last, records each file's SHA-256. Publishing an earlier iteration (``hmm-em report``
     during a training) never blocks publishing a later one; readers follow the highest marker.
+
+    Parameters
+    ----------
+    store_uri : str
+        The store's root.
+    training_id : str
+        The training.
+
+    Returns
+    -------
+    dict
+        ``status`` (``published``; ``exists`` when that iteration was published before) and the
+        PUBLISHED marker: ``iteration``, ``converged``, ``model`` and ``report`` URIs, ``files``
+        (name -> SHA-256), ``spec_sha256``, ``published_at``.
+
+    Raises
+    ------
+    TrainingError
+        The training has no committed iteration.
+    CorruptObjectError
+        A stored object is not what the code wrote.
     """
     from hmm.training.report import build_report
 
@@ -305,7 +451,33 @@ def train(
     spark: SparkSession | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """init (if ``spec``), iterations until converged or max_iter, finalize; resumes where it stopped."""
+    """init (if ``spec``), iterations until converged or max_iter, finalize; resumes where it stopped.
+
+    Parameters
+    ----------
+    store_uri : str
+        The store's root.
+    training_id : str
+        The training.
+    spec : TrainingSpec, optional
+        Start (or continue) a training with this spec; None: resume an existing training.
+    engine : {"spark", "local"}, default="spark"
+        Read the data in Spark tasks, or in this process with pyarrow.
+    spark : SparkSession, optional
+        The ``spark`` engine's session; default: ``getOrCreate`` when first needed.
+    progress : callable, default=print
+        Called with one line after init and after each iteration (:func:`format_progress`).
+
+    Returns
+    -------
+    dict
+        :func:`finalize`'s result.
+
+    Raises
+    ------
+    TrainingError
+        No spec is given and the training does not exist; or as the steps raise.
+    """
     training = Training(open_store(store_uri), training_id)
     if spec is not None:
         result = init_training(store_uri, training_id, spec, engine, spark)
@@ -320,7 +492,17 @@ def train(
 
 
 def format_progress(record: dict[str, Any]) -> str:
-    """One line per iteration: log-likelihood, delta, the step's seconds (and the job's start-up), convergence."""
+    """One line per iteration: log-likelihood, delta, the step's seconds (and the job's start-up), convergence.
+
+    Parameters
+    ----------
+    record : dict
+        :func:`em_iteration`'s result (a COMMIT record with ``status``).
+
+    Returns
+    -------
+    str
+    """
     improvement = record.get("improvement")
     delta = f"{improvement:+.6g}" if improvement is not None else "n/a"
     timings = record.get("timings", {})

@@ -71,28 +71,63 @@ def _check_key(key: str) -> str:
 
 
 class Store(ABC):
-    """Keys are relative, '/'-separated paths under the store's root URI."""
+    """Objects under a root URI; keys are relative, '/'-separated paths.
+
+    A key is plain: no leading '/', no empty, ``.`` or ``..`` segments, only the characters a
+    URI path may hold here (:data:`hmm.distributed.uris.URI_PATH`); any other raises
+    :class:`StoreError`. Every method raises :class:`StoreUnavailableError` when the store
+    cannot be used (endpoint down, credentials, disk full, read-only) and :class:`StoreError`
+    for a broken store (e.g. a directory where an object should be).
+    """
 
     uri: str
 
     def url(self, key: str) -> str:
+        """The object's URI: ``<root>/<key>``, as messages and published results name it."""
         return f"{self.uri.rstrip('/')}/{key}"
 
     @abstractmethod
-    def read(self, key: str) -> bytes: ...
+    def read(self, key: str) -> bytes:
+        """The object's bytes.
+
+        Raises
+        ------
+        MissingObjectError
+            No object has this key.
+        """
 
     @abstractmethod
-    def write(self, key: str, data: bytes) -> None: ...
+    def write(self, key: str, data: bytes) -> None:
+        """Create or replace the object, atomically: a reader sees the old bytes or the new ones."""
 
     @abstractmethod
-    def create_if_absent(self, key: str, data: bytes) -> bool: ...
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object unless one exists, atomically, even against concurrent writers.
+
+        Returns
+        -------
+        bool
+            True if this call created it; False if an object was there (it is left as it was).
+        """
 
     @abstractmethod
-    def exists(self, key: str) -> bool: ...
+    def exists(self, key: str) -> bool:
+        """Whether an object has this key."""
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
-        """Every key under ``prefix`` (a folder-like prefix ending in '/'), sorted."""
+        """Every key under ``prefix`` (a folder-like prefix ending in '/'), sorted.
+
+        Parameters
+        ----------
+        prefix : str
+            A key prefix; ``""`` lists the whole store.
+
+        Returns
+        -------
+        list of str
+            Keys relative to the store's root; an empty list when nothing is under ``prefix``.
+        """
 
 
 @contextmanager
@@ -113,6 +148,12 @@ def _os_errors(url: str, action: str) -> Iterator[None]:
 
 
 class FileStore(Store):
+    """A store in a directory (``file:///path``): atomic writes by rename, create-if-absent by hard link.
+
+    Objects are written to a temporary next to them, synced, then renamed (or linked) into place,
+    so a crash never leaves a partial object. Names starting with ``.`` are not listed.
+    """
+
     def __init__(self, uri: str):
         self.uri = check_uri(uri)
         self.root = Path(urlparse(uri).path)
@@ -195,6 +236,13 @@ _S3_MISSING = frozenset(("404", "NoSuchKey", "NotFound"))
 
 
 class S3Store(Store):
+    """A store under an S3 prefix (``s3://bucket/prefix``); needs boto3 (the ``aws`` extra).
+
+    A PUT replaces an object atomically; create-if-absent is a conditional PUT (``If-None-Match: *``).
+    ``client``: a boto3 S3 client; default ``boto3.client("s3")`` (credentials, region and
+    endpoint from the environment).
+    """
+
     def __init__(self, uri: str, client: Any = None):
         self.uri = check_uri(uri)
         parsed = urlparse(uri)
@@ -270,6 +318,22 @@ class S3Store(Store):
 
 
 def open_store(uri: str) -> Store:
-    """The store for a ``file:///path`` or ``s3://bucket/prefix`` root."""
+    """The store for a ``file:///path`` or ``s3://bucket/prefix`` root.
+
+    Parameters
+    ----------
+    uri : str
+        The store's root URI.
+
+    Returns
+    -------
+    Store
+        A :class:`FileStore` or an :class:`S3Store`. Nothing is created or contacted yet.
+
+    Raises
+    ------
+    InvalidURIError
+        ``uri`` is not one :func:`hmm.distributed.uris.check_uri` accepts.
+    """
     scheme = urlparse(check_uri(uri)).scheme
     return FileStore(uri) if scheme == "file" else S3Store(uri)

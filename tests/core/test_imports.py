@@ -14,9 +14,21 @@ import pytest
 
 import hmm
 
-#: Libraries ``import hmm`` must not load (the models need the first three; the rest belong to the
-#: Spark, S3, Airflow and report layers).
-HEAVY = ("numba", "llvmlite", "scipy", "sklearn", "pyspark", "pyarrow", "pandas", "boto3", "airflow", "matplotlib")
+#: Libraries ``import hmm`` must not load (the models need the first four; the rest belong to the
+#: Spark, S3, Airflow and report layers, and to spec validation, which imports jsonschema when it runs).
+HEAVY = (
+    "numba",
+    "llvmlite",
+    "scipy",
+    "sklearn",
+    "pyspark",
+    "pyarrow",
+    "pandas",
+    "boto3",
+    "airflow",
+    "matplotlib",
+    "jsonschema",
+)
 #: hmm modules that load numba, scipy, scikit-learn or the Spark layer.
 MODEL_MODULES = (
     "hmm.core.base",

@@ -52,6 +52,17 @@ def test_the_training_dag_is_a_bounded_chain_of_slots_with_a_teardown(dag):
     assert dag.task_dict["continue_training"].trigger_dag_id == dag.dag_id
 
 
+def test_the_params_are_the_fields_of_the_one_params_schema(dag):
+    from hmm.orchestration.decisions import PARAMS_SCHEMA, check_params
+
+    fields = PARAMS_SCHEMA["properties"]
+    assert set(dag.params) == set(fields)
+    for name, schema in fields.items():
+        assert dag.params.get_param(name).schema == schema, name
+    # The defaults pass the trigger form and the validate task's checks alike.
+    assert check_params({**dag.params.dump(), **GOOD}).engine == "local"
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
