@@ -109,7 +109,7 @@ from airflow.sdk.exceptions import AirflowException
 # numba, scipy, scikit-learn, pyarrow or Spark; tests/dags/test_dag_imports.py checks). The task
 # callables in hmm.orchestration.tasks import what they need when they run.
 from hmm.orchestration import tasks as airflow_tasks
-from hmm.orchestration.decisions import EMR_DEFAULTS, PARAMS_SCHEMA
+from hmm.orchestration.decisions import EMR_DEFAULTS, MODEL_ASSET_NAME, PARAMS_SCHEMA
 
 DAG_ID = "hmm_training"
 #: Iteration slots per run; a run that uses them all without converging triggers a continuation.
@@ -117,7 +117,7 @@ ITERATION_SLOTS = 6
 #: How long one iteration's EMR step may run before its wait gives up.
 ITERATION_TIMEOUT = timedelta(hours=6)
 JOBS_DIR = str(Path(__file__).resolve().parents[1] / "jobs")
-MODEL_ASSET = Asset("hmm-em-model")
+MODEL_ASSET = Asset(MODEL_ASSET_NAME)
 
 #: Each param's JSON schema is its field's in the one schema of a run's params (PARAMS_SCHEMA; the
 #: spec's fields come from hmm.training.schema). The validate task checks the whole of it again,

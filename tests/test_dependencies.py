@@ -31,6 +31,7 @@ EXTRAS_OF = {
     "hmm.training.report": ("training", "report"),
     "hmm.training.steps": ("training", "spark"),  # engine="spark": the SparkSession's DataFrame reader
     "hmm.training.cli": ("training", "spark"),  # --engine spark starts the session
+    "hmm.training.decode": ("training", "spark"),  # the parts are Parquet written with pyarrow
     "hmm.orchestration": ("airflow",),
     "dags": ("airflow",),
     "jobs": (),

@@ -38,6 +38,10 @@ from hmm.core.stats import SufficientStats
 _log = logging.getLogger(__name__)
 
 DECODER_ALGORITHMS = frozenset(("viterbi", "map"))
+#: What :meth:`BaseHMM.infer_batch` computes, by name: the state of each sample (``predict``), the
+#: log-likelihood of each sequence, the posterior (``predict_proba``) and the causal, filtered
+#: (``predict_filtered_proba``) state probabilities of each sample.
+INFERENCE_OUTPUTS = ("states", "log_likelihood", "posteriors", "filtered")
 IMPLEMENTATIONS = frozenset(("log", "scaling"))
 #: Copies of the parameters the estimate counts: the parameters, their expected counts
 #: (statistics of the same shapes) and the new values of an M-step.
@@ -527,55 +531,215 @@ class BaseHMM(BaseEstimator):
         X, offsets = self._prepare_for_inference(X, lengths)
         return float(self._log_likelihoods(X, offsets).sum())
 
-    def score_samples(self, X: Any, lengths: Any = None) -> tuple[float, np.ndarray]:
+    def score_samples(
+        self,
+        X: Any,
+        lengths: Any = None,
+        *,
+        sequence_col: str = "sequence",
+        log_likelihood_col: str = "log_likelihood",
+        proba_col: str = "proba",
+    ) -> Any:
         """Log-likelihood of ``X`` and the posterior state probabilities of each sample.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
-            The observations of every sequence, one after another.
+            The observations of every sequence, one after another; or a Spark DataFrame with one
+            sequence per row in column ``sequence_col``.
         lengths : array-like of int of shape (n_sequences,), optional
             The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+        sequence_col, log_likelihood_col, proba_col : str
+            With a DataFrame: its column of sequences, and the names of the new columns.
 
         Returns
         -------
         log_likelihood : float
         posteriors : ndarray of shape (n_samples, n_components)
+            With a DataFrame: the DataFrame with two new columns instead, ``log_likelihood_col``
+            (double: the sequence's log-likelihood) and ``proba_col`` (array<array<double>>,
+            length x n_components).
         """
+        engine = engine_for(X)
+        if engine is not None:
+            return self._transform_with(
+                engine, X, lengths, sequence_col, log_likelihood=log_likelihood_col, posteriors=proba_col
+            )
         X, offsets = self._prepare_for_inference(X, lengths)
         return self._posteriors(X, offsets)
 
-    def predict_proba(self, X: Any, lengths: Any = None) -> np.ndarray:
-        """Posterior probability of each state for each sample.
+    def predict_proba(
+        self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence", proba_col: str = "proba"
+    ) -> Any:
+        """Posterior probability of each state for each sample (looks at the whole sequence).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
-            The observations of every sequence, one after another.
+            The observations of every sequence, one after another; or a Spark DataFrame with one
+            sequence per row in column ``sequence_col``.
         lengths : array-like of int of shape (n_sequences,), optional
             The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+        sequence_col, proba_col : str
+            With a DataFrame: its column of sequences, and the name of the new column.
 
         Returns
         -------
         posteriors : ndarray of shape (n_samples, n_components)
+            With a DataFrame: the DataFrame with a new column ``proba_col``
+            (array<array<double>>, length x n_components).
         """
+        engine = engine_for(X)
+        if engine is not None:
+            return self._transform_with(engine, X, lengths, sequence_col, posteriors=proba_col)
         return self.score_samples(X, lengths)[1]
 
-    def predict(self, X: Any, lengths: Any = None) -> np.ndarray:
+    def predict_filtered_proba(
+        self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence", filtered_proba_col: str = "filtered_proba"
+    ) -> Any:
+        """Causal (filtered) probability of each state for each sample: ``P(state_t | x_1, ..., x_t)``.
+
+        Unlike :meth:`predict_proba` (``P(state_t | x_1, ..., x_T)``, which looks ahead), the
+        probabilities of sample ``t`` depend only on the samples up to ``t``: what an online
+        decoder knows at time ``t``. They are the normalised forward variables of the scaled
+        forward pass (Rabiner 1989); the last sample's equal its posterior.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
+            The observations of every sequence, one after another; or a Spark DataFrame with one
+            sequence per row in column ``sequence_col``.
+        lengths : array-like of int of shape (n_sequences,), optional
+            The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+        sequence_col, filtered_proba_col : str
+            With a DataFrame: its column of sequences, and the name of the new column.
+
+        Returns
+        -------
+        filtered : ndarray of shape (n_samples, n_components)
+            Each row sums to 1. With a DataFrame: the DataFrame with a new column
+            ``filtered_proba_col`` (array<array<double>>, length x n_components).
+        """
+        engine = engine_for(X)
+        if engine is not None:
+            return self._transform_with(engine, X, lengths, sequence_col, filtered=filtered_proba_col)
+        X, offsets = self._prepare_for_inference(X, lengths)
+        return self._filtered(X, offsets)
+
+    def predict(self, X: Any, lengths: Any = None, *, sequence_col: str = "sequence", state_col: str = "state") -> Any:
         """Most likely state of each sample (by ``algorithm``).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), or (n_samples,) for one feature
-            The observations of every sequence, one after another.
+            The observations of every sequence, one after another; or a Spark DataFrame with one
+            sequence per row in column ``sequence_col``.
         lengths : array-like of int of shape (n_sequences,), optional
             The length of each sequence (they sum to ``n_samples``); one sequence if not given.
+        sequence_col, state_col : str
+            With a DataFrame: its column of sequences, and the name of the new column.
 
         Returns
         -------
         states : ndarray of int of shape (n_samples,)
+            With a DataFrame: the DataFrame with a new column ``state_col`` (array<int>).
         """
+        engine = engine_for(X)
+        if engine is not None:
+            return self._transform_with(engine, X, lengths, sequence_col, states=state_col)
         return self.decode(X, lengths)[1]
+
+    def transform(
+        self,
+        df: Any,
+        *,
+        sequence_col: str = "sequence",
+        state_col: str | None = "state",
+        log_likelihood_col: str | None = "log_likelihood",
+        proba_col: str | None = "proba",
+        filtered_proba_col: str | None = None,
+    ) -> Any:
+        """A Spark DataFrame with the model's outputs as new columns (Spark ML's ``transform``).
+
+        Every row keeps its columns and gains one column per output whose name is not None:
+        ``state_col`` (array<int>, :meth:`predict`), ``log_likelihood_col`` (double, the
+        sequence's log-likelihood), ``proba_col`` (array<array<double>>, :meth:`predict_proba`)
+        and ``filtered_proba_col`` (array<array<double>>, :meth:`predict_filtered_proba`), all
+        from one pass over each Arrow batch on the executors. Lazy, like any DataFrame.
+
+        Parameters
+        ----------
+        df : pyspark.sql.DataFrame
+            One sequence per row in column ``sequence_col``.
+        sequence_col : str, default "sequence"
+        state_col, log_likelihood_col, proba_col, filtered_proba_col : str or None
+            The new columns' names; None leaves that output out.
+
+        Returns
+        -------
+        DataFrame
+        """
+        engine = engine_for(df)
+        if engine is None:
+            raise TypeError(
+                f"transform takes a Spark DataFrame, got {type(df).__name__}; on arrays use predict, predict_proba, "
+                "score_samples or predict_filtered_proba"
+            )
+        return self._transform_with(
+            engine,
+            df,
+            None,
+            sequence_col,
+            states=state_col,
+            log_likelihood=log_likelihood_col,
+            posteriors=proba_col,
+            filtered=filtered_proba_col,
+        )
+
+    def _transform_with(self, engine: Any, df: Any, lengths: Any, sequence_col: str, **columns: str | None) -> Any:
+        if lengths is not None:
+            raise ValueError("lengths must not be given with a DataFrame: each row is one sequence")
+        check_is_fitted(self, "startprob_")
+        return engine.transform_dataframe(self, df, sequence_col, {k: v for k, v in columns.items() if v is not None})
+
+    def infer_batch(self, X: np.ndarray, offsets: np.ndarray, outputs: Any) -> dict[str, np.ndarray]:
+        """Inference over one batch of checked frames (from :meth:`check_batch`): what a decode runs per batch.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_frames, n_features), or (n_frames,) for symbols
+        offsets : ndarray of int64 of shape (n_sequences + 1,)
+            Where each sequence starts, and the end.
+        outputs : iterable of str
+            Names from :data:`INFERENCE_OUTPUTS`.
+
+        Returns
+        -------
+        dict
+            ``states``: ndarray of int of shape (n_frames,), as :meth:`predict`;
+            ``log_likelihood``: ndarray of shape (n_sequences,), each sequence's :meth:`score`;
+            ``posteriors``: ndarray of shape (n_frames, n_components), as :meth:`predict_proba`;
+            ``filtered``: ndarray of shape (n_frames, n_components), as :meth:`predict_filtered_proba`.
+            Bit for bit what those methods give on the same sequences.
+        """
+        wanted = set(outputs)
+        unknown = wanted - set(INFERENCE_OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown inference output(s) {sorted(unknown)}; choose from {list(INFERENCE_OUTPUTS)}")
+        result: dict[str, np.ndarray] = {}
+        if "posteriors" in wanted or ("states" in wanted and self.algorithm == "map"):
+            _, posteriors = self._posteriors(X, offsets)
+            if "posteriors" in wanted:
+                result["posteriors"] = posteriors
+            if "states" in wanted and self.algorithm == "map":
+                result["states"] = np.argmax(posteriors, axis=1)
+        if "states" in wanted and self.algorithm != "map":
+            result["states"] = self._viterbi(X, offsets)[0]
+        if "log_likelihood" in wanted:
+            result["log_likelihood"] = self._log_likelihoods(X, offsets)
+        if "filtered" in wanted:
+            result["filtered"] = self._filtered(X, offsets)
+        return result
 
     def decode(self, X: Any, lengths: Any = None, algorithm: str | None = None) -> tuple[float, np.ndarray]:
         """Most likely state sequence: ``viterbi`` (jointly) or ``map`` (per sample).
@@ -603,6 +767,11 @@ class BaseHMM(BaseEstimator):
         if algorithm == "map":
             _, posteriors = self._posteriors(X, offsets)
             return float(np.max(posteriors, axis=1).sum()), np.argmax(posteriors, axis=1)
+        states, log_prob = self._viterbi(X, offsets)
+        return log_prob, states
+
+    def _viterbi(self, X: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, float]:
+        """The Viterbi path of every sequence and the sum of their log-probabilities."""
         states = np.empty(X.shape[0], dtype=np.intp)
         log_prob = 0.0
         log_startprob = _log_or_minus_inf(self.startprob_)
@@ -619,7 +788,18 @@ class BaseHMM(BaseEstimator):
                 log_probs,
             )
             log_prob += float(log_probs.sum())
-        return log_prob, states
+        return states, log_prob
+
+    def _filtered(self, X: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Filtered state probabilities of every sample, one kernel call per batch."""
+        filtered = np.empty((X.shape[0], self.n_components))
+        for first, stop in batches(offsets, self.frames_per_batch):
+            rows = slice(offsets[first], offsets[stop])
+            local = offsets[first : stop + 1] - offsets[first]
+            frameprob, _ = self._frame_probabilities(X[rows])  # a per-frame factor cancels when normalising
+            failed = kernels.forward_filter(self.startprob_, self.transmat_, frameprob, local, filtered[rows])
+            self._raise_on_underflow(failed, X[rows], local, first)
+        return filtered
 
     def sample(
         self, n_samples: int = 1, random_state: Any = None, currstate: int | None = None

@@ -180,6 +180,11 @@ class CandidateSet:
     def observes_symbols(self) -> bool:
         return self.models[0].observes_symbols
 
+    @property
+    def symbols(self) -> list[str] | None:
+        """The candidates' vocabulary of named symbols (fixed before candidates are made), if any."""
+        return getattr(self.models[0], "symbols", None)
+
     def check_batch(self, X: Any, offsets: np.ndarray, limit: int | None = None) -> np.ndarray:
         """The batch's frames after every candidate's rules (sizes differ between candidates)."""
         observations = X

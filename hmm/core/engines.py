@@ -4,7 +4,9 @@
 never imports an engine: the package facade (``hmm/__init__.py``) registers the distributed
 layer's Spark engine with a check that needs no import (no DataFrame exists before pyspark is
 imported), and the engine's module is imported only when such data arrives. An engine module
-provides ``fit_dataframe(model, data, sequence_col)`` and ``score_dataframe(model, data, sequence_col)``.
+provides ``fit_dataframe(model, data, sequence_col)``, ``score_dataframe(model, data, sequence_col)`` and
+``transform_dataframe(model, data, sequence_col, columns)`` (``columns``: output name -> new column,
+outputs from :data:`hmm.core.base.INFERENCE_OUTPUTS`).
 """
 
 from __future__ import annotations

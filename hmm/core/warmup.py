@@ -34,6 +34,7 @@ def _exercise(model, X: np.ndarray, lengths: np.ndarray) -> None:
     model.fit(X, lengths)
     model.score(X, lengths)
     model.predict_proba(X, lengths)
+    model.predict_filtered_proba(read_only, lengths)  # a decode's executors read Arrow's arrays
     model.decode(X, lengths, algorithm="viterbi")
     model.decode(X, lengths, algorithm="map")
 

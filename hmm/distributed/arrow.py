@@ -356,3 +356,33 @@ def sum_statistics(model: BaseHMM | CandidateSet, records: list[dict[str, Any]])
         raise InvalidSequenceError(errors[0] + more)
     total = model.new_statistics()
     return functools.reduce(operator.add, (type(total).from_bytes(record["stats"]) for record in records), total)
+
+
+def inference_arrays(
+    model: BaseHMM, batch: pa.RecordBatch, sequence_col: str, outputs: list[str], limit: int | None = None
+) -> dict[str, pa.Array]:
+    """:meth:`BaseHMM.infer_batch` over one batch of sequences; each output as an Arrow array, one value per row.
+
+    ``states``: list<int32> (one state per observation); ``log_likelihood``: float64;
+    ``posteriors`` and ``filtered``: list<list<float64>> (length x n_components), Spark's
+    ``array<int>``, ``double`` and ``array<array<double>>``. Raises the model's ``ValueError``
+    (naming the batch's sequence) on a bad row.
+    """
+    import pyarrow as pa
+
+    X, offsets = arrow_sequences(batch.column(sequence_col), model.observes_symbols)
+    result = model.infer_batch(model.check_batch(X, offsets, limit), offsets, outputs)
+    # Spark's Arrow lists have 32-bit offsets; one batch never holds 2**31 observations (BATCH_BYTES).
+    by_row = pa.array(offsets.astype(np.int32))
+    arrays: dict[str, pa.Array] = {}
+    for name, values in result.items():
+        if name == "log_likelihood":
+            arrays[name] = pa.array(values, pa.float64())
+        elif name == "states":
+            arrays[name] = pa.ListArray.from_arrays(by_row, pa.array(values.astype(np.int32)))
+        else:
+            width = values.shape[1]
+            by_frame = pa.array(np.arange(0, values.size + 1, width, dtype=np.int32))
+            frames = pa.ListArray.from_arrays(by_frame, pa.array(values.reshape(-1)))
+            arrays[name] = pa.ListArray.from_arrays(by_row, frames)
+    return arrays

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -392,6 +392,18 @@ class ParquetSequences:
         work = _split_work(
             model, self.filesystem_spec, self.base, self.sequence_col, self.id_col, statistics, max_model_bytes()
         )
+        return self.map_splits(work, indexed)
+
+    def map_splits(
+        self, work: Callable[[Iterable[tuple[int, Split]]], Iterator[dict[str, Any]]], indexed: list[tuple[int, Split]]
+    ) -> list[dict[str, Any]]:
+        """``work`` over ``(index, split)`` pairs on this engine: Spark tasks of :func:`task_groups`, or
+        this process; the records it yields (keys ``partition`` and ``batch``), in that order.
+
+        ``work`` is pickled to the executors: a module-level function or a closure over small values.
+        """
+        if not indexed:
+            return []
         if self.engine == "spark":
             context = self.spark.sparkContext
             groups = task_groups(indexed, context.defaultParallelism)

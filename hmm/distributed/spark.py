@@ -1,4 +1,4 @@
-"""The E-step over a Spark DataFrame of sequences (pyspark is imported lazily).
+"""The E-step and decoding over a Spark DataFrame of sequences (pyspark is imported lazily).
 
 One row per sequence, the observations in one array column (``sequence`` by
 default). ``mapInArrow`` hands each Python worker Arrow record batches; a
@@ -8,6 +8,11 @@ library, so each batch is one call of the same compiled E-step
 :class:`SufficientStats` record. The driver sorts the records by (partition,
 batch) and adds them in that order, so re-running on the same input gives
 bit-identical statistics, then runs the M-step.
+
+Decoding (``predict``, ``predict_proba``, ``score_samples``, ``predict_filtered_proba`` and
+``transform`` on a DataFrame: :func:`transform_dataframe`) is one ``mapInArrow`` too: each batch
+comes back with new columns, computed by :meth:`BaseHMM.infer_batch`, the same code as the
+library's methods, so each value equals theirs bit for bit.
 
 Runs on Spark 3.5 (EMR 7) and 4.x: it uses only DataFrame methods that both
 have (``mapInArrow``, ``limit``, ``collect``); ``make test`` runs its tests on
@@ -35,6 +40,8 @@ from hmm.distributed.arrow import (
     RECORD_DDL,
     arrow_sequences,
     batch_record,
+    inference_arrays,
+    locate_error,
     record_schema,
     sum_statistics,
     vocabulary,
@@ -320,3 +327,68 @@ def score_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str = "sequence
     """
     model.check_parameters()
     return e_step(model, df, sequence_col).log_likelihood
+
+
+def _output_types() -> dict[str, Any]:
+    """The Spark type of each inference output (:data:`hmm.core.base.INFERENCE_OUTPUTS`)."""
+    from pyspark.sql.types import ArrayType, DoubleType, IntegerType
+
+    return {
+        "states": ArrayType(IntegerType()),
+        "log_likelihood": DoubleType(),
+        "posteriors": ArrayType(ArrayType(DoubleType())),
+        "filtered": ArrayType(ArrayType(DoubleType())),
+    }
+
+
+def _inference(model: BaseHMM, sequence_col: str, columns: dict[str, str], limit: int) -> Any:
+    """The function mapInArrow runs for :func:`transform_dataframe`: each batch with its new columns."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        freeze_worker_heap()
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        for index, batch in enumerate(batches):
+            if not batch.num_rows:
+                continue
+            try:
+                arrays = inference_arrays(model, batch, sequence_col, list(columns), limit)
+            except ValueError as error:
+                raise InvalidSequenceError(locate_error(error, f"partition {partition}", index, None)) from None
+            yield pa.RecordBatch.from_arrays(
+                [*batch.columns, *(arrays[kind] for kind in columns)], names=[*batch.schema.names, *columns.values()]
+            )
+
+    return run
+
+
+def transform_dataframe(model: BaseHMM, df: DataFrame, sequence_col: str, columns: dict[str, str]) -> DataFrame:
+    """``df`` with one new column per output: ``columns`` maps an output name
+    (:data:`hmm.core.base.INFERENCE_OUTPUTS`) to its column's name.
+
+    Lazy: one ``mapInArrow`` over ``df``, each Arrow batch one call of :meth:`BaseHMM.infer_batch`
+    on the executors, rows and their order kept. A bad row fails the Spark job with the model's
+    message (partition, batch, sequence within it).
+    """
+    from pyspark.sql.types import StructField, StructType
+
+    model.check_parameters()
+    types = _output_types()
+    if not columns:
+        raise ValueError("no output column asked for: name at least one")
+    names = list(columns.values())
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"output column names must be non-empty strings, got {name!r}")
+    if len(set(names)) < len(names):
+        raise ValueError(f"output column names must differ, got {names}")
+    if sequence_col not in df.columns:
+        raise InvalidSequenceError(f"the DataFrame has no column {sequence_col!r} (columns: {df.columns})")
+    clashes = sorted(set(names) & set(df.columns))
+    if clashes:
+        raise ValueError(f"the DataFrame already has column(s) {clashes}; choose other output column names")
+    schema = StructType([*df.schema.fields, *(StructField(columns[kind], types[kind]) for kind in columns)])
+    return df.mapInArrow(_inference(model, sequence_col, columns, max_model_bytes()), schema)

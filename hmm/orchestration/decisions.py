@@ -8,6 +8,7 @@ reaches a path, an S3 key or a spark-submit argument list.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +28,11 @@ from hmm.training.schema import (
     spec_problem,
     value_at,
 )
-from hmm.training.spec import CODE_VERSION, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
+from hmm.training.spec import CODE_VERSION, COLUMN, RECORDED_FIELDS, InvalidSpecError, TrainingSpec, check_training_id
 
 MODES = ("local", "emr")
 #: Step kind -> the spark-submit entry point in jobs/.
-JOBS = {"init": "init_training", "iterate": "em_iteration", "finalize": "finalize"}
+JOBS = {"init": "init_training", "iterate": "em_iteration", "finalize": "finalize", "decode": "decode"}
 #: What the trigger form may hold besides the TrainingSpec fields.
 RUN_FIELDS = ("store", "mode", "engine", "emr", "training_id")
 #: The TrainingSpec fields a user chooses (the code version is recorded by the code, not chosen).
@@ -373,12 +374,24 @@ def step_name(training_id: str, kind: str, iteration: int | None = None) -> str:
 
 
 def job_arguments(
-    kind: str, store: str, training_id: str, iteration: int | None = None, spec: TrainingSpec | None = None
+    kind: str,
+    store: str,
+    training_id: str,
+    iteration: int | None = None,
+    spec: TrainingSpec | None = None,
+    decode: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """The arguments of a jobs/ entry point: the one place step command lines come from."""
+    """The arguments of a jobs/ entry point: the one place step command lines come from.
+
+    ``decode``: the decode step's settings (:func:`decode_arguments`).
+    """
     if kind not in JOBS:
         raise ValueError(f"step kind must be one of {sorted(JOBS)}, got {kind!r}")
     arguments = ["--store", check_uri(store, "store URI"), "--training-id", check_training_id(training_id)]
+    if kind == "decode":
+        if decode is None:
+            raise ValueError("the decode step needs its settings")
+        return arguments + decode_arguments(decode)
     if kind == "init":
         if spec is None:
             raise ValueError("the init step needs the spec")
@@ -403,6 +416,7 @@ def local_command(
     iteration: int | None = None,
     spec: TrainingSpec | None = None,
     java_options: Sequence[str] = (),
+    decode: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """argv of a step in local mode.
 
@@ -414,7 +428,7 @@ def local_command(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     job = f"{jobs_dir.rstrip('/')}/{JOBS[kind]}.py"
-    arguments = job_arguments(kind, store, training_id, iteration, spec)
+    arguments = job_arguments(kind, store, training_id, iteration, spec, decode)
     if kind == "finalize":
         return [python, job, *arguments]
     if engine == "local":
@@ -445,12 +459,14 @@ def emr_step(
     code_version: str,
     iteration: int | None = None,
     spec: TrainingSpec | None = None,
+    decode: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The EMR step (``add_job_flow_steps`` shape) running ``jobs/<job>.py`` from the bundle of ``code_version``."""
     bundle = bundle_uri(emr["bundle_root"], code_version)
     deploy_mode = check_value(EMR_SCHEMA["properties"]["deploy_mode"], emr["deploy_mode"], "emr.deploy_mode")
+    name = decode_step_name(training_id, decode["output"]) if kind == "decode" and decode else None
     return {
-        "Name": step_name(training_id, kind, iteration),
+        "Name": name or step_name(training_id, kind, iteration),
         # The DAG decides what a failure means; the cluster stays up for the teardown.
         "ActionOnFailure": "CONTINUE",
         "HadoopJarStep": {
@@ -460,7 +476,7 @@ def emr_step(
                 "--deploy-mode",
                 deploy_mode,
                 f"{bundle}/{BUNDLE_JOBS}/{JOBS[kind]}.py",
-                *job_arguments(kind, store, training_id, iteration, spec),
+                *job_arguments(kind, store, training_id, iteration, spec, decode),
             ],
         },
     }
@@ -569,3 +585,139 @@ def step_failure(step: Mapping[str, Any]) -> str | None:
     reason = "; ".join(str(p) for p in (details.get("Reason"), details.get("Message"), change.get("Message")) if p)
     log = f" (log: {details['LogFile']})" if details.get("LogFile") else ""
     return f"EMR step {step.get('Id')} ({step.get('Name')}) is {state}: {reason or 'no reason given'}{log}"
+
+
+# ------------------------------------------------------------------ decoding (dags/hmm_decode.py)
+
+#: The Asset hmm_training's finalize updates with each published model (extra: the training id
+#: and the PUBLISHED marker); hmm_decode is scheduled on it.
+MODEL_ASSET_NAME = "hmm-em-model"
+#: The Asset hmm_decode updates with each finished output (extra: output URI, rows, model).
+DECODED_ASSET_NAME = "hmm-em-decoded"
+#: The decode step's outputs, as ``hmm-em decode --outputs`` names them (hmm.training.decode.DECODE_OUTPUTS).
+DECODE_OUTPUT_NAMES = ("viterbi", "log_likelihood", "posterior", "filtered")
+#: What the hmm_decode trigger form may hold.
+DECODE_FIELDS = ("store", "training_id", "data", "output", "outputs", "sequence_col", "id_col", "mode", "engine", "emr")
+#: Where default outputs go under the training's store.
+DECODES_PREFIX = "decodes"
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """A hmm_decode run's params, validated; None: from the triggering model event or the training's spec."""
+
+    store: str | None
+    training_id: str | None
+    data: str | None
+    output: str | None
+    outputs: list[str]
+    sequence_col: str | None
+    id_col: str | None
+    mode: str
+    engine: str
+    emr: dict[str, Any]
+
+
+def _optional_uri(params: Mapping[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    try:
+        return check_uri(value, f"param {name!r}")
+    except InvalidURIError as error:
+        raise InvalidSpecError(str(error)) from None
+
+
+def check_decode_params(params: Mapping[str, Any]) -> DecodeSettings:
+    """Validate a hmm_decode run's params (defaults merged with the conf); errors name the param and the rule."""
+    unknown = sorted(set(params) - set(DECODE_FIELDS))
+    if unknown:
+        raise InvalidSpecError(f"unknown param(s) {unknown}; known: {sorted(DECODE_FIELDS)}")
+    outputs = params.get("outputs", ["viterbi"])
+    if (
+        not isinstance(outputs, list)
+        or not outputs
+        or any(name not in DECODE_OUTPUT_NAMES for name in outputs)
+        or len(set(outputs)) < len(outputs)
+    ):
+        raise InvalidSpecError(
+            f"param 'outputs' is {brief(outputs)}; it must be a list of distinct names of {DECODE_OUTPUT_NAMES}"
+        )
+    columns = {}
+    for name in ("sequence_col", "id_col"):
+        columns[name] = check_value({"type": ["null", "string"], "pattern": COLUMN.pattern}, params.get(name), name)
+    training_id = params.get("training_id")
+    store = _optional_uri(params, "store")
+    if training_id is not None:
+        training_id = check_training_id(training_id)
+        if store is None:
+            raise InvalidSpecError("param 'training_id' needs param 'store', the store the training is in")
+    mode = check_value({"type": "string", "enum": list(MODES)}, params.get("mode", "local"), "mode")
+    engine = check_value({"type": "string", "enum": list(ENGINES)}, params.get("engine", "spark"), "engine")
+    emr = check_emr(params.get("emr"))
+    return DecodeSettings(
+        store=store,
+        training_id=training_id,
+        data=_optional_uri(params, "data"),
+        output=_optional_uri(params, "output"),
+        outputs=[name for name in DECODE_OUTPUT_NAMES if name in outputs],
+        sequence_col=columns["sequence_col"],
+        id_col=columns["id_col"],
+        mode=mode,
+        engine=engine,
+        emr=emr,
+    )
+
+
+def model_from_asset_events(extras: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """``(store, training_id)`` of the newest model among the triggering ``hmm-em-model`` events, if any.
+
+    hmm_training's finalize puts the training id and the PUBLISHED marker in the event's extra;
+    the marker's ``model`` URL, ``<store>/trainings/<id>/model/<k>/model.npz``, names the store.
+    """
+    for extra in reversed(list(extras)):
+        training_id = extra.get("training_id") if isinstance(extra, Mapping) else None
+        model = extra.get("model") if isinstance(extra, Mapping) else None
+        if not isinstance(training_id, str) or not isinstance(model, str):
+            continue
+        marker = f"/trainings/{check_training_id(training_id)}/model/"
+        if marker not in model:
+            raise InvalidSpecError(f"the model event's model URL {brief(model)} is not under trainings/{training_id}/")
+        store = model[: model.index(marker)]
+        try:
+            return check_uri(store, "the model event's store"), training_id
+        except InvalidURIError as error:
+            raise InvalidSpecError(str(error)) from None
+    return None
+
+
+def default_decode_output(
+    store: str, training_id: str, iteration: int, data: str, outputs: Sequence[str], sequence_col: str, id_col: str
+) -> str:
+    """``<store>/decodes/<training id>/<iteration>-<digest of data, outputs, columns>``: one output per decode,
+    so a re-run of the same decode finds its output (finished, or to resume) and another decode gets its own."""
+    what = json.dumps([data, list(outputs), sequence_col, id_col])
+    digest = hashlib.sha256(what.encode()).hexdigest()[:12]
+    return f"{store.rstrip('/')}/{DECODES_PREFIX}/{check_training_id(training_id)}/{int(iteration)}-{digest}"
+
+
+def decode_arguments(decode: Mapping[str, Any]) -> list[str]:
+    """The decode job's arguments after ``--store``/``--training-id`` (``decode``: a plan's settings)."""
+    arguments = [
+        "--data",
+        check_uri(decode["data"], "data URI"),
+        "--output",
+        check_uri(decode["output"], "output URI"),
+        "--outputs",
+        ",".join(name for name in decode["outputs"] if name in DECODE_OUTPUT_NAMES),
+    ]
+    for flag, name in (("--sequence-col", "sequence_col"), ("--id-col", "id_col")):
+        if decode.get(name):
+            arguments += [flag, decode[name]]
+    return arguments
+
+
+def decode_step_name(training_id: str, output: str) -> str:
+    """The EMR step name of a decode: one per (training, output), so a re-run task finds its step."""
+    digest = hashlib.sha256(check_uri(output, "output URI").encode()).hexdigest()[:12]
+    return f"hmm-em {check_training_id(training_id)} decode {digest}"

@@ -37,7 +37,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from hmm.orchestration import decisions as orchestration
 from hmm.orchestration import emr
 from hmm.training.commits import Training
-from hmm.training.spec import TrainingSpec
+from hmm.training.spec import InvalidSpecError, TrainingSpec
 from hmm.training.steps import format_progress
 from hmm.training.store import open_store
 
@@ -207,6 +207,7 @@ def _job_name(argv: list[str]) -> str:
 
 
 def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration: int | None = None) -> None:
+    """Run a step's job on this worker (``plan``: a training's plan, or a decode's with its ``decode`` settings)."""
     spark_submit = spark_submit_path()
     java_options: list[str] = []
     archive = written = None
@@ -224,6 +225,7 @@ def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration:
         iteration=iteration,
         spec=_spec(plan) if kind == "init" else None,
         java_options=java_options,
+        decode=plan.get("decode") if kind == "decode" else None,
     )
     try:
         run_command(argv, local_environment(jobs_dir))
@@ -249,6 +251,7 @@ def run_emr_step(
         plan["code_version"],
         iteration=iteration,
         spec=_spec(plan) if kind == "init" else None,
+        decode=plan.get("decode") if kind == "decode" else None,
     )
     client = emr.client(aws_conn_id)
     step_id = emr.submit_step(client, cluster_id, step)
@@ -430,3 +433,116 @@ class IterationWait(BaseOperator, BranchMixIn):
         first = dag.get_task(self.next_task_id)
         keep = {self.finalize_task_id, *dag.get_task(self.finalize_task_id).get_flat_relative_ids(upstream=False)}
         return [t for t in [first, *first.get_flat_relatives(upstream=False)] if t.task_id not in keep]
+
+
+# ------------------------------------------------------------------ decoding (dags/hmm_decode.py)
+
+
+def plan_decode(params: Mapping[str, Any], model_events: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Check a hmm_decode run's params, find the model and run every check of the decode step (nothing
+    written): the plan the other tasks follow.
+
+    The model: ``training_id`` and ``store`` of the conf, else the newest ``hmm-em-model`` event that
+    triggered the run (``model_events``: their extras). Data, columns default to the training's spec;
+    the output to :func:`hmm.orchestration.decisions.default_decode_output`. ``finished``: the output
+    is complete already, so nothing runs (no cluster either).
+    """
+    from hmm.training.decode import UnknownModelError, prepare_decode
+
+    settings = orchestration.check_decode_params(params)
+    store, training_id = settings.store, settings.training_id
+    if training_id is None:
+        found = orchestration.model_from_asset_events(model_events)
+        if found is None:
+            raise InvalidSpecError(
+                "no model to decode: give training_id and store in the conf, or let an hmm-em-model event "
+                "(a training's finalize) trigger the run"
+            )
+        store, training_id = found
+    assert store is not None
+    training = Training(open_store(store), training_id)
+    if not training.has_spec():
+        raise UnknownModelError(f"training {training_id!r} does not exist in {store}")
+    marker = training.published()
+    if marker is None:
+        raise UnknownModelError(f"training {training_id!r} has no published model in {store}")
+    spec = training.spec()
+    data = settings.data or spec.data
+    sequence_col = settings.sequence_col or spec.sequence_col
+    id_col = settings.id_col or spec.id_col or "id"
+    output = settings.output or orchestration.default_decode_output(
+        store, training_id, marker["iteration"], data, settings.outputs, sequence_col, id_col
+    )
+    prepared = prepare_decode(
+        output,
+        data,
+        store_uri=store,
+        training_id=training_id,
+        outputs=settings.outputs,
+        sequence_col=sequence_col,
+        id_col=id_col,
+        engine="local",
+    )
+    finished = prepared.finished is not None
+    log.info(
+        "decode of %s (training %s, iteration %s) into %s: %s",
+        data,
+        training_id,
+        marker["iteration"],
+        output,
+        "finished already" if finished else "resuming" if prepared.claimed else "new",
+    )
+    emr = dict(settings.emr)
+    if emr["bundle_root"] is None and store.startswith("s3://"):
+        emr["bundle_root"] = orchestration.default_bundle_root(store)
+    code_version = None
+    if settings.mode == "emr" and not finished:
+        if emr["bundle_root"] is None:
+            raise InvalidSpecError(
+                f"the store is {store!r} and param 'emr.bundle_root' is empty: emr mode needs the code bundles on S3"
+            )
+        code_version = orchestration.code_version_to_run(spec)
+    return {
+        "training_id": training_id,
+        "store": store,
+        "iteration": marker["iteration"],
+        "mode": settings.mode,
+        "engine": settings.engine,
+        "emr": emr,
+        "code_version": code_version,
+        "job_flow": orchestration.job_flow_config(emr, training_id, code_version) if code_version else None,
+        "decode": {
+            "data": data,
+            "output": output,
+            "outputs": settings.outputs,
+            "sequence_col": sequence_col,
+            "id_col": id_col,
+        },
+        "finished": finished,
+    }
+
+
+def run_decode(plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
+    """Run (local) or submit and wait for (EMR) the decode step, unless the output is finished; its summary."""
+    from hmm.training.decode import SUCCESS_KEY
+
+    output = plan["decode"]["output"]
+    if plan["finished"]:
+        log.info("output %s is finished already: nothing to decode", output)
+    elif plan["mode"] == "local":
+        run_local_step(plan, "decode", jobs_dir)
+    else:
+        run_emr_step(plan, "decode", _cluster(cluster_id))
+    store = open_store(output)
+    if not store.exists(SUCCESS_KEY):
+        raise AirflowFailException(f"the decode step finished but {store.url(SUCCESS_KEY)} does not exist")
+    manifest = json.loads(store.read(SUCCESS_KEY))
+    log.info("decoded %s sequences into %s (%s parts)", manifest["n_rows"], output, len(manifest["parts"]))
+    return {
+        "output": output,
+        "n_rows": manifest["n_rows"],
+        "outputs": manifest["outputs"],
+        "training_id": plan["training_id"],
+        "iteration": manifest["model"].get("iteration"),
+        "model_sha256": manifest["model_sha256"],
+    }

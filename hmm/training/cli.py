@@ -131,7 +131,40 @@ def parser() -> argparse.ArgumentParser:
     iterate = add("iterate", "EMR step: commit iteration K from committed K-1.", engine=True)
     iterate.add_argument("--iteration", type=_iteration, required=True, help="the iteration K to commit")
     add("finalize", "EMR step: publish the last committed parameters and the report.")
+    decode = add(
+        "decode",
+        "Decode Parquet sequences with a published model (or a model file) into Parquet outputs keyed by id; "
+        "idempotent: a re-run skips committed parts, a finished output is not recomputed.",
+        store=False,
+        engine=True,
+    )
+    decode.add_argument("--store", type=_uri, help="store root URI of the training (with --training-id)")
+    decode.add_argument("--training-id", type=_training_id, help="the training whose published model decodes")
+    decode.add_argument("--model-file", help="or: a model file (path, file:// or s3:// URI) saved by model.save")
+    decode.add_argument("--data", type=_data_uri, required=True, help="Parquet data URI (a file or a directory)")
+    decode.add_argument("--output", type=_output_uri, required=True, help="output URI (file:// or s3://)")
+    decode.add_argument(
+        "--outputs",
+        default="viterbi",
+        help="comma-separated: viterbi, log_likelihood, posterior, filtered (default viterbi)",
+    )
+    decode.add_argument("--sequence-col", help="the sequence column (default: the training's, else 'sequence')")
+    decode.add_argument("--id-col", help="the id column the output is keyed by (default: the training's, else 'id')")
     return top
+
+
+def _data_uri(value: str) -> str:
+    try:
+        return check_uri(value, "data URI")
+    except InvalidURIError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _output_uri(value: str) -> str:
+    try:
+        return check_uri(value, "output URI")
+    except InvalidURIError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def process_age_seconds(pid: int | str = "self") -> float | None:
@@ -242,6 +275,10 @@ def run(args: argparse.Namespace, own_process: bool = False) -> int:
         result = steps.finalize(args.store, args.training_id)
         print(f"{args.command}: {result['status']}: model {result['model']}, report {result['report']}")
         return 0
+    if args.command == "decode" and (args.training_id is None) == (args.model_file is None):
+        raise ValueError("name the model with --store and --training-id, or with --model-file (one of the two)")
+    if args.command == "decode" and args.training_id is not None and args.store is None:
+        raise ValueError("--training-id needs --store, the store the training is in")
     session_started = time.perf_counter()
     spark = _spark(args)
     session_seconds = time.perf_counter() - session_started if spark is not None else None
@@ -251,6 +288,25 @@ def run(args: argparse.Namespace, own_process: bool = False) -> int:
     elif args.command == "init":
         result = steps.init_training(args.store, args.training_id, read_spec(args.spec), args.engine, spark)
         print(f"init: {result['status']}: iteration 0 of {args.training_id} ({result['n_sequences']} sequences)")
+    elif args.command == "decode":
+        from hmm.training.decode import decode
+
+        result = decode(
+            args.output,
+            args.data,
+            store_uri=args.store,
+            training_id=args.training_id,
+            model_path=args.model_file,
+            outputs=args.outputs,
+            sequence_col=args.sequence_col,
+            id_col=args.id_col,
+            engine=args.engine,
+            spark=spark,
+        )
+        print(
+            f"decode: {result['status']}: {result['n_rows']} sequences in {result['n_parts']} part(s) "
+            f"({result['skipped_parts']} committed before) at {result['output']}; outputs {','.join(result['outputs'])}"
+        )
     elif args.command == "iterate":
         startup = job_startup(session_seconds, own_process)
         result = steps.em_iteration(args.store, args.training_id, args.iteration, args.engine, spark, startup)

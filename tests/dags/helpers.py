@@ -71,7 +71,7 @@ def recorded_commands(monkeypatch: Any) -> Iterator[list[list[str]]]:
 
 
 #: jobs/<file>.py -> the hmm-em subcommand it runs.
-SUBCOMMANDS = {"init_training": "init", "em_iteration": "iterate", "finalize": "finalize"}
+SUBCOMMANDS = {"init_training": "init", "em_iteration": "iterate", "finalize": "finalize", "decode": "decode"}
 
 
 def run_job_here(command: Sequence[str]) -> int:

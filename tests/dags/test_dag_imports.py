@@ -12,10 +12,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import DAGS
 from tests.core.test_imports import HEAVY, MODEL_MODULES
 
-DAG_FILE = DAGS / "hmm_training.py"
+DAG_FILES = {"hmm_training": DAGS / "hmm_training.py", "hmm_decode": DAGS / "hmm_decode.py"}
 #: Airflow itself loads more of its modules while it parses; everything else in HEAVY must stay out.
 NOT_AT_PARSE_TIME = tuple(name for name in HEAVY if name != "airflow")
 
@@ -44,14 +46,15 @@ print(json.dumps({
 """
 
 
-def test_parsing_the_dag_file_adds_no_heavy_library_and_no_model(airflow_home):
+@pytest.mark.parametrize("dag_id", sorted(DAG_FILES))
+def test_parsing_the_dag_file_adds_no_heavy_library_and_no_model(airflow_home, dag_id):
     done = subprocess.run(
-        [sys.executable, "-c", PARSE, str(DAG_FILE)], capture_output=True, text=True, check=False, timeout=600
+        [sys.executable, "-c", PARSE, str(DAG_FILES[dag_id])], capture_output=True, text=True, check=False, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
     parsed = json.loads(done.stdout.splitlines()[-1])
     assert parsed["errors"] == {}
-    assert parsed["dags"] == ["hmm_training"]
+    assert parsed["dags"] == [dag_id]
     assert "airflow.sdk" in parsed["airflow_modules"]  # the baseline really holds the DAG's Airflow imports
     added = set(parsed["added"])
     assert any(name.startswith("hmm.") for name in added)  # the DAG's hmm imports happened after the baseline

@@ -30,7 +30,7 @@ from infra.emr import render
 from tests.conftest import write_categorical_parquet
 
 REPO = Path(__file__).resolve().parents[2]
-JOBS = ("em_iteration.py", "finalize.py", "init_training.py")
+JOBS = ("decode.py", "em_iteration.py", "finalize.py", "init_training.py")
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:

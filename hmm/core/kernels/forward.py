@@ -131,3 +131,39 @@ def forward_log_likelihoods(startprob, transmat, frameprob, offsets, log_likelih
         for lane in range(min(LANES, n_sequences - block_start)):
             log_likelihoods[order[block_start + lane]] = lane_log_likelihood[lane]
     return -1, -1
+
+
+@_jit
+def forward_filter(startprob, transmat, frameprob, offsets, filtered):
+    """Causal (filtered) state probabilities ``P(state_t | x_1 .. x_t)`` of every sequence of a batch.
+
+    The scaled forward pass, one sequence after another: ``filtered[t]`` is
+    ``alpha_t`` normalised to sum 1, which only looks at frames up to ``t``
+    (posteriors also look ahead). ``frameprob`` may be pre-scaled by any
+    positive per-frame constant: normalising cancels it. Returns ``(-1, -1)``
+    or the ``(sequence, position)`` whose frame has probability below
+    :data:`UNDERFLOW` under every reachable state, as
+    :func:`forward_log_likelihoods` does. Kept scalar, not in lanes: its output is a
+    frames x states array anyway, so memory traffic, not arithmetic, bounds it.
+    """
+    n_states = startprob.shape[0]
+    into = np.ascontiguousarray(transmat.T)  # into[j, i] = P(i -> j): the inner loop reads a row
+    for s in range(offsets.shape[0] - 1):
+        first = offsets[s]
+        for t in range(first, offsets[s + 1]):
+            total = 0.0
+            for j in range(n_states):
+                if t == first:
+                    predicted = startprob[j]
+                else:
+                    predicted = 0.0
+                    for i in range(n_states):
+                        predicted += filtered[t - 1, i] * into[j, i]
+                value = predicted * frameprob[t, j]
+                filtered[t, j] = value
+                total += value
+            if not total >= UNDERFLOW:
+                return s, t - first
+            for j in range(n_states):
+                filtered[t, j] /= total
+    return -1, -1
