@@ -13,6 +13,12 @@ access key, so each request says who made it:
   recording sees like boto3), plus what EMR does with that profile for the recorded requests
   (bootstrap script, step code, step logs under LogUri).
 
+After the training, the real ``hmm_decode`` DAG runs twice in ``emr`` mode on the model the training
+published (a decode into the default output under ``<store>/decodes/``, then a re-run that finds it
+finished and creates no cluster): the Airflow role validates (model, data, output) and reads the
+``_SUCCESS`` manifest; the instance role's decode job writes the output. In emr mode the Airflow
+role writes nothing, so no local decode is recorded.
+
 Every recorded request becomes the authorizations AWS makes for it; each role's statements must
 allow all of its own and contain nothing they do not use (see ``iam_policy.check_role``).
 The stack is the template resolved for its default parameters plus a bucket name; the DAG's
@@ -37,6 +43,7 @@ import pytest
 from infra.local.s3 import free_port
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import conf, run_job_here, task_states
+from tests.dags.test_decode_dag import loaded_decode_dag  # noqa: F401 (a fixture)
 from tests.infra import aws_recording
 from tests.infra.iam_policy import (
     ACCOUNT,
@@ -198,17 +205,33 @@ class FakeCluster:
         step.state = "COMPLETED" if code == 0 else "FAILED"
 
 
-@pytest.fixture(scope="module")
-def recorded(aws, loaded_dag):
-    """Requests of two DAG runs in emr mode: a new training to convergence, then a re-run of that date."""
-    from hmm.orchestration import emr
-    from hmm.orchestration import tasks as airflow_tasks
-
-    dag, defaults = loaded_dag
-    for owner in [dag, *dag.tasks]:  # the params' defaults, as tests/dags' ``dag`` fixture restores them
+def restore_defaults(dag: Any, defaults: dict[str, Any]) -> Any:
+    """The DAG with its params' defaults, as tests/dags' ``dag`` fixture restores them."""
+    for owner in [dag, *dag.tasks]:
         for key in owner.params:
             if key in defaults:
                 owner.params.get_param(key).value = copy.deepcopy(defaults[key])
+    return dag
+
+
+def trained_id(aws: SimpleNamespace) -> str:
+    """The one training the recorded hmm_training runs made (read with the setup key: not a role's call)."""
+    from hmm.training.store import open_store
+
+    assert os.environ["AWS_ACCESS_KEY_ID"] == SETUP_KEY
+    (training_id,) = {key.split("/", 1)[0] for key in open_store(f"{aws.store}/trainings").list("")}
+    return training_id
+
+
+@pytest.fixture(scope="module")
+def recorded(aws, loaded_dag, loaded_decode_dag):
+    """Requests of four DAG runs in emr mode: a new training to convergence, a re-run of that date, then
+    a decode with the published model and its re-run."""
+    from hmm.orchestration import emr
+    from hmm.orchestration import tasks as airflow_tasks
+
+    dag = restore_defaults(*loaded_dag)
+    decode_dag = restore_defaults(*loaded_decode_dag)
     (airflow_role,) = trusted_by(aws.stack, {"AWS": aws.stack.parameters["AirflowPrincipalArn"]})
     cluster = FakeCluster(aws)
     real_state = emr.step_state
@@ -220,6 +243,7 @@ def recorded(aws, loaded_dag):
     connection = {"conn_type": "aws", "extra": {"endpoint_url": aws.endpoint, "region_name": REGION}}
     run_conf = conf(aws.data, aws.store, tol=TOL, max_iter=10, mode="emr", engine="spark", emr=emr_settings(aws))
     states = []
+    decode_states = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
         patch.setattr(emr, "step_state", step_state)
@@ -232,7 +256,21 @@ def recorded(aws, loaded_dag):
                     states.append((run.state, task_states(run)))
             finally:
                 aws.recording.on = False
-    return SimpleNamespace(requests=list(aws.recording.requests), states=states, airflow_role=airflow_role)
+        decode_conf = {"store": aws.store, "training_id": trained_id(aws), "mode": "emr", "emr": emr_settings(aws)}
+        with acting_as(key_of(airflow_role)):
+            aws.recording.on = True
+            try:
+                for _ in range(2):
+                    run = decode_dag.test(run_conf=decode_conf)
+                    decode_states.append((run.state, task_states(run)))
+            finally:
+                aws.recording.on = False
+    return SimpleNamespace(
+        requests=list(aws.recording.requests),
+        states=states,
+        decode_states=decode_states,
+        airflow_role=airflow_role,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +310,11 @@ def test_both_runs_succeed_and_every_principal_is_recorded(recorded, needs):
     assert (first, second) == ("success", "success"), (first_tasks, second_tasks)
     assert first_tasks["finalize"] == "success" and second_tasks["finalize"] == "skipped"
     assert first_tasks["terminate_cluster"] == second_tasks["terminate_cluster"] == "success"
+    (decoded, decoded_tasks), (again, again_tasks) = recorded.decode_states
+    assert (decoded, again) == ("success", "success"), (decoded_tasks, again_tasks)
+    assert (decoded_tasks["create_cluster"], decoded_tasks["terminate_cluster"]) == ("success", "success")
+    # The second decode run found the output finished: no cluster, nothing written.
+    assert (again_tasks["decode"], again_tasks["create_cluster"]) == ("success", "skipped")
     principals = {n.principal for n in needs}
     assert principals == set(POLICY_ROLES), summary(needs)
     # The jobs' Parquet reads went through pyarrow's own S3 client, and were recorded too.
@@ -294,24 +337,51 @@ def test_no_bucket_policy_refuses_a_recorded_call(aws, needs, bucket):
     assert refused == []
 
 
-def test_training_objects_are_written_only_if_absent_and_markers_can_be_neither_replaced_nor_deleted(aws, needs):
-    statements = aws.stack.bucket_statements("StoreBucket")
-    writes = [n for n in needs if n.action == "s3:PutObject" and "/trainings/" in n.resource]
-    markers = [n for n in writes if n.resource.endswith((f"/{COMMIT_NAME}", "/PUBLISHED"))]
-    assert {n.resource.rsplit("/", 1)[1] for n in markers} == {COMMIT_NAME, "PUBLISHED"}, summary(needs)
-    # Every write of a training's objects the code made was a put-if-absent...
-    assert {n.keys.get("s3:if-none-match") for n in writes} == {"*"}
-    secure = {"aws:SecureTransport": "true"}
+def store_writes(aws: SimpleNamespace, needs: list[Need], folder: str) -> list[Need]:
+    """The recorded PUTs of objects under ``<store root>/<folder>/``."""
+    bucket, _, prefix = aws.store.removeprefix("s3://").partition("/")
+    root = f"arn:aws:s3:::{bucket}/{prefix}/{folder}/"
+    return [n for n in needs if n.action == "s3:PutObject" and n.resource.startswith(root)]
+
+
+def refuses_unconditional_puts(statements: list[dict[str, Any]], writes: list[Need]) -> None:
+    """Each write was a put-if-absent the bucket allows; the same PUT without If-None-Match is refused."""
+    assert {n.keys.get("s3:if-none-match") for n in writes} == {"*"}, [n.source for n in writes]
     for write in writes:
-        # ...and the bucket refuses any other kind, whoever asks...
-        attempt = Need("anyone", "s3:PutObject", write.resource, tuple(secure.items()))
+        attempt = Need("anyone", "s3:PutObject", write.resource, (("aws:SecureTransport", "true"),))
         assert [s["Sid"] for s in denying(statements, attempt)], write.resource
         assert denying(statements, write) == []
+
+
+def test_training_objects_are_written_only_if_absent_and_markers_can_be_neither_replaced_nor_deleted(aws, needs):
+    statements = aws.stack.bucket_statements("StoreBucket")
+    writes = store_writes(aws, needs, "trainings")
+    markers = [n for n in writes if n.resource.endswith((f"/{COMMIT_NAME}", "/PUBLISHED"))]
+    assert {n.resource.rsplit("/", 1)[1] for n in markers} == {COMMIT_NAME, "PUBLISHED"}, summary(needs)
+    # Every write of a training's objects the code made was a put-if-absent, and the bucket refuses
+    # any other kind, whoever asks...
+    refuses_unconditional_puts(statements, writes)
+    secure = {"aws:SecureTransport": "true"}
     for marker in markers:
         # ...and any deletion of a COMMIT or PUBLISHED marker.
         for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
             attempt = Need("anyone", action, marker.resource, tuple(secure.items()))
             assert [s["Sid"] for s in denying(statements, attempt)], (action, marker.resource)
+
+
+def test_decode_outputs_are_written_only_if_absent_by_the_cluster_alone(aws, recorded, needs):
+    """The claim, every part and the manifest are created once (put-if-absent), by the instance role."""
+    from hmm.orchestration.decisions import DECODES_PREFIX
+    from hmm.training.decode import CLAIM_KEY, SUCCESS_KEY, part_key
+
+    writes = store_writes(aws, needs, DECODES_PREFIX)
+    names = {n.resource.rsplit("/", 1)[1] for n in writes}
+    assert {CLAIM_KEY, SUCCESS_KEY, part_key(0)} <= names, summary(needs)
+    assert all(n in (CLAIM_KEY, SUCCESS_KEY) or n.startswith("part-") for n in names), names
+    (instance_role,) = aws.stack.profile_roles(aws.stack.ref(aws.stack.resources_of("AWS::IAM::InstanceProfile")[0]))
+    assert {n.principal for n in writes} == {instance_role}
+    assert not [n for n in needs if n.principal == recorded.airflow_role and n.action == "s3:PutObject"]
+    refuses_unconditional_puts(aws.stack.bucket_statements("StoreBucket"), writes)
 
 
 def test_store_access_logs_can_be_delivered_to_the_log_bucket(aws):
