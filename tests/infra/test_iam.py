@@ -224,7 +224,7 @@ def trained_id(aws: SimpleNamespace) -> str:
 
 
 @pytest.fixture(scope="module")
-def recorded(aws, loaded_dag, loaded_decode_dag):
+def recorded(aws, loaded_dag, loaded_decode_dag):  # noqa: F811 (the fixture imported above)
     """Requests of four DAG runs in emr mode: a new training to convergence, a re-run of that date, then
     a decode with the published model and its re-run."""
     from hmm.orchestration import emr
