@@ -139,11 +139,18 @@ def prepare_training(
     models = []
     for index, (n_components, seed) in enumerate(spec.candidates()):
         model = spec.build_model(n_components, seed)
-        if counts["max_symbol"] is not None:
+        if index == warm and reference is not None:
+            try:
+                model = warm_start(model, reference, counts)
+            except ValueError as error:
+                raise InvalidSpecError(f"spec field 'init_from' is {spec.init_from!r}: {error}") from None
+        elif counts["max_symbol"] is not None:
+            if reference is not None and getattr(model, "n_features", None) is None:
+                # The challengers read the reference's symbols too, so their states compare with its.
+                model.n_features = max(reference.n_features, counts["max_symbol"] + 1)
             model.infer_n_features(counts["max_symbol"])
         try:
             if index == warm and reference is not None:
-                model = warm_start(model, reference)
                 X = model.check_batch(sample, offsets)
             else:
                 X = model.initialize_from_sample(sample, offsets)
@@ -177,13 +184,26 @@ def warm_candidate(spec: TrainingSpec, reference: BaseHMM | None) -> int | None:
     )
 
 
-def warm_start(model: BaseHMM, reference: BaseHMM) -> BaseHMM:
-    """``model`` (its settings) holding ``reference``'s fitted parameters, checked."""
+def warm_start(model: BaseHMM, reference: BaseHMM, counts: Mapping[str, Any]) -> BaseHMM:
+    """``model`` (its settings) holding ``reference``'s fitted parameters, checked against the data's counts.
+
+    Raises
+    ------
+    ValueError
+        The reference is another kind of model, or cannot read the data: fewer symbols than the
+        data's largest + 1 (or than the spec's ``n_features``), or another number of features.
+    """
     if type(model) is not type(reference):
-        raise ValueError(f"init_from's model is a {type(reference).__name__}, the spec trains a {type(model).__name__}")
-    if getattr(model, "n_features", None) is not None and model.n_features != reference.n_features:
-        raise ValueError(f"init_from's model has {reference.n_features} features, the data {model.n_features}")
-    # What a model file holds as fitted (hmm.core.persistence), and n_features the data may have set.
+        raise ValueError(f"its model is a {type(reference).__name__}, the spec trains a {type(model).__name__}")
+    width = getattr(reference, "n_features", None)
+    if model.observes_symbols:
+        if getattr(model, "n_features", None) not in (None, width):
+            raise ValueError(f"its model has {width} symbols, the spec's model_args.n_features is {model.n_features}")
+        if counts["max_symbol"] is not None and counts["max_symbol"] >= width:
+            raise ValueError(f"its model has {width} symbols, the data has symbol {counts['max_symbol']}")
+    elif counts["n_features"] is not None and counts["n_features"] != width:
+        raise ValueError(f"its model has {width} features, the data {counts['n_features']}")
+    # What a model file holds as fitted (hmm.core.persistence), and the size the data would set.
     for name in ("n_features", "startprob_", "transmat_", *type(reference)._fitted_emission_attributes):
         if hasattr(reference, name):
             setattr(model, name, copy.deepcopy(getattr(reference, name)))
@@ -681,7 +701,10 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
         relabelling = relabel(model, load_reference(training, pin))
     # Only the records up to the published iteration: a later one may have landed meanwhile.
     records = [r for r in training.records() if r["iteration"] <= latest]
-    files = build_report(spec, records, model) if relabelling is None else build_report(spec, records, model, relabelling)
+    if relabelling is None:
+        files = build_report(spec, records, model)
+    else:
+        files = build_report(spec, records, model, relabelling)
     digests = {}
     for name, data in files.items():
         key = training.model_key(latest, name)

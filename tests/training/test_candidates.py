@@ -379,3 +379,32 @@ def test_relabelled_model_matches_the_truth_on_permuted_label_data(tmp_path):
     marker = Training(open_store(root), "new").published()
     last = Training(open_store(root), "new").record(marker["iteration"])
     assert last["candidates"][0]["warm_start"] and len(last["candidates"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("reference", "overrides", "message"),
+    [
+        (hmm.CategoricalHMM(3, n_features=4), {}, "its model has 4 symbols, the data has symbol 5"),
+        (hmm.CategoricalHMM(3, n_features=6), {"n_components": [2, 4]}, "its model has 3 states, the spec trains"),
+        (hmm.PoissonHMM(3), {}, "its model is a PoissonHMM, the spec trains a CategoricalHMM"),
+    ],
+    ids=["symbols", "states", "kind"],
+)
+def test_a_reference_that_cannot_start_the_training_is_refused_naming_init_from(
+    capsys, tmp_path, data, reference, overrides, message
+):
+    rng = np.random.default_rng(0)
+    reference.startprob_ = np.full(3, 1 / 3)
+    reference.transmat_ = rng.dirichlet(np.ones(3), size=3)
+    if isinstance(reference, hmm.CategoricalHMM):
+        reference.emissionprob_ = rng.dirichlet(np.ones(reference.n_features), size=3)
+    else:
+        reference.lambdas_ = rng.uniform(1, 3, size=(3, 1))
+    root = f"file://{tmp_path}/store"
+    publish_model(root, "ref", reference)
+    before = snapshot(root)
+    spec = json.dumps(raw_spec(data[0], init_from="ref", **overrides))
+    code = cli.main(["train", "--store", root, "--training-id", "t", "--engine", "local", "--spec", spec])
+    err = capsys.readouterr().err
+    assert code == 2 and "spec field 'init_from' is 'ref': " + message in err, err
+    assert snapshot(root) == before
