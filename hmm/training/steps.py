@@ -347,8 +347,8 @@ def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str,
         source = Training(training.store, spec.init_from)
         if source.id == training.id or source.published() is None:
             raise InvalidSpecError(
-                f"spec field 'init_from' is {spec.init_from!r}: the store {training.store.url('')} has no "
-                f"published model of another training of that id (give a training id, or 'latest')"
+                f"spec field 'init_from' is {spec.init_from!r}: the store {training.store.url('')} has no other "
+                "training of that id with a published model (name one, or give 'latest')"
             )
     marker = source.published()
     assert marker is not None
