@@ -494,6 +494,27 @@ def _record_problem(record: Mapping[str, Any], iteration: int, params_prefix: st
     spec_digest = record.get("spec_sha256")
     if spec_digest is not None and (not isinstance(spec_digest, str) or not SHA256.fullmatch(spec_digest)):
         return f"spec_sha256 {str(spec_digest)[:80]!r} is not a SHA-256"
+    if "candidates" in record:
+        return _candidates_problem(record["candidates"], iteration)
+    return None
+
+
+#: A candidate's status in a COMMIT (hmm.training.steps): training, converged (or max_iter), pruned.
+CANDIDATE_STATUSES = ("running", "converged", "pruned")
+
+
+def _candidates_problem(candidates: Any, iteration: int) -> str | None:
+    """What is wrong with a COMMIT's ``candidates`` list, or None (their parameters are checked when loaded)."""
+    if not isinstance(candidates, list) or not candidates:
+        return "candidates is not a non-empty list"
+    for position, entry in enumerate(candidates):
+        if not isinstance(entry, dict) or entry.get("index") != position:
+            return f"candidate {position} is not candidate {position}"
+        ran = entry.get("iteration")
+        if isinstance(ran, bool) or not isinstance(ran, int) or not 0 <= ran <= iteration:
+            return f"candidate {position} records iteration {ran!r}"
+        if entry.get("status") not in CANDIDATE_STATUSES:
+            return f"candidate {position} has status {brief(entry.get('status'))}"
     return None
 
 

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 from hmm import __version__
 from hmm.core.sequences import InvalidSequenceError
 from hmm.distributed.sources import ParquetSequences, Split
-from hmm.training.commits import CorruptObjectError, DataChangedError, Training, TrainingError, converged_after
+from hmm.training.commits import (
+    CANDIDATE_STATUSES,
+    CorruptObjectError,
+    DataChangedError,
+    Training,
+    TrainingError,
+    converged_after,
+)
 from hmm.training.spec import LATEST, InvalidSpecError, TrainingSpec
 from hmm.training.store import open_store
 
@@ -64,7 +71,7 @@ def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> Parq
 
 
 #: A candidate's status in a COMMIT: still training, converged (or max_iter), stopped by pruning.
-RUNNING, CONVERGED, PRUNED = "running", "converged", "pruned"
+RUNNING, CONVERGED, PRUNED = CANDIDATE_STATUSES
 
 
 @dataclass(frozen=True)

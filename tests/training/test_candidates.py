@@ -408,3 +408,35 @@ def test_a_reference_that_cannot_start_the_training_is_refused_naming_init_from(
     err = capsys.readouterr().err
     assert code == 2 and "spec field 'init_from' is 'ref': " + message in err, err
     assert snapshot(root) == before
+
+
+def test_a_tampered_candidate_is_exit_3_naming_its_object_and_nothing_committed(capsys, file_root, data):
+    steps.init_training(file_root, "t", spec_for(data[0], n_init=2), engine="local")
+    steps.em_iteration(file_root, "t", 1, engine="local")
+    entry = Training(open_store(file_root), "t").record(1)["candidates"][1]
+    path = os.path.join(file_root[len("file://") :], entry["params_key"])
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as file:
+        file.write(b"garbage")
+    before = snapshot(file_root)
+    argv = ["iterate", "--store", file_root, "--training-id", "t", "--engine", "local", "--iteration", "2"]
+    code = cli.main(argv, own_process=False)
+    err = capsys.readouterr().err
+    assert code == 3 and "parameters of iteration 1 (candidate 1) of training 't' are corrupt" in err, err
+    assert snapshot(file_root) == before
+
+
+def test_a_commit_with_a_garbled_candidate_is_exit_3(capsys, file_root, data):
+    steps.init_training(file_root, "t", spec_for(data[0], n_init=2), engine="local")
+    steps.em_iteration(file_root, "t", 1, engine="local")
+    path = os.path.join(file_root[len("file://") :], "trainings/t/iterations/1/COMMIT")
+    with open(path) as file:
+        record = json.load(file)
+    record["candidates"][0]["status"] = "winning"
+    os.chmod(path, 0o644)
+    with open(path, "w") as file:
+        json.dump(record, file)
+    argv = ["iterate", "--store", file_root, "--training-id", "t", "--engine", "local", "--iteration", "2"]
+    code = cli.main(argv, own_process=False)
+    err = capsys.readouterr().err
+    assert code == 3 and "is corrupt: candidate 0 has status 'winning'" in err, err
