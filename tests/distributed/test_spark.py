@@ -206,7 +206,9 @@ def test_restarts_on_a_dataframe_read_it_once_per_iteration_and_equal_separate_f
     restarted = hmm.CategoricalHMM(3, n_init=3, random_state=20, **settings)
     single = hmm.CategoricalHMM(3, random_state=20, **settings)
     # One pass per iteration whatever the number of candidates: as many Spark jobs as one fit.
-    assert spark_jobs(spark, "restarts", lambda: restarted.fit(df)) == spark_jobs(spark, "single", lambda: single.fit(df))
+    assert spark_jobs(spark, "restarts", lambda: restarted.fit(df)) == spark_jobs(
+        spark, "single", lambda: single.fit(df)
+    )
     separate = [hmm.CategoricalHMM(3, random_state=seed, **settings).fit(df) for seed in (20, 21, 22)]
     chosen = separate[int(np.argmax([model.monitor_.history[-1] for model in separate]))]
     for name in ("startprob_", "transmat_", "emissionprob_"):
