@@ -80,6 +80,17 @@ def test_a_spec_written_by_earlier_code_keeps_its_digest_and_bytes():
     assert TrainingSpec.from_dict({**json.loads(written), "n_init": 2}).digest() != spec.digest()
 
 
+def test_a_training_without_candidate_fields_writes_what_it_wrote_before(file_root, data):
+    steps.train(file_root, "plain", spec_for(data[0], max_iter=2), engine="local", **QUIET)
+    records = Training(open_store(file_root), "plain").records()
+    common = {"iteration", "params_key", "params_sha256", "spec_sha256", "log_likelihood", "improvement"}
+    common |= {"converged", "n_sequences", "n_observations", "timings", "step", "committed_at"}
+    assert set(records[0]) == common | {"data"}
+    assert all(set(record) == common for record in records[1:])
+    spec_json = json.loads(open_store(file_root).read("trainings/plain/spec.json"))
+    assert not set(spec_json) & {"n_init", "prune_after", "keep", "holdout_fraction", "init_from"}
+
+
 def test_candidates_are_each_number_of_states_times_n_init_seeds():
     spec = spec_for("file:///d", n_components=[2, 4], n_init=3, seed=10)
     assert spec.candidates() == [(2, 10), (2, 11), (2, 12), (4, 10), (4, 11), (4, 12)]
