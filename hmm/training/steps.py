@@ -579,12 +579,9 @@ def em_iteration(
         model.update(stats)
         model.monitor_.reset()  # the history lives in the COMMIT records, not in the parameters
         histories[index] = [*candidate_history(past, index), stats.log_likelihood]
-        params_key, digest = training.store_params(iteration, model)
         updated[index] = model
         entries[index].update(
             iteration=iteration,
-            params_key=params_key,
-            params_sha256=digest,
             log_likelihood=stats.log_likelihood,
             holdout_log_likelihood=held_out if spec.holdout_fraction > 0 else None,
             aic=float(aic),
@@ -604,6 +601,10 @@ def em_iteration(
         )
     history = histories.get(chosen) or candidate_history(past, chosen)
     mstep = time.perf_counter()
+    if spec.has_candidates:  # without candidates, commit stores the one model's parameters
+        for index, updated_model in updated.items():
+            params_key, digest = training.store_params(iteration, updated_model)
+            entries[index].update(params_key=params_key, params_sha256=digest)
     record: dict[str, Any] = {
         "log_likelihood": entries[chosen]["log_likelihood"] if spec.has_candidates else history[-1],
         "improvement": history[-1] - history[-2] if len(history) >= 2 else None,
