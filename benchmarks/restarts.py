@@ -15,7 +15,8 @@ session per command, as a step has one; ``tol`` 0 so every iteration runs):
 
 Each candidate of the first equals the training of the second with its seed, bit for bit
 (``tests/training/test_candidates.py``); the script checks it on the last iteration's parameters.
-Reported: wall-clock seconds of each way (the commands, not writing the data) and the ratio.
+Reported: wall-clock seconds of each way (the commands, not writing the data), the mean E-step
+seconds of an iteration (COMMIT timings) and the ratio.
 """
 
 from __future__ import annotations
@@ -88,9 +89,16 @@ def main() -> None:
     for seed in range(args.restarts):
         alone = Training(opened, f"seed-{seed}").record(args.iterations)
         assert last[seed]["params_sha256"] == alone["params_sha256"], f"candidate {seed} differs"
+
+    def estep(training_id: str) -> float:
+        records = Training(opened, training_id).records()[1:]
+        return sum(r["timings"]["estep_seconds"] for r in records) / len(records)
+
+    separate_estep = sum(estep(f"seed-{seed}") for seed in range(args.restarts)) / args.restarts
     print(
         f"| {args.sequences} x 100, {args.iterations} iterations, {args.restarts} restarts, {args.master} "
-        f"| one training: {together:.1f} s | {args.restarts} trainings: {sum(separate):.1f} s "
+        f"| one training: {together:.1f} s (E-step {estep('together'):.1f} s per iteration) "
+        f"| {args.restarts} trainings: {sum(separate):.1f} s (E-step {separate_estep:.1f} s per iteration each) "
         f"| {sum(separate) / together:.2f}x |"
     )
     shutil.rmtree(store, ignore_errors=True)
