@@ -125,7 +125,9 @@ MODEL_ASSET = Asset(MODEL_ASSET_NAME)
 FIELDS = PARAMS_SCHEMA["properties"]
 PARAMS = {
     "model": Param("categorical", **FIELDS["model"], description="HMM emission model"),
-    "n_components": Param(3, **FIELDS["n_components"], description="number of hidden states"),
+    "n_components": Param(
+        3, **FIELDS["n_components"], description="number of hidden states, or a list of them (a sweep)"
+    ),
     "data": Param(
         os.environ.get("HMM_EM_DATA_URI", "file:///var/lib/hmm-em/data"),
         **FIELDS["data"],
@@ -143,6 +145,17 @@ PARAMS = {
     "seed": Param(0, **FIELDS["seed"], description="random_state of the model"),
     "model_args": Param(
         {}, **FIELDS["model_args"], description="further constructor arguments (priors, covariance_type...)"
+    ),
+    "n_init": Param(1, **FIELDS["n_init"], description="random restarts per number of states, in one data pass"),
+    "prune_after": Param(5, **FIELDS["prune_after"], description="iterations before only the best keep go on"),
+    "keep": Param(1, **FIELDS["keep"], description="candidates that survive pruning"),
+    "holdout_fraction": Param(
+        0.0, **FIELDS["holdout_fraction"], description="share of sequences held out to rank candidates (0: none)"
+    ),
+    "init_from": Param(
+        None,
+        **FIELDS["init_from"],
+        description="start from this training's published model, or 'latest' (same spec, earlier data)",
     ),
     "mode": Param("local", **FIELDS["mode"], description="local: this worker; emr: a cluster per run"),
     "engine": Param("spark", **FIELDS["engine"], description="local mode: spark-submit or pyarrow"),

@@ -39,6 +39,10 @@ RECORD_FIELDS = (
     ("n_features", "int64"),
     ("error", "string"),
     ("stats", "binary"),
+    # With a hold-out: how many of the batch's sequences are held out, and each model's
+    # log-likelihood of them (float64s); their frames are in no statistics.
+    ("n_holdout", "int64"),
+    ("holdout", "binary"),
 )
 _DDL_TYPES = {"int32": "int", "int64": "long", "list<string>": "array<string>"}
 RECORD_DDL = ", ".join(f"{name} {_DDL_TYPES.get(kind, kind)}" for name, kind in RECORD_FIELDS)
@@ -232,6 +236,8 @@ def batch_record(
     statistics: bool,
     where: str | None = None,
     limit: int | None = None,
+    holdout_fraction: float = 0.0,
+    first_row: int | None = None,
 ) -> dict[str, Any]:
     """Validate one batch and summarise it; with ``statistics``, also run the E-step on it.
 
@@ -258,13 +264,19 @@ def batch_record(
         How errors name the batch's origin; default ``partition <partition>``.
     limit : int, optional
         The memory limit in bytes for a model sized by this data; default the process's own.
+    holdout_fraction : float, default=0
+        With ``statistics``: the sequences :func:`holdout_rows` holds out get no statistics; the
+        record's ``holdout`` has each model's log-likelihood of them.
+    first_row : int, optional
+        The position of the batch's first row in the data: the hold-out key without ``id_col``.
 
     Returns
     -------
     dict
         A record of :data:`RECORD_FIELDS`: ``n_sequences``, ``n_observations``, ``max_symbol``
         (categorical) or ``n_features``, ``stats`` (:meth:`SufficientStats.to_bytes`, with
-        ``statistics``) or ``error``.
+        ``statistics``) or ``error``; ``n_sequences`` and ``n_observations`` count held-out
+        sequences too.
     """
     record = _blank_record(partition, index, batch.num_rows)
     try:
@@ -288,7 +300,14 @@ def batch_record(
             record["max_symbol"] = int(observations.max())
         else:
             record["n_features"] = int(observations.shape[1])
-        if statistics:
+        if statistics and holdout_fraction > 0:
+            held = holdout_rows(batch, id_col, first_row, holdout_fraction)
+            record["n_holdout"] = int(held.sum())
+            record["stats"] = _statistics(model, *select_sequences(observations, offsets, ~held)).to_bytes()
+            record["holdout"] = np.asarray(
+                log_likelihoods(_statistics(model, *select_sequences(observations, offsets, held))), dtype=np.float64
+            ).tobytes()
+        elif statistics:
             record["stats"] = model.batch_statistics(observations, offsets).to_bytes()
     except ValueError as error:
         ids = batch.column(id_col).to_pylist() if id_col else None
@@ -323,6 +342,59 @@ def vocabulary(records: list[dict[str, Any]], where: Any = None) -> list[str] | 
     if len(union) > MAX_SYMBOLS:
         raise InvalidSequenceError(too_many_symbols(len(union), "the data has"))
     return union
+
+
+def holdout_rows(batch: pa.RecordBatch, id_col: str | None, first_row: int | None, fraction: float) -> np.ndarray:
+    """Which rows of ``batch`` are held out (:func:`hmm.core.holdout.holdout_mask`).
+
+    The key is the row's id (``id_col``: integers or strings, none null) or else its position in
+    the data (``first_row`` + its row in the batch): never where or by which engine it is read.
+    """
+    from hmm.core.holdout import holdout_mask
+
+    if id_col is None:
+        if first_row is None:
+            raise ValueError("a hold-out without an id column needs the batch's first row position")
+        return holdout_mask(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64), fraction)
+    ids = batch.column(id_col)
+    if ids.null_count:
+        first = int(np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InvalidSequenceError(f"sequence {first}: the id is null (a hold-out keys each sequence by its id)")
+    values = ids.to_numpy(zero_copy_only=False)
+    try:
+        return holdout_mask(values if values.dtype.kind in "iu" else values.astype(object), fraction)
+    except ValueError:
+        raise InvalidSequenceError(
+            f"the id column {id_col!r} is {ids.type}: a hold-out keys sequences by integer or string ids"
+        ) from None
+
+
+def select_sequences(X: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frames and offsets of the sequences where ``rows`` (one bool per sequence) is True, in order."""
+    lengths = np.diff(offsets)
+    return X[np.repeat(rows, lengths)], np.concatenate([[0], np.cumsum(lengths[rows])]).astype(np.int64)
+
+
+def _statistics(model: BaseHMM | CandidateSet, X: np.ndarray, offsets: np.ndarray) -> SufficientStats | StatisticsSet:
+    """``batch_statistics`` of some sequences; zeros for none (no kernel call on an empty batch)."""
+    return model.batch_statistics(X, offsets) if len(offsets) > 1 else model.new_statistics()
+
+
+def log_likelihoods(stats: SufficientStats | StatisticsSet) -> list[float]:
+    """Each model's log-likelihood in ``stats`` (one for a model, one per part for a candidate set)."""
+    parts = stats.parts if isinstance(stats, StatisticsSet) else [stats]
+    return [part.log_likelihood for part in parts]
+
+
+def sum_holdout(records: list[dict[str, Any]], n_models: int) -> tuple[np.ndarray, int]:
+    """Each model's held-out log-likelihood, summed in the records' order, and the held-out sequences."""
+    total = np.zeros(n_models)
+    count = 0
+    for record in records:
+        if record.get("holdout") is not None:
+            total = total + np.frombuffer(record["holdout"], dtype=np.float64)
+            count += record["n_holdout"]
+    return total, count
 
 
 @overload

@@ -37,7 +37,14 @@ import numpy as np
 
 from hmm.core.limits import INIT_SAMPLE_SEQUENCES, max_model_bytes
 from hmm.core.sequences import InvalidSequenceError
-from hmm.distributed.arrow import arrow_sequences, batch_record, error_record, sum_statistics, vocabulary
+from hmm.distributed.arrow import (
+    arrow_sequences,
+    batch_record,
+    error_record,
+    sum_holdout,
+    sum_statistics,
+    vocabulary,
+)
 from hmm.distributed.uris import check_uri
 
 if TYPE_CHECKING:
@@ -46,6 +53,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from hmm.core.base import BaseHMM
+    from hmm.core.candidates import CandidateSet
+    from hmm.core.stats import SufficientStats
 
 ENGINES = ("spark", "local")
 #: Rows per Arrow batch (Spark's default maxRecordsPerBatch) ...
@@ -67,6 +76,20 @@ class Scan:
     errors: list[str]
     #: Named symbols, before the model has a vocabulary: the data's distinct strings, sorted.
     symbols: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One E-step pass of several models over the data (:meth:`ParquetSequences.evaluate`)."""
+
+    #: Each model's statistics over the sequences not held out.
+    statistics: list[SufficientStats]
+    #: Each model's log-likelihood of the held-out sequences (0 without a hold-out).
+    holdout_log_likelihoods: list[float]
+    #: Every sequence and frame of the data, held-out ones included (what iteration 0 pinned).
+    n_sequences: int
+    n_observations: int
+    n_holdout: int
 
 
 @dataclass(frozen=True)
@@ -189,7 +212,7 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
 
 
 def split_records(
-    model: BaseHMM,
+    model: BaseHMM | CandidateSet,
     filesystem: pafs.FileSystem,
     base: str,
     index: int,
@@ -198,6 +221,8 @@ def split_records(
     id_col: str | None,
     statistics: bool,
     limit: int | None = None,
+    holdout_fraction: float = 0.0,
+    first_row: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One record per batch of ``split`` (the ``index``-th split of the data).
 
@@ -223,6 +248,10 @@ def split_records(
         Also run the E-step on each batch.
     limit : int, optional
         The memory limit for a model sized by the data (the driver's, on executors).
+    holdout_fraction : float, default=0
+        Hold sequences out of the statistics (:func:`hmm.distributed.arrow.batch_record`).
+    first_row : int, optional
+        The split's first row's position in the data (the hold-out key without ``id_col``).
 
     Yields
     ------
@@ -241,8 +270,12 @@ def split_records(
     columns = [sequence_col] + ([id_col] if id_col else [])
     where = split.describe(base)
     try:
+        row = first_row
         for number, batch in enumerate(read_split(filesystem, split, columns)):
-            yield batch_record(model, batch, sequence_col, id_col, index, number, statistics, where, limit)
+            yield batch_record(
+                model, batch, sequence_col, id_col, index, number, statistics, where, limit, holdout_fraction, row
+            )
+            row = None if row is None else row + batch.num_rows
     except InvalidSequenceError as error:
         yield error_record(index, f"{where}: {error}")
     except pa.ArrowInvalid as error:
@@ -369,7 +402,13 @@ class ParquetSequences:
 
     # ------------------------------------------------------------ engines
 
-    def records(self, model: BaseHMM, statistics: bool, splits: list[Split] | None = None) -> list[dict[str, Any]]:
+    def records(
+        self,
+        model: BaseHMM | CandidateSet,
+        statistics: bool,
+        splits: list[Split] | None = None,
+        holdout_fraction: float = 0.0,
+    ) -> list[dict[str, Any]]:
         """One record per Arrow batch of ``splits`` (default: :meth:`splits`), in (split, batch) order.
 
         Parameters
@@ -380,6 +419,8 @@ class ParquetSequences:
             Also run the E-step on each batch.
         splits : list of Split, optional
             The splits to read; default: all of them.
+        holdout_fraction : float, default=0
+            With ``statistics``: hold sequences out (by id, or by position in all of ``splits``).
 
         Returns
         -------
@@ -387,10 +428,21 @@ class ParquetSequences:
             Batch records (:data:`hmm.distributed.arrow.RECORD_FIELDS`), errors included, whichever
             engine read them.
         """
-
-        indexed = list(enumerate(self.splits() if splits is None else splits))
+        splits = self.splits() if splits is None else splits
+        indexed = list(enumerate(splits))
+        # Positions (the hold-out key without an id column) from the files' own row counts, so
+        # they do not depend on which task reads a split.
+        first_rows = self.first_rows(splits) if statistics and holdout_fraction > 0 and not self.id_col else None
         work = _split_work(
-            model, self.filesystem_spec, self.base, self.sequence_col, self.id_col, statistics, max_model_bytes()
+            model,
+            self.filesystem_spec,
+            self.base,
+            self.sequence_col,
+            self.id_col,
+            statistics,
+            max_model_bytes(),
+            holdout_fraction if statistics else 0.0,
+            first_rows,
         )
         return self.map_splits(work, indexed)
 
@@ -463,6 +515,58 @@ class ParquetSequences:
         return (
             f"{where(other)}: observations have {other['n_features']} features but those of {where(first)} have "
             f"{first['n_features']} (every observation of the data needs the same number of features)"
+        )
+
+    def first_rows(self, splits: list[Split]) -> list[int]:
+        """The position in the data of each split's first row, from the Parquet footers' row counts."""
+        import pyarrow.parquet as pq
+
+        filesystem = self.filesystem_spec.open()
+        positions, row, footers = [], 0, {}
+        for split in splits:
+            if split.path not in footers:
+                with filesystem.open_input_file(split.path) as handle:
+                    footers[split.path] = pq.ParquetFile(handle).metadata
+            metadata = footers[split.path]
+            groups = range(metadata.num_row_groups) if split.row_groups is None else split.row_groups
+            positions.append(row)
+            row += sum(metadata.row_group(g).num_rows for g in groups)
+        return positions
+
+    def evaluate(self, models: list[BaseHMM], holdout_fraction: float = 0.0) -> Evaluation:
+        """The E-step of every model on one pass over the data, sequences held out by ``holdout_fraction``.
+
+        Parameters
+        ----------
+        models : list of BaseHMM
+            Models with parameters (:class:`hmm.core.candidates.CandidateSet`).
+        holdout_fraction : float, default=0
+            About this share of sequences (by :attr:`id_col`, else by position) gets no statistics.
+
+        Returns
+        -------
+        Evaluation
+            Each model's statistics and held-out log-likelihood, summed in (split, batch) order:
+            bit-identical on every run and with either engine; for one model and no hold-out, the
+            statistics are bit for bit :meth:`statistics`'.
+
+        Raises
+        ------
+        InvalidSequenceError
+            The first bad batch's error.
+        """
+        from hmm.core.candidates import CandidateSet
+
+        candidates = CandidateSet(models)
+        records = self.records(candidates, statistics=True, holdout_fraction=holdout_fraction)
+        stats = sum_statistics(candidates, records)
+        holdout, n_holdout = sum_holdout(records, len(models))
+        return Evaluation(
+            statistics=stats.parts,
+            holdout_log_likelihoods=holdout.tolist(),
+            n_sequences=sum(r["n_sequences"] for r in records),
+            n_observations=sum(r["n_observations"] for r in records),
+            n_holdout=n_holdout,
         )
 
     def statistics(self, model: BaseHMM) -> Any:
@@ -676,22 +780,38 @@ def _hidden(path: str, base: str) -> bool:
 
 
 def _split_work(
-    model: BaseHMM,
+    model: BaseHMM | CandidateSet,
     filesystem_spec: FileSystemSpec,
     base: str,
     sequence_col: str,
     id_col: str | None,
     statistics: bool,
     limit: int,
+    holdout_fraction: float = 0.0,
+    first_rows: list[int] | None = None,
 ) -> Any:
     """What each task runs over its ``(index, split)`` pairs (module level: pickled small).
 
-    ``limit``: the driver's model size limit, so every executor applies the same.
+    ``limit``: the driver's model size limit, so every executor applies the same. ``first_rows``:
+    each split's first row position (a hold-out without an id column).
     """
 
     def work(indexed_splits: Iterable[tuple[int, Split]]) -> Iterator[dict[str, Any]]:
         filesystem = filesystem_spec.open()
         for index, split in indexed_splits:
-            yield from split_records(model, filesystem, base, index, split, sequence_col, id_col, statistics, limit)
+            first_row = None if first_rows is None else first_rows[index]
+            yield from split_records(
+                model,
+                filesystem,
+                base,
+                index,
+                split,
+                sequence_col,
+                id_col,
+                statistics,
+                limit,
+                holdout_fraction,
+                first_row,
+            )
 
     return work

@@ -259,7 +259,7 @@ def resolve_training_id(settings: RunSettings, logical_date: datetime | None, ru
 
 def spec_differences(stored: TrainingSpec, requested: TrainingSpec) -> list[str]:
     """Names of the fields in which two specs differ; the code version that created them does not count."""
-    a, b = stored.definition(), requested.definition()
+    a, b = stored.fields(), requested.fields()
     return sorted(k for k in a if a[k] != b[k])
 
 

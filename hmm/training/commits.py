@@ -38,6 +38,8 @@ if TYPE_CHECKING:  # the models (numba, scipy, scikit-learn) load when load_para
 #: An iteration number as it appears in keys: decimal ASCII, no leading zeros.
 ITERATION = re.compile(r"0|[1-9][0-9]{0,8}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+#: A params key below a training's prefix.
+PARAMS_KEY = re.compile(r"/iterations/(0|[1-9][0-9]{0,8})/params-[0-9a-f]{16}\.npz")
 #: Set to before-params, before-commit or after-commit to SIGKILL the process
 #: at that point of a commit: the fault tests use it to prove resumption.
 FAULT_ENV = "HMM_EM_FAULT"
@@ -144,8 +146,8 @@ class Training:
             return True
         existing = self.spec()
         if existing != spec:  # the code version does not count: see RECORDED_FIELDS
-            stored = existing.definition()
-            differences = sorted(k for k, v in spec.definition().items() if stored.get(k) != v)
+            stored = existing.fields()
+            differences = sorted(k for k, v in spec.fields().items() if stored.get(k) != v)
             raise TrainingError(
                 f"training {self.id!r} already exists with a different spec (fields {differences} differ); "
                 "nothing was changed. Use another training_id to train with this spec."
@@ -275,13 +277,39 @@ class Training:
             raise TrainingError(f"iteration {iteration} of training {self.id!r} is not committed")
         record = self.record(iteration)
         self.check_bound(record, spec or self.spec())
-        url = self.store.url(record["params_key"])
-        data = self.store.read(record["params_key"])
+        return self.load_stored(record["params_key"], record["params_sha256"], f"of iteration {iteration}")
+
+    def load_stored(self, key: str, sha256: str, what: str) -> BaseHMM:
+        """The parameters a COMMIT points to (``key``), checked against its ``sha256``.
+
+        Parameters
+        ----------
+        key : str
+            A params key of this training (``iterations/<k>/params-<sha>.npz``).
+        sha256 : str
+            The SHA-256 the COMMIT records for it.
+        what : str
+            How errors name them, e.g. ``of iteration 3``.
+
+        Raises
+        ------
+        CorruptObjectError
+            The key is not this training's parameters, the bytes have another SHA-256, or they
+            are not a valid model file or valid parameters.
+        """
+        if (
+            not isinstance(key, str)
+            or not PARAMS_KEY.fullmatch(key[len(self.prefix) :])
+            or not key.startswith(self.prefix)
+        ):
+            raise CorruptObjectError(f"parameters {what} of training {self.id!r}: {str(key)[:200]!r} is not its key")
+        url = self.store.url(key)
+        data = self.store.read(key)
         digest = hashlib.sha256(data).hexdigest()
-        if digest != record["params_sha256"]:
+        if digest != sha256:
             raise CorruptObjectError(
-                f"parameters of iteration {iteration} of training {self.id!r} are corrupt: "
-                f"{url} has SHA-256 {digest}, COMMIT records {record['params_sha256']}"
+                f"parameters {what} of training {self.id!r} are corrupt: "
+                f"{url} has SHA-256 {digest}, COMMIT records {sha256}"
             )
         try:
             model = persistence.loads(data, source=url)
@@ -319,6 +347,27 @@ class Training:
         TrainingError
             ``model``'s parameters are invalid.
         """
+        params_key, digest = self.store_params(iteration, model)
+        _fault("before-commit")
+        full = {
+            **record,
+            "iteration": iteration,
+            "params_key": params_key,
+            "params_sha256": digest,
+            "spec_sha256": spec.digest(),
+        }
+        won = self.store.create_if_absent(self._commit_key(iteration), json.dumps(full, sort_keys=True).encode())
+        _fault("after-commit")
+        return won
+
+    def store_params(self, iteration: int, model: BaseHMM) -> tuple[str, str]:
+        """Store ``model``'s parameters for ``iteration`` (content-addressed); their key and SHA-256.
+
+        Raises
+        ------
+        TrainingError
+            ``model``'s parameters are invalid: nothing is written.
+        """
         try:
             model.check_parameters()
         except ValueError as error:
@@ -332,17 +381,7 @@ class Training:
         _fault("before-params")
         # Content-addressed: if the key exists it already holds these bytes.
         self.store.create_if_absent(params_key, data)
-        _fault("before-commit")
-        full = {
-            **record,
-            "iteration": iteration,
-            "params_key": params_key,
-            "params_sha256": digest,
-            "spec_sha256": spec.digest(),
-        }
-        won = self.store.create_if_absent(self._commit_key(iteration), json.dumps(full, sort_keys=True).encode())
-        _fault("after-commit")
-        return won
+        return params_key, digest
 
     def _commit_key(self, iteration: int) -> str:
         return f"{self.prefix}/iterations/{iteration}/COMMIT"
@@ -455,6 +494,27 @@ def _record_problem(record: Mapping[str, Any], iteration: int, params_prefix: st
     spec_digest = record.get("spec_sha256")
     if spec_digest is not None and (not isinstance(spec_digest, str) or not SHA256.fullmatch(spec_digest)):
         return f"spec_sha256 {str(spec_digest)[:80]!r} is not a SHA-256"
+    if "candidates" in record:
+        return _candidates_problem(record["candidates"], iteration)
+    return None
+
+
+#: A candidate's status in a COMMIT (hmm.training.steps): training, converged (or max_iter), pruned.
+CANDIDATE_STATUSES = ("running", "converged", "pruned")
+
+
+def _candidates_problem(candidates: Any, iteration: int) -> str | None:
+    """What is wrong with a COMMIT's ``candidates`` list, or None (their parameters are checked when loaded)."""
+    if not isinstance(candidates, list) or not candidates:
+        return "candidates is not a non-empty list"
+    for position, entry in enumerate(candidates):
+        if not isinstance(entry, dict) or entry.get("index") != position:
+            return f"candidate {position} is not candidate {position}"
+        ran = entry.get("iteration")
+        if isinstance(ran, bool) or not isinstance(ran, int) or not 0 <= ran <= iteration:
+            return f"candidate {position} records iteration {ran!r}"
+        if entry.get("status") not in CANDIDATE_STATUSES:
+            return f"candidate {position} has status {brief(entry.get('status'))}"
     return None
 
 

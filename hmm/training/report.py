@@ -17,13 +17,16 @@ import html
 import io
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hmm.core import persistence
 from hmm.core.base import BaseHMM
 from hmm.training.spec import TrainingSpec
+
+if TYPE_CHECKING:
+    from hmm.core.relabel import Relabelling
 
 #: Symbols shown per state in the bars, unless the vocabulary has at most ALL_SYMBOLS (all of them are
 #: in the tables).
@@ -157,6 +160,8 @@ def _figures(records: list[dict[str, Any]], model: BaseHMM) -> dict[str, bytes]:
         figures["emissions.png"] = _png(_symbols_figure(plt, model), plt)
     elif feature_moments(model) is not None:
         figures["emissions.png"] = _png(_moments_figure(plt, model), plt)
+    if "candidates" in records[-1]:
+        figures["candidates.png"] = _png(_candidate_curves(plt, records), plt)
     return figures
 
 
@@ -339,10 +344,88 @@ def _html_table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return f"<h2>{html.escape(title)}</h2>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _number(value: Any, spec: str = ".6f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def candidate_tables(
+    records: list[dict[str, Any]], relabelling: Relabelling | None = None
+) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The report's tables on candidate models (restarts, state-count sweeps) and state labels.
+
+    ``Candidates``: every candidate of the last COMMIT (number of states, seed, warm or random
+    start, status, log-likelihood, held-out log-likelihood, AIC, BIC), the best one marked; ``State
+    labels``: the renumbering to the ``init_from`` reference (``relabelling``), with each state's
+    drift. Empty for a training of one candidate without a reference.
+    """
+    last = records[-1]
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    if "candidates" in last:
+        best = last.get("best_candidate", 0)
+        tables["Candidates"] = (
+            ["#", "states", "seed", "start", "status", "log-likelihood", "held-out", "AIC", "BIC"],
+            [
+                [
+                    f"{entry['index']}{' (best)' if entry['index'] == best else ''}",
+                    str(entry["n_components"]),
+                    str(entry["seed"]),
+                    "warm" if entry.get("warm_start") else "random",
+                    entry["status"],
+                    _number(entry["log_likelihood"]),
+                    _number(entry["holdout_log_likelihood"]),
+                    _number(entry["aic"], ".2f"),
+                    _number(entry["bic"], ".2f"),
+                ]
+                for entry in last["candidates"]
+            ],
+        )
+    if relabelling is not None:
+        pin = records[0].get("init_from") or {}
+        title = (
+            f"State labels: new state i was state order[i], order = {relabelling.order} "
+            f"(to match the model of training {pin.get('training_id')}, iteration {pin.get('iteration')})"
+        )
+        tables[title] = (
+            ["state", "was", "reference state", "emission divergence (nats)", "transition change (L1)"],
+            [
+                [
+                    str(row["state"]),
+                    str(row["was"]),
+                    "" if row["reference_state"] is None else str(row["reference_state"]),
+                    _number(row["emission_divergence"], ".4g"),
+                    _number(row["transition_change"], ".4g"),
+                ]
+                for row in relabelling.as_rows()
+            ],
+        )
+    return tables
+
+
+def _candidate_curves(plt: Any, records: list[dict[str, Any]]) -> Any:
+    figure, axis = plt.subplots(figsize=(7, 3.8))
+    for entry in records[-1]["candidates"]:
+        index = entry["index"]
+        points = [
+            (r["iteration"] - 1, r["candidates"][index]["log_likelihood"])
+            for r in records
+            if r["iteration"] >= 1 and r["candidates"][index]["iteration"] == r["iteration"]
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            axis.plot(xs, ys, marker=".", label=f"#{index}: {entry['n_components']} states, seed {entry['seed']}")
+    axis.set_xlabel("parameters after k EM updates")
+    axis.set_ylabel("log-likelihood (nats)")
+    axis.set_title("EM log-likelihood per candidate")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    return figure
+
+
 _FIGURE_TITLES = {
     "log_likelihood.png": "Training: log-likelihood per observation and the gain of each update",
     "emissions.png": "What each state emits",
     "parameters.png": "Transition matrix",
+    "candidates.png": "Log-likelihood of each candidate model",
 }
 
 _STYLE = (
@@ -361,7 +444,7 @@ def _html(title: str, summary: str, figures: dict[str, bytes], tables: dict[str,
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{html.escape(summary)}</p>",
     ]
-    for name in ("log_likelihood.png", "emissions.png", "parameters.png"):
+    for name in _FIGURE_TITLES:
         if name in figures:
             data = base64.b64encode(figures[name]).decode("ascii")
             parts.append(f"<h2>{_FIGURE_TITLES[name]}</h2>")
@@ -372,11 +455,16 @@ def _html(title: str, summary: str, figures: dict[str, bytes], tables: dict[str,
     return "\n".join(parts) + "\n"
 
 
-def build_report(spec: TrainingSpec, records: list[dict[str, Any]], model: BaseHMM) -> dict[str, bytes]:
-    """Files to publish under ``model/``: name -> bytes (model.npz, report.md/.json/.html, PNGs)."""
+def build_report(
+    spec: TrainingSpec, records: list[dict[str, Any]], model: BaseHMM, relabelling: Relabelling | None = None
+) -> dict[str, bytes]:
+    """Files to publish under ``model/``: name -> bytes (model.npz, report.md/.json/.html, PNGs).
+
+    ``relabelling``: how the states were renumbered to match a warm start's reference, if they were.
+    """
     last = records[-1]
     figures = _figures(records, model)  # none without matplotlib (the report extra): then none is listed
-    tables = _tables(model)
+    tables = {**candidate_tables(records, relabelling), **_tables(model)}
     _, per, gains = per_observation(records)
     summary: dict[str, Any] = {
         "spec": json.loads(spec.to_json()),
@@ -388,6 +476,8 @@ def build_report(spec: TrainingSpec, records: list[dict[str, Any]], model: BaseH
         "log_likelihood_per_observation": per,
         "gain_per_observation": gains,
     }
+    if relabelling is not None:
+        summary["relabelling"] = relabelling.as_rows()
     if hasattr(model, "emissionprob_"):
         summary["symbols"] = symbol_labels(model)
         summary["emissionprob"] = np.asarray(model.emissionprob_).tolist()

@@ -94,7 +94,14 @@ SPEC_SCHEMA: dict[str, Any] = {
     "required": ["model", "n_components", "data"],
     "properties": {
         "model": {"type": "string", "enum": sorted(MODEL_TYPES)},
-        "n_components": _POSITIVE_INTEGER,
+        # One number of states, or a sweep: a list of distinct numbers (one candidate model each).
+        "n_components": {
+            "type": ["integer", "array"],
+            "minimum": 1,
+            "items": _POSITIVE_INTEGER,
+            "minItems": 1,
+            "uniqueItems": True,
+        },
         "data": {"type": "string", "maxLength": MAX_URI_LENGTH, "pattern": URI_PATTERN},
         "sequence_col": {"type": "string", "pattern": COLUMN_PATTERN},
         "id_col": {"type": ["null", "string"], "pattern": COLUMN_PATTERN},
@@ -103,13 +110,19 @@ SPEC_SCHEMA: dict[str, Any] = {
         "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
         "model_args": {"type": ["null", "object"], "additionalProperties": False, "properties": MODEL_ARGS_PROPERTIES},
         "code_version": {"type": ["null", "string"], "pattern": CODE_VERSION_PATTERN},
+        # Candidates (hmm.core.candidates): restarts, pruning, a held-out score, a warm start.
+        "n_init": _POSITIVE_INTEGER,
+        "prune_after": _POSITIVE_INTEGER,
+        "keep": _POSITIVE_INTEGER,
+        "holdout_fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        "init_from": {"type": ["null", "string"], "pattern": TRAINING_ID_PATTERN},
     },
 }
 
 #: What each field must be, as the refusal says it after "spec field '<name>' is <value>".
 SPEC_RULES = {
     "model": f"; choose one of {sorted(MODEL_TYPES)}",
-    "n_components": "; it must be a positive integer",
+    "n_components": "; it must be a positive integer or a non-empty list of distinct positive integers",
     "data": "; a data URI is file:///path or s3://bucket/prefix",
     "sequence_col": ": a column name is letters, digits and '_'",
     "id_col": ": a column name is letters, digits and '_'",
@@ -117,6 +130,11 @@ SPEC_RULES = {
     "max_iter": "; it must be a positive integer",
     "seed": "; it must be an integer in [0, 2**32)",
     "code_version": "; a version is 1-128 letters, digits and '.+_-'",
+    "n_init": "; it must be a positive integer",
+    "prune_after": "; it must be a positive integer",
+    "keep": "; it must be a positive integer",
+    "holdout_fraction": "; it must be a number in [0, 1)",
+    "init_from": ": it names a training (1-128 letters, digits, '_', '-', '.') or is 'latest'",
     "model_args.n_features": "; it must be a positive integer",
     "model_args.n_mix": "; it must be a positive integer",
     "model_args.min_covar": "; it must be a finite number > 0",

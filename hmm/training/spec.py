@@ -45,6 +45,19 @@ MAX_SPEC_BYTES = 1 << 20
 #: equality, the training id's digest and spec differences leave them out, so a training
 #: resumed by newer code is still the same training.
 RECORDED_FIELDS = ("code_version",)
+#: Fields added with candidate models (issue 13), and their defaults. At its default such a field is
+#: left out of :meth:`TrainingSpec.definition` and spec.json, so every spec written before them
+#: keeps its digest (and a training its id).
+CANDIDATE_DEFAULTS: dict[str, Any] = {
+    "n_init": 1,
+    "prune_after": 5,
+    "keep": 1,
+    "holdout_fraction": 0.0,
+    "init_from": None,
+}
+#: ``init_from`` naming the last model published for the same spec without its data (see
+#: :func:`hmm.training.steps.resolve_init_from`).
+LATEST = "latest"
 
 
 class InvalidSpecError(ValueError):
@@ -89,8 +102,8 @@ class TrainingSpec:
     ----------
     model : {"categorical", "gaussian", "poisson", "gmm"}
         The emission model (:data:`~hmm.training.schema.MODEL_TYPES`).
-    n_components : int
-        Number of hidden states.
+    n_components : int or list of int
+        Number of hidden states; a list of distinct numbers trains one candidate per number (a sweep).
     data : str
         The Parquet sequences: ``file:///path`` or ``s3://bucket/prefix``.
     sequence_col : str, default="sequence"
@@ -107,10 +120,22 @@ class TrainingSpec:
         Further constructor arguments (:data:`~hmm.training.schema.MODEL_ARGS`).
     code_version : str or None
         The hmm-em version that created the training; not part of what is trained.
+    n_init : int, default=1
+        Random restarts per number of states: candidate ``i`` has seed ``seed + i``.
+    prune_after : int, default=5
+        After this many iterations only the best ``keep`` candidates go on.
+    keep : int, default=1
+        How many candidates survive pruning.
+    holdout_fraction : float, default=0
+        About this share of sequences (by a hash of the id column, else of the row position) gets
+        no E-step statistics; their log-likelihood ranks the candidates.
+    init_from : str or None
+        A training id of the same store, or ``"latest"``: its published model is candidate 0's
+        starting point and the reference the result's states are relabelled to.
     """
 
     model: str
-    n_components: int
+    n_components: int | list[int]
     data: str
     sequence_col: str = "sequence"
     id_col: str | None = None
@@ -122,6 +147,11 @@ class TrainingSpec:
     #: spec given to it says. None in spec.json files written before versions were recorded.
     #: A training's EMR steps run the bundle of this version (see hmm.orchestration.decisions).
     code_version: str | None = field(default=None, compare=False)
+    n_init: int = 1
+    prune_after: int = 5
+    keep: int = 1
+    holdout_fraction: float = 0.0
+    init_from: str | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrainingSpec:
@@ -155,7 +185,9 @@ class TrainingSpec:
             check_uri(raw["data"], "spec field 'data'")
         except InvalidURIError as error:
             raise InvalidSpecError(str(error)) from None
-        model_args = check_model_args(model, n_components, raw.get("model_args"))
+        components = n_components if isinstance(n_components, list) else [n_components]
+        for count in components:
+            model_args = check_model_args(model, count, raw.get("model_args"))
         spec = cls(
             model=model,
             n_components=n_components,
@@ -167,11 +199,17 @@ class TrainingSpec:
             seed=raw.get("seed", 0),
             model_args=model_args,
             code_version=raw.get("code_version"),
+            n_init=raw.get("n_init", 1),
+            prune_after=raw.get("prune_after", 5),
+            keep=raw.get("keep", 1),
+            holdout_fraction=float(raw.get("holdout_fraction", 0.0)),
+            init_from=raw.get("init_from"),
         )
         from hmm.core.base import ModelTooLargeError
 
         try:
-            spec.build_model().check_settings()
+            for count in components:
+                spec.build_model(count).check_settings()
         except ModelTooLargeError as error:
             raise InvalidSpecError(f"spec does not fit in memory: {error}") from None
         except (TypeError, ValueError) as error:
@@ -179,8 +217,40 @@ class TrainingSpec:
         return spec
 
     def definition(self) -> dict[str, Any]:
-        """What is trained on what: every field but the :data:`RECORDED_FIELDS`."""
+        """What is trained on what: every field but the :data:`RECORDED_FIELDS`, and but the
+        :data:`CANDIDATE_DEFAULTS` fields at their defaults (so older specs keep their digests)."""
+        return {
+            name: value
+            for name, value in self.fields().items()
+            if name not in CANDIDATE_DEFAULTS or value != CANDIDATE_DEFAULTS[name]
+        }
+
+    def fields(self) -> dict[str, Any]:
+        """Every field but the :data:`RECORDED_FIELDS`, defaults included (to compare two specs)."""
         return {name: value for name, value in asdict(self).items() if name not in RECORDED_FIELDS}
+
+    @property
+    def components(self) -> list[int]:
+        """The numbers of states trained: ``n_components`` as a list."""
+        return list(self.n_components) if isinstance(self.n_components, list) else [self.n_components]
+
+    def candidates(self) -> list[tuple[int, int]]:
+        """``(n_components, seed)`` of every candidate model, in candidate order.
+
+        For each number of states of :attr:`components` in turn, ``n_init`` candidates with seeds
+        ``seed, seed + 1, ...`` (:func:`hmm.core.candidates.candidate_seeds`): candidate
+        ``(K, s)`` is, bit for bit, what a training with ``n_components=K, seed=s`` computes.
+        """
+        from hmm.core.candidates import candidate_seeds
+
+        return [(count, seed) for count in self.components for seed in candidate_seeds(self.seed, self.n_init)]
+
+    @property
+    def has_candidates(self) -> bool:
+        """Whether a candidate field is set: then every COMMIT lists the candidates."""
+        return isinstance(self.n_components, list) or any(
+            getattr(self, name) != default for name, default in CANDIDATE_DEFAULTS.items()
+        )
 
     def digest(self) -> str:
         """SHA-256 of the :meth:`definition`'s canonical JSON: equal specs, equal digests.
@@ -202,7 +272,9 @@ class TrainingSpec:
         bytes
             UTF-8 JSON with sorted keys: equal specs give equal bytes.
         """
-        fields = asdict(self) if recorded else self.definition()
+        fields = self.definition()
+        if recorded:
+            fields.update({name: getattr(self, name) for name in RECORDED_FIELDS})
         return json.dumps(fields, sort_keys=True, indent=2).encode()
 
     @classmethod
@@ -236,8 +308,13 @@ class TrainingSpec:
             raise InvalidSpecError(f"spec must be a JSON object, got {type(parsed).__name__}")
         return cls.from_dict(parsed)
 
-    def build_model(self) -> BaseHMM:
+    def build_model(self, n_components: int | None = None, seed: int | None = None) -> BaseHMM:
         """An unfitted model with this spec's settings (EM is driven from outside).
+
+        Parameters
+        ----------
+        n_components, seed : int, optional
+            A candidate's (:meth:`candidates`); default: the first number of states, and ``seed``.
 
         Returns
         -------
@@ -246,10 +323,10 @@ class TrainingSpec:
             ``n_components``, ``n_iter=max_iter``, ``tol``, ``random_state=seed`` and ``model_args``.
         """
         return model_class(MODEL_TYPES[self.model])(
-            n_components=self.n_components,
+            n_components=self.components[0] if n_components is None else n_components,
             n_iter=self.max_iter,
             tol=self.tol,
-            random_state=self.seed,
+            random_state=self.seed if seed is None else seed,
             **self.model_args,
         )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -27,8 +28,15 @@ from typing import TYPE_CHECKING, Any
 from hmm import __version__
 from hmm.core.sequences import InvalidSequenceError
 from hmm.distributed.sources import ParquetSequences, Split
-from hmm.training.commits import DataChangedError, Training, TrainingError, converged_after
-from hmm.training.spec import InvalidSpecError, TrainingSpec
+from hmm.training.commits import (
+    CANDIDATE_STATUSES,
+    CorruptObjectError,
+    DataChangedError,
+    Training,
+    TrainingError,
+    converged_after,
+)
+from hmm.training.spec import LATEST, InvalidSpecError, TrainingSpec
 from hmm.training.store import open_store
 
 if TYPE_CHECKING:
@@ -62,17 +70,31 @@ def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> Parq
     return ParquetSequences(spec.data, spec.sequence_col, spec.id_col, engine=engine, spark=spark)
 
 
+#: A candidate's status in a COMMIT: still training, converged (or max_iter), stopped by pruning.
+RUNNING, CONVERGED, PRUNED = CANDIDATE_STATUSES
+
+
 @dataclass(frozen=True)
 class PreparedTraining:
     """What ``init_training`` writes, computed without writing anything."""
 
     counts: dict[str, Any]
-    model: BaseHMM  # the initial parameters
+    models: list[BaseHMM]  # each candidate's initial parameters (TrainingSpec.candidates order)
     splits: list[Split]  # the data's files when it was scanned: iteration 0 pins them
     base: str
 
+    @property
+    def model(self) -> BaseHMM:
+        """The first candidate's initial parameters (the only one's, without candidates)."""
+        return self.models[0]
 
-def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> PreparedTraining:
+
+def prepare_training(
+    spec: TrainingSpec,
+    engine: str = "spark",
+    spark: SparkSession | None = None,
+    reference: BaseHMM | None = None,
+) -> PreparedTraining:
     """Everything init does before it writes: list and scan the data (the first bad rows are
     reported), initialise from the sample, and check the initial parameters and one EM update
     of them on the sample against the model's own parameter checks.
@@ -85,12 +107,15 @@ def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSess
         Read the data in Spark tasks, or in this process with pyarrow.
     spark : SparkSession, optional
         The ``spark`` engine's session; default: ``getOrCreate`` when first needed.
+    reference : BaseHMM, optional
+        A published model (``init_from``): the first candidate with its number of states starts
+        from its parameters instead of the sample.
 
     Returns
     -------
     PreparedTraining
         The data's counts (``n_sequences``, ``n_observations``, ``max_symbol``, ``n_features``),
-        the initialised model, the data's splits and root.
+        every candidate initialised from the same sample, the data's splits and root.
 
     Raises
     ------
@@ -101,8 +126,8 @@ def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSess
     """
     source = _source(spec, engine, spark)
     splits = source.splits()
-    model = spec.build_model()
-    scan = source.scan(model)
+    # The largest number of states sets the memory the data may make a model need.
+    scan = source.scan(spec.build_model(max(spec.components)))
     if scan.errors:
         shown = "; ".join(scan.errors[:REPORTED_ERRORS])
         hidden = len(scan.errors) - REPORTED_ERRORS
@@ -116,26 +141,94 @@ def prepare_training(spec: TrainingSpec, engine: str = "spark", spark: SparkSess
         "max_symbol": scan.max_symbol,
         "n_features": scan.n_features,
     }
-    if counts["max_symbol"] is not None:
-        model.infer_n_features(counts["max_symbol"])
-    if scan.symbols is not None:
+
+    def fix_vocabulary(model: BaseHMM) -> BaseHMM:
         # Named symbols: the vocabulary is fixed here, once, and travels with the parameters of every iteration.
+        if scan.symbols is not None:
+            try:
+                model.infer_symbols(scan.symbols)
+            except ValueError as error:
+                raise InvalidSequenceError(f"data {spec.data} is invalid: {error}") from None
+        return model
+
+    sampler = fix_vocabulary(spec.build_model())
+    if scan.symbols is not None:
+        counts["n_symbols"] = len(sampler.symbols)
+    sample, offsets = source.sample(sampler)
+    warm = warm_candidate(spec, reference)
+    models = []
+    for index, (n_components, seed) in enumerate(spec.candidates()):
+        model = fix_vocabulary(spec.build_model(n_components, seed))
+        if index == warm and reference is not None:
+            try:
+                model = warm_start(model, reference, counts)
+            except ValueError as error:
+                raise InvalidSpecError(f"spec field 'init_from' is {spec.init_from!r}: {error}") from None
+        elif counts["max_symbol"] is not None:
+            if reference is not None and getattr(model, "n_features", None) is None:
+                # The challengers read the reference's symbols too, so their states compare with its.
+                model.n_features = max(reference.n_features, counts["max_symbol"] + 1)
+            model.infer_n_features(counts["max_symbol"])
         try:
-            model.infer_symbols(scan.symbols)
-        except ValueError as error:
-            raise InvalidSequenceError(f"data {spec.data} is invalid: {error}") from None
-        counts["n_symbols"] = len(model.symbols)
-    X, offsets = source.sample(model)
-    try:
-        X = model.initialize_from_sample(X, offsets)
-        trial = copy.deepcopy(model)
-        trial.update(trial.batch_statistics(X, offsets))
-        trial.check_parameters()
-    except (ValueError, TypeError, IndexError) as error:
-        raise InvalidSpecError(
-            f"spec field 'model_args' does not give a usable {spec.model} model on this data: {error}"
-        ) from None
-    return PreparedTraining(counts, model, splits, source.base)
+            if index == warm and reference is not None:
+                X = model.check_batch(sample, offsets)
+            else:
+                X = model.initialize_from_sample(sample, offsets)
+            trial = copy.deepcopy(model)
+            trial.update(trial.batch_statistics(X, offsets))
+            trial.check_parameters()
+        except (ValueError, TypeError, IndexError) as error:
+            raise InvalidSpecError(
+                f"spec field 'model_args' does not give a usable {spec.model} model on this data: {error}"
+            ) from None
+        models.append(model)
+    return PreparedTraining(counts, models, splits, source.base)
+
+
+def warm_candidate(spec: TrainingSpec, reference: BaseHMM | None) -> int | None:
+    """The index of the candidate that starts from ``reference``: the first with its number of states.
+
+    Raises
+    ------
+    InvalidSpecError
+        No candidate has the reference's number of states.
+    """
+    if reference is None:
+        return None
+    for index, (n_components, _) in enumerate(spec.candidates()):
+        if n_components == reference.n_components:
+            return index
+    raise InvalidSpecError(
+        f"spec field 'init_from' is {spec.init_from!r}: its model has {reference.n_components} states, "
+        f"the spec trains {spec.components}"
+    )
+
+
+def warm_start(model: BaseHMM, reference: BaseHMM, counts: Mapping[str, Any]) -> BaseHMM:
+    """``model`` (its settings) holding ``reference``'s fitted parameters, checked against the data's counts.
+
+    Raises
+    ------
+    ValueError
+        The reference is another kind of model, or cannot read the data: fewer symbols than the
+        data's largest + 1 (or than the spec's ``n_features``), or another number of features.
+    """
+    if type(model) is not type(reference):
+        raise ValueError(f"its model is a {type(reference).__name__}, the spec trains a {type(model).__name__}")
+    width = getattr(reference, "n_features", None)
+    if model.observes_symbols:
+        if getattr(model, "n_features", None) not in (None, width):
+            raise ValueError(f"its model has {width} symbols, the spec's model_args.n_features is {model.n_features}")
+        if counts["max_symbol"] is not None and counts["max_symbol"] >= width:
+            raise ValueError(f"its model has {width} symbols, the data has symbol {counts['max_symbol']}")
+    elif counts["n_features"] is not None and counts["n_features"] != width:
+        raise ValueError(f"its model has {width} features, the data {counts['n_features']}")
+    # What a model file holds as fitted (hmm.core.persistence), and the size the data would set.
+    for name in ("n_features", "startprob_", "transmat_", *type(reference)._fitted_emission_attributes):
+        if hasattr(reference, name):
+            setattr(model, name, copy.deepcopy(getattr(reference, name)))
+    model.check_parameters()
+    return model
 
 
 def validate_data(spec: TrainingSpec, engine: str = "spark", spark: SparkSession | None = None) -> dict[str, Any]:
@@ -201,8 +294,9 @@ def init_training(
         if 0 in training.committed():
             return {"status": "exists", **training.record(0)}
     started = time.perf_counter()
-    prepared = prepare_training(spec, engine, spark)
-    record = {
+    pin, reference = resolve_init_from(training, spec)
+    prepared = prepare_training(spec, engine, spark, reference)
+    record: dict[str, Any] = {
         "log_likelihood": None,
         "improvement": None,
         "converged": False,
@@ -213,9 +307,119 @@ def init_training(
         "step": _step_identity(engine),
         "committed_at": _now(),
     }
+    if spec.init_from is not None:
+        record["init_from"] = pin  # the reference finalize relabels to; None: "latest" found none
+    if spec.has_candidates:
+        warm = warm_candidate(spec, reference)
+        record["candidates"] = []
+        for index, ((n_components, seed), model) in enumerate(zip(spec.candidates(), prepared.models, strict=True)):
+            params_key, digest = training.store_params(0, model)
+            record["candidates"].append(
+                {
+                    "index": index,
+                    "n_components": n_components,
+                    "seed": seed,
+                    "warm_start": index == warm,
+                    "iteration": 0,
+                    "params_key": params_key,
+                    "params_sha256": digest,
+                    "log_likelihood": None,
+                    "holdout_log_likelihood": None,
+                    "aic": None,
+                    "bic": None,
+                    "status": RUNNING,
+                }
+            )
     training.create(spec)
-    won = training.commit(0, prepared.model, record, spec)
+    won = training.commit(0, prepared.models[0], record, spec)
     return {"status": "committed" if won else "exists", **training.record(0)}
+
+
+def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str, Any] | None, BaseHMM | None]:
+    """The published model a training starts from (``init_from``) and where it is: nothing is written.
+
+    ``init_from`` names a training of the same store, whose latest published model is taken; or
+    ``"latest"``: the model published last (by ``published_at``) by any other training of the
+    store whose spec equals this one but for ``data`` and ``init_from`` (:func:`same_setup`). It
+    is found by listing ``trainings/*/model/*/PUBLISHED`` and reading the spec.json of the
+    trainings that have one. ``"latest"`` finding none starts at random (a first run).
+
+    Returns
+    -------
+    pin : dict or None
+        ``training_id``, ``iteration``, ``model_key`` and ``model_sha256`` of the reference,
+        which iteration 0's COMMIT records (so re-runs and finalize use that very model).
+    reference : BaseHMM or None
+        The reference model, its SHA-256 checked against its PUBLISHED marker.
+
+    Raises
+    ------
+    InvalidSpecError
+        ``init_from`` names no training of the store with a published model.
+    """
+    if spec.init_from is None:
+        return None, None
+    if spec.init_from == LATEST:
+        source = latest_published(training, spec)
+        if source is None:
+            return None, None
+    else:
+        source = Training(training.store, spec.init_from)
+        if source.id == training.id or source.published() is None:
+            raise InvalidSpecError(
+                f"spec field 'init_from' is {spec.init_from!r}: the store {training.store.url('')} has no other "
+                "training of that id with a published model (name one, or give 'latest')"
+            )
+    marker = source.published()
+    assert marker is not None
+    key = source.model_key(marker["iteration"], "model.npz")
+    pin = {
+        "training_id": source.id,
+        "iteration": marker["iteration"],
+        "model_key": key,
+        "model_sha256": marker["files"].get("model.npz"),
+    }
+    return pin, load_reference(training, pin)
+
+
+def load_reference(training: Training, pin: dict[str, Any]) -> BaseHMM:
+    """The published model ``pin`` names (:func:`resolve_init_from`), checked against its SHA-256."""
+    from hmm.core import persistence
+
+    data = training.store.read(pin["model_key"])
+    url = training.store.url(pin["model_key"])
+    if hashlib.sha256(data).hexdigest() != pin["model_sha256"]:
+        raise CorruptObjectError(f"published model {url} is not the one its PUBLISHED marker records")
+    return persistence.loads(data, source=url)
+
+
+def same_setup(a: TrainingSpec, b: TrainingSpec) -> bool:
+    """Whether two specs train the same thing but for their data (and what they were started from)."""
+    ignore = ("data", "init_from")
+    return {k: v for k, v in a.fields().items() if k not in ignore} == {
+        k: v for k, v in b.fields().items() if k not in ignore
+    }
+
+
+def latest_published(training: Training, spec: TrainingSpec) -> Training | None:
+    """The other training of the store with the same setup (:func:`same_setup`) that published last."""
+    found: list[tuple[str, str, Training]] = []
+    ids = set()
+    for key in training.store.list("trainings/"):
+        parts = key.split("/")
+        if len(parts) == 5 and parts[2] == "model" and parts[4] == "PUBLISHED" and parts[1] != training.id:
+            ids.add(parts[1])
+    for training_id in sorted(ids):
+        try:
+            other = Training(training.store, training_id)
+            if not same_setup(other.spec(), spec):
+                continue
+            marker = other.published()
+        except (TrainingError, InvalidSpecError):  # an unreadable neighbour is not a candidate reference
+            continue
+        if marker is not None:
+            found.append((str(marker.get("published_at", "")), training_id, other))
+    return max(found, key=lambda item: item[:2])[2] if found else None
 
 
 def check_same_data(training: Training, pinned: dict[str, Any], splits: list[Split], base: str) -> None:
@@ -350,29 +554,76 @@ def em_iteration(
         raise TrainingError(
             f"training {training_id!r} converged at iteration {iteration - 1}; there is no iteration {iteration}"
         )
-    model = training.load_params(iteration - 1, spec)
-    first = training.record(0)
-    previous_history = training.history(upto=iteration - 1)
+    training.check_bound(previous, spec)
+    past = [r for r in training.records() if r["iteration"] < iteration]
+    first = past[0]
+    # Without candidates (the spec's defaults) the COMMIT's own parameters are the one candidate.
+    entries = previous.get("candidates") or [
+        {"params_key": previous["params_key"], "params_sha256": previous["params_sha256"], "status": RUNNING}
+    ]
+    running = [index for index, entry in enumerate(entries) if entry["status"] == RUNNING]
+    models = [
+        training.load_stored(
+            entries[index]["params_key"],
+            entries[index]["params_sha256"],
+            f"of iteration {iteration - 1}" + (f" (candidate {index})" if spec.has_candidates else ""),
+        )
+        for index in running
+    ]
     source = _source(spec, engine, spark)
     check_same_data(training, first, source.splits(), source.base)
     loaded = time.perf_counter()
-    stats = source.statistics(model)
+    evaluation = source.evaluate(models, spec.holdout_fraction)  # one pass over the data for every candidate
     estep = time.perf_counter()
-    if (stats.n_sequences, stats.n_observations) != (first["n_sequences"], first["n_observations"]):
+    if (evaluation.n_sequences, evaluation.n_observations) != (first["n_sequences"], first["n_observations"]):
         raise DataChangedError(
-            f"the data of training {training_id!r} changed since iteration 0: {stats.n_sequences} sequences and "
-            f"{stats.n_observations} observations, iteration 0 had {first['n_sequences']} and "
+            f"the data of training {training_id!r} changed since iteration 0: {evaluation.n_sequences} sequences and "
+            f"{evaluation.n_observations} observations, iteration 0 had {first['n_sequences']} and "
             f"{first['n_observations']}; nothing committed. Training on new data is a new training"
         )
-    model.update(stats)
+    entries = [dict(entry) for entry in entries]
+    updated: dict[int, BaseHMM] = {}
+    histories = {}
+    for index, model, stats, held_out in zip(
+        running, models, evaluation.statistics, evaluation.holdout_log_likelihoods, strict=True
+    ):
+        # AIC and BIC of the parameters the E-step ran with, on the sequences it trained on.
+        aic, bic = model.information_criteria(stats.log_likelihood, stats.n_observations)
+        model.update(stats)
+        model.monitor_.reset()  # the history lives in the COMMIT records, not in the parameters
+        histories[index] = [*candidate_history(past, index), stats.log_likelihood]
+        updated[index] = model
+        entries[index].update(
+            iteration=iteration,
+            log_likelihood=stats.log_likelihood,
+            holdout_log_likelihood=held_out if spec.holdout_fraction > 0 else None,
+            aic=float(aic),
+            bic=float(bic),
+            status=CONVERGED if converged_after(histories[index], spec) else RUNNING,
+        )
+    if iteration == spec.prune_after:
+        for index in rank_candidates(entries, spec)[spec.keep :]:
+            if entries[index]["status"] == RUNNING:
+                entries[index]["status"] = PRUNED
+    chosen = rank_candidates(entries, spec)[0]
+    if chosen in updated:
+        model = updated[chosen]
+    else:  # the best stopped earlier: its parameters are committed again as this iteration's
+        model = training.load_stored(
+            entries[chosen]["params_key"], entries[chosen]["params_sha256"], f"of candidate {chosen}"
+        )
+    history = histories.get(chosen) or candidate_history(past, chosen)
     mstep = time.perf_counter()
-    history = [*previous_history, stats.log_likelihood]
-    record = {
-        "log_likelihood": stats.log_likelihood,
+    if spec.has_candidates:  # without candidates, commit stores the one model's parameters
+        for index, updated_model in updated.items():
+            params_key, digest = training.store_params(iteration, updated_model)
+            entries[index].update(params_key=params_key, params_sha256=digest)
+    record: dict[str, Any] = {
+        "log_likelihood": entries[chosen]["log_likelihood"] if spec.has_candidates else history[-1],
         "improvement": history[-1] - history[-2] if len(history) >= 2 else None,
-        "converged": converged_after(history, spec),
-        "n_sequences": stats.n_sequences,
-        "n_observations": stats.n_observations,
+        "converged": not any(entry["status"] == RUNNING for entry in entries),
+        "n_sequences": evaluation.n_sequences,
+        "n_observations": evaluation.n_observations,
         "timings": {
             **(startup or {}),
             # Everything the step reads before the E-step: checks, spec, parameters, history, data listing.
@@ -383,9 +634,43 @@ def em_iteration(
         "step": _step_identity(engine),
         "committed_at": _now(),
     }
-    model.monitor_.reset()  # the history lives in the COMMIT records, not in the parameters
+    if spec.has_candidates:
+        record["candidates"] = entries
+        record["best_candidate"] = chosen
+    if spec.holdout_fraction > 0:
+        record["n_holdout_sequences"] = evaluation.n_holdout
     won = training.commit(iteration, model, record, spec)
     return {"status": "committed" if won else "lost", **training.record(iteration)}
+
+
+def candidate_history(records: list[dict[str, Any]], index: int) -> list[float]:
+    """The log-likelihoods candidate ``index`` reported, iteration by iteration (its monitor's history)."""
+    if not records or "candidates" not in records[0]:
+        return [r["log_likelihood"] for r in records if r["iteration"] >= 1]
+    return [
+        r["candidates"][index]["log_likelihood"]
+        for r in records
+        if r["iteration"] >= 1 and r["candidates"][index]["iteration"] == r["iteration"]
+    ]
+
+
+def candidate_score(entry: Mapping[str, Any], spec: TrainingSpec) -> float:
+    """What candidates are ranked by (higher is better): the held-out log-likelihood with a hold-out;
+    else, across several numbers of states, minus the BIC; else the log-likelihood."""
+    if entry.get("log_likelihood") is None:
+        return -math.inf
+    if spec.holdout_fraction > 0:
+        return float(entry["holdout_log_likelihood"])
+    if len(spec.components) > 1:
+        return -float(entry["bic"])
+    return float(entry["log_likelihood"])
+
+
+def rank_candidates(entries: list[dict[str, Any]], spec: TrainingSpec) -> list[int]:
+    """Candidate indices, best first (:func:`hmm.core.candidates.rank` of :func:`candidate_score`)."""
+    from hmm.core.candidates import Candidate, rank
+
+    return rank([Candidate(model=None, score=candidate_score(entry, spec)) for entry in entries])  # type: ignore[arg-type]
 
 
 def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
@@ -429,8 +714,18 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
     spec = training.spec()
     model = training.load_params(latest, spec)
     record = training.record(latest)
+    pin = training.record(0).get("init_from")
+    relabelling = None
+    if pin:  # stable state labels: the published model's states renumbered to match the reference's
+        from hmm.core.relabel import relabel
+
+        relabelling = relabel(model, load_reference(training, pin))
     # Only the records up to the published iteration: a later one may have landed meanwhile.
-    files = build_report(spec, [r for r in training.records() if r["iteration"] <= latest], model)
+    records = [r for r in training.records() if r["iteration"] <= latest]
+    if relabelling is None:
+        files = build_report(spec, records, model)
+    else:
+        files = build_report(spec, records, model, relabelling)
     digests = {}
     for name, data in files.items():
         key = training.model_key(latest, name)
