@@ -143,12 +143,14 @@ def prepare_training(
     }
 
     def fix_vocabulary(model: BaseHMM) -> BaseHMM:
-        # Named symbols: the vocabulary is fixed here, once, and travels with the parameters of every iteration.
+        # Named symbols: the vocabulary is fixed here, once, and travels with the parameters of every
+        # iteration; checking the settings sizes the model by it (n_features = the vocabulary's size).
         if scan.symbols is not None:
             try:
                 model.infer_symbols(scan.symbols)
             except ValueError as error:
                 raise InvalidSequenceError(f"data {spec.data} is invalid: {error}") from None
+        model.check_settings()
         return model
 
     sampler = fix_vocabulary(spec.build_model())
