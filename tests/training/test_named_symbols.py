@@ -233,3 +233,27 @@ def test_a_dictionary_columns_unused_names_are_not_symbols(tmp_path: Path) -> No
     plain.check_parameters()
     expected = plain.batch_statistics(np.array([1, 0, 1, 0, 1]), np.array([0, 2, 5]))
     np.testing.assert_array_equal(stats.emission["obs"], expected.emission["obs"])
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["data-vocabulary", "given-vocabulary"])
+def test_candidates_of_a_named_symbol_training_share_its_vocabulary(tmp_path: Path, given: bool) -> None:
+    int_uri, _, _ = write_categorical_parquet(str(tmp_path / "ints"), n_sequences=60, files=1)
+    named_uri = write_named_copy(int_uri, str(tmp_path / "names"))
+    root = f"file://{tmp_path}/store"
+    vocabulary = [*reversed(WORDS), "<unk>"] if given else sorted(WORDS)
+    model_args = {"symbols": vocabulary} if given else {}
+    spec = spec_for(named_uri, n_components=[2, 3], n_init=2, model_args=model_args)
+    steps.train(root, "sweep", spec, engine="local", progress=lambda line: None)
+    training = Training(open_store(root), "sweep")
+    last = training.record(training.latest())
+    assert len(last["candidates"]) == 4
+    for entry in last["candidates"]:
+        model = training.load_stored(entry["params_key"], entry["params_sha256"], "candidate")
+        assert model.symbols == vocabulary and model.n_features == len(vocabulary)
+        assert model.n_components == entry["n_components"]
+    # Each candidate equals the training of its number of states and seed alone, on the same strings.
+    alone = spec_for(named_uri, n_components=3, seed=1, model_args=model_args)
+    steps.train(root, "alone", alone, engine="local", progress=lambda line: None)
+    single = Training(open_store(root), "alone")
+    same = next(e for e in last["candidates"] if (e["n_components"], e["seed"]) == (3, 1))
+    assert same["log_likelihood"] == single.record(single.latest())["log_likelihood"]
