@@ -400,7 +400,7 @@ DATA_CASES: dict[str, tuple[str, pa.Array, dict[str, Any], str]] = {
         "gaussian",
         pa.array([[[0.0] * 100_000]], DOUBLES),
         {"covariance_type": "full"},
-        r"observations of 100000 features would make n_features=100000: a GaussianHMM .* needs about 447.0 GiB",
+        r"observations of 100000 features would make n_features=100000: a GaussianHMM .* needs about 495.9 GiB",
     ),
     "poisson negative": (
         "poisson",
