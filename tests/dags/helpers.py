@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,14 @@ def jobs_in_this_process(monkeypatch: Any) -> Iterator[list[list[str]]]:
     with monkeypatch.context() as patch:
         patch.setattr(airflow_tasks, "run_command", run)
         yield started
+
+
+def aws_connection_to(endpoint: str, region: str, monkeypatch: Any) -> None:
+    """Point Airflow's ``aws_default`` connection at ``endpoint`` (a moto server on 127.0.0.1)."""
+    connection = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": endpoint, "region_name": region},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))

@@ -8,7 +8,6 @@ and the step becomes COMPLETED, or it is set FAILED or CANCELLED with a reason.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -20,7 +19,7 @@ from hmm.training.commits import Training
 from hmm.training.spec import TrainingSpec
 from hmm.training.store import open_store
 from tests.conftest import write_categorical_parquet
-from tests.dags.helpers import SPEC, conf, records, reference, run_job_here, task_states
+from tests.dags.helpers import SPEC, aws_connection_to, conf, records, reference, run_job_here, task_states
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -65,17 +64,7 @@ def emr(moto_endpoint, monkeypatch):
     from hmm.orchestration import emr
     from hmm.orchestration import tasks as airflow_tasks
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": moto_endpoint, "region_name": REGION},
-            }
-        ),
-    )
+    aws_connection_to(moto_endpoint, REGION, monkeypatch)
     cluster = FakeCluster()
     real_state = emr.step_state
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
 
+from tests.dags.helpers import aws_connection_to
 from tests.dags.test_dag_emr import ACCOUNT, REGION
 
 POLL = 0.05
@@ -19,17 +19,7 @@ def step(airflow_home, moto_endpoint, monkeypatch):
     import boto3
     from moto.emr.models import emr_backends
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": moto_endpoint, "region_name": REGION},
-            }
-        ),
-    )
+    aws_connection_to(moto_endpoint, REGION, monkeypatch)
     client = boto3.client("emr", endpoint_url=moto_endpoint, region_name=REGION)
     cluster_id = client.run_job_flow(
         Name="trigger-test",
