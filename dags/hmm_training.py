@@ -177,13 +177,19 @@ with DAG(
     def emr_mode(mode: str) -> bool:
         return mode == "emr"
 
+    @task
+    def start_spark(plan: dict):
+        return airflow_tasks.start_spark(plan, JOBS_DIR)
+
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def init(plan: dict, ti=None):
-        return airflow_tasks.init(plan, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        return airflow_tasks.init(plan, cluster, JOBS_DIR, server)
 
     @task
     def iteration(plan: dict, slot: int, ti=None):
-        return airflow_tasks.submit_iteration(plan, slot, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        return airflow_tasks.submit_iteration(plan, slot, cluster, JOBS_DIR, server)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[MODEL_ASSET])
     def finalize(plan: dict, ti=None, outlet_events=None):
@@ -194,6 +200,10 @@ with DAG(
     @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
     def cluster_created(ti=None) -> bool:
         return bool(ti.xcom_pull(task_ids="create_cluster"))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def stop_spark(ti=None):
+        airflow_tasks.stop_spark(ti.xcom_pull(task_ids="start_spark"))
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def watcher():
@@ -208,7 +218,9 @@ with DAG(
         wait_for_completion=False,
     )
     started = init(plan)
+    spark = start_spark(plan)
     chain(plan, emr_mode(plan["mode"]), create_cluster, started)
+    spark >> started
 
     published = finalize(plan)
     continuation = TriggerDagRunOperator(
@@ -247,6 +259,7 @@ with DAG(
         trigger_rule=TriggerRule.ALL_DONE,
     )
     chain([published, continuation], cluster_created(), terminate)
+    [published, continuation] >> stop_spark()
 
     # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
     gates = {"emr_mode", "cluster_created"}
