@@ -60,9 +60,11 @@ def connect_spark(moto_endpoint, tmp_path_factory):
     conf = {"spark.ui.enabled": "false", "spark.sql.execution.arrow.maxRecordsPerBatch": "64"}
     argv = connect.server_command(spark_submit_path(), "local[2]", conf, ["-XX:TieredStopAtLevel=1"])
     server = connect.start(argv, env, tmp_path_factory.mktemp("connect"))
+    session = ConnectSession.builder.remote(server["url"]).getOrCreate()
     try:
-        yield ConnectSession.builder.remote(server["url"]).getOrCreate()
+        yield session
     finally:
+        session.stop()  # while the server is up: a client of a gone server retries its exit calls for minutes
         connect.stop(server["pid"])
 
 
