@@ -241,9 +241,14 @@ def _spark(args: argparse.Namespace) -> Any:
         # A Spark Connect session: no JVM here; the server's Python workers run the tasks. The
         # Connect class itself, not pyspark's switch, which would turn the whole process (a test's)
         # to Connect mode.
-        from pyspark.sql.connect.session import SparkSession as ConnectSession
+        import warnings
 
-        return ConnectSession.builder.remote(remote).getOrCreate()
+        with warnings.catch_warnings():
+            # pyspark 4.3 warns about pandas 3 on every Connect session; hmm-em's Arrow path does not use pandas.
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+            from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+            return ConnectSession.builder.remote(remote).getOrCreate()
     builder = SparkSession.builder.appName(f"hmm-em {args.command}")
     if args.master:
         # Not under spark-submit (whose --conf and cluster defaults are left alone): a session
