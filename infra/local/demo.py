@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     store_uri = (output / "store").as_uri()
     print(f"data:    {data_uri} (paragraphs of Python's reference manual as letters and spaces, array<string>)")
     print(f"store:   {store_uri}")
-    steps = "every step a spark-submit" if args.engine == "spark" else "every step a python process"
+    steps = (
+        "every step a python process on the run's Spark Connect server"
+        if args.engine == "spark"
+        else "every step a python process"
+    )
     conf = training_conf(data_uri, store_uri, args.engine)
     if args.scheduler:
         runs, log = under_scheduler(output / "airflow-scheduler", conf, steps)
