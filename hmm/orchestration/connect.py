@@ -50,6 +50,8 @@ START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
 #: Seconds between two looks at the server's connections.
 POLL_SECONDS = 2.0
+#: How many ports after the asked one (15002 by default) a server tries before it fails.
+PORT_RETRIES = 100
 #: The line of the server's log that says where it listens (it may take a later port if the asked one is taken).
 _STARTED = re.compile(r"Spark Connect server started at: (\S+):(\d+)")
 
@@ -59,12 +61,14 @@ def server_command(
 ) -> list[str]:
     """argv of a Spark Connect server on 127.0.0.1 with a local master, ``conf`` and the driver's JVM options.
 
-    ``port`` 0: the server's default (15002), or the next free one after it.
+    ``port`` 0: the server's default (15002), or the first free one of the :data:`PORT_RETRIES` after it.
     """
     settings = {
         **conf,
         "spark.connect.grpc.binding.address": "127.0.0.1",
         **({"spark.connect.grpc.binding.port": str(port)} if port else {}),
+        # Several runs (or other servers) on one machine: the next free port rather than a failed start.
+        "spark.connect.grpc.port.maxRetries": str(PORT_RETRIES),
     }
     argv = [spark_submit, "--class", SERVER_CLASS, "--master", master, "--name", "hmm-em local Spark"]
     argv += [part for key, value in settings.items() for part in ("--conf", f"{key}={value}")]
@@ -142,7 +146,7 @@ def alive(server: Mapping[str, Any]) -> bool:
     """``server`` (:func:`start`'s result) is still running: its supervisor lives and its port takes connections."""
     import socket
 
-    if not _is_supervisor(int(server["pid"])):
+    if not supervisor_running(int(server["pid"])):
         return False
     with socket.socket() as probe:
         probe.settimeout(2.0)
@@ -154,12 +158,12 @@ def stop(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
 
     Waits for it to exit (it stops the JVM first), and kills it after ``timeout``.
     """
-    if not _is_supervisor(pid):
+    if not supervisor_running(pid):
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _is_supervisor(pid):
+        if not supervisor_running(pid):
             return True
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
@@ -167,7 +171,7 @@ def stop(pid: int, timeout: float = STOP_TIMEOUT) -> bool:
     return True
 
 
-def _is_supervisor(pid: int) -> bool:
+def supervisor_running(pid: int) -> bool:
     """``pid`` is a running supervisor of this module (a pid may be reused by another program)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

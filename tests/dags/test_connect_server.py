@@ -29,6 +29,18 @@ sys.stdin.read()
 """
 
 
+def worker_environment(batches):
+    """What a Python worker of the server runs with: its interpreter, thread limits and the hmm it imports."""
+    import pyarrow as pa
+
+    import hmm
+
+    for _ in batches:
+        names = ["executable", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "hmm"]
+        values = [sys.executable, os.environ.get("OMP_NUM_THREADS"), os.environ.get("NUMBA_NUM_THREADS"), hmm.__file__]
+        yield pa.RecordBatch.from_pydict({"name": names, "value": values})
+
+
 def wait_until(condition, seconds=120.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -40,11 +52,12 @@ def wait_until(condition, seconds=120.0):
 
 def test_the_server_outlives_its_starters_process_group_and_stops_itself_when_idle(tmp_path):
     # Airflow's LocalExecutor ends a task by signalling its process group: so does this test.
+    env = {**local_environment(JOBS), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     starter = subprocess.Popen(
         [sys.executable, "-c", STARTER, JOBS, str(tmp_path / "server"), "8"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        env=local_environment(JOBS),
+        env=env,
         text=True,
         start_new_session=True,
     )
@@ -62,6 +75,12 @@ def test_the_server_outlives_its_starters_process_group_and_stops_itself_when_id
 
         session = ConnectSession.builder.remote(server["url"]).getOrCreate()
         try:
+            # The server's Python workers run with the starting task's environment.
+            rows = session.range(1).mapInArrow(worker_environment, "name string, value string").collect()
+            seen = {row.name: row.value for row in rows}
+            assert seen["executable"] == sys.executable
+            assert seen["OMP_NUM_THREADS"] == "1" and seen["NUMBA_NUM_THREADS"] == "1"
+            assert seen["hmm"] == str(Path(JOBS).parent / "hmm" / "__init__.py")
             assert session.range(3).count() == 3
             assert connect.connections(server["port"]) >= 1
             time.sleep(12)  # longer than the idle time
@@ -69,7 +88,8 @@ def test_the_server_outlives_its_starters_process_group_and_stops_itself_when_id
         finally:
             session.stop()
         # No client for 8 s: the server stops itself, JVM and supervisor.
-        assert wait_until(lambda: not connect.alive(server))
+        assert wait_until(lambda: not connect.supervisor_running(server["pid"]))
+        assert not connect.alive(server) and not connect.connections(server["port"])
         assert "stopping the Spark Connect server (no client for 8 s)" in Path(server["log"]).read_text()
         assert connect.stop(server["pid"]) is False  # nothing left to stop
     finally:
