@@ -58,7 +58,7 @@ iterations (raise S for long trainings of quick iterations).
 `local` mode (default) runs each step as a plain python process on the worker: `jobs/<step>.py ...
 --remote sc://127.0.0.1:<port>/;session_id=<run's>` on the run's Spark Connect server (no JVM
 per step; the server's Python workers keep their imports and compiled kernels from step to step),
-or with `engine=local` (pyarrow, no Spark; for small data and tests). finalize starts no Spark and always runs as a python process.
+or with `engine=local` (pyarrow, no Spark; for small data and tests). finalize starts no Spark.
 `emr` mode adds EMR steps (`spark-submit --deploy-mode <emr.deploy_mode>
 <bundle>/jobs/<step>.py ...`, always the Spark engine, importing the wheel that the bundle's
 bootstrap action installed on every node, kernels precompiled); before adding one, a
