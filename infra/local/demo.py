@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "--engine",
         choices=("spark", "local"),
         default="spark",
-        help="spark: every step a spark-submit (default); local: python + pyarrow steps (quicker)",
+        help="spark: every step on the run's local Spark Connect server (default); local: python + pyarrow steps",
     )
     parser.add_argument(
         "--scheduler",
