@@ -11,7 +11,8 @@ HMM on 500,000 sequences in 6.4 minutes on 15 EMR nodes (hmmlearn alone: 91.6 mi
 same workload (categorical K=10 states, F=20 symbols, T=100 symbols per sequence drawn from a
 random 10-state model, ``benchmarks/spark.py``'s data, written once into ``--cache``) trains
 through the ``hmm_training`` DAG exactly as ``make demo`` runs it (:mod:`infra.local.dag_runner`):
-a real Airflow 3 under ``dag.test()``, every step its own ``spark-submit --master local[*]``,
+a real Airflow 3 under ``dag.test()``, every step a python process on the DAG run's Spark Connect
+server (``start_spark``; before, each step was its own ``spark-submit --master local[*]``),
 a ``file://`` store, ``tol`` 0 and ``max_iter`` 10 so that all 10 iterations run (a DAG run has 6
 iteration slots: the continuation run does the last 4 and publishes the model).
 
@@ -75,14 +76,14 @@ DAG_ID = "hmm_training"
 PHASES = (
     ("gap_before_task", "Airflow: gap before the iteration task"),
     ("task_to_submit", "Airflow: task start to spark-submit"),
-    ("launch", "spark-submit until the Python job starts (launcher, JVM)"),
+    ("launch", "launcher until the Python job starts (spark-submit's JVM; none on the run's server)"),
     ("python_startup", "Python start-up and imports (hmm, pyspark)"),
-    ("spark_session", "Spark session"),
+    ("spark_session", "Spark session (a JVM, or a Connect session on the run's server)"),
     ("load", "params and history load"),
-    ("estep", "Parquet read + E-step (first Spark action)"),
+    ("estep", "Parquet read + E-step (the step's first Spark action)"),
     ("mstep", "M-step"),
     ("commit", "commit (parameters, then COMMIT)"),
-    ("exit", "Spark stop and JVM exit"),
+    ("exit", "process exit (with spark-submit: Spark stop and JVM exit)"),
     ("task_after_job", "Airflow: task end after the job"),
     ("sensor", "Airflow: sensor (gap and poke)"),
 )
@@ -318,7 +319,8 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"Load average (1, 5, 15 min) at start and end: {result['load']}\n")
     print(
         f"Workload: {result['sequences']:,} categorical sequences x {LENGTH} symbols, K={N_COMPONENTS}, "
-        f"F={N_FEATURES}, {result['iterations_requested']} EM iterations, each its own spark-submit step; "
+        f"F={N_FEATURES}, {result['iterations_requested']} EM iterations, each its own step (a python process on "
+        "the run's Spark Connect server, started by start_spark); "
         f"JVM settings: {result['jvm']}; class archive {result['class_archive']}.\n"
     )
     training = result["training_seconds"]
@@ -338,6 +340,12 @@ def print_report(result: dict[str, Any]) -> None:
     )
     for step in result["other_steps"]:
         print(f"| of which the {step['kind']} step's process | {step['seconds']:.1f} | |")
+    for task_id in ("start_spark", "stop_spark"):
+        spans = [t["end"] - t["start"] for t in result["task_instances"] if t["task_id"] == task_id and t["start"]]
+        if spans and result["task_instances"]:
+            states = {t["state"] for t in result["task_instances"] if t["task_id"] == task_id}
+            what = "starting the run's Spark Connect server" if task_id == "start_spark" else "stopping it"
+            print(f"| of which {task_id} ({what}; {', '.join(sorted(states))}), per run | {seconds(max(spans))} | |")
 
     print("\nPer iteration, seconds (median and sum over the iterations in the last columns):\n")
     header = " | ".join(str(r["iteration"]) for r in rows)

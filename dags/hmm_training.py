@@ -9,9 +9,11 @@ run can fail anywhere and the next run continues from the last committed iterati
 
 ```
 validate -> emr_mode -> [create_cluster] -> init
+         -> [start_spark] ------------------/
   -> iteration_1 -> wait_1 -> iteration_2 -> wait_2 -> ... -> iteration_S -> wait_S -> continue_training
                       \\-----------------------\\------ ... ------------------\\-> finalize (outlet: Asset hmm-em-model)
   -> [terminate_cluster] (teardown: runs whenever the cluster was created)
+  -> [stop_spark] (teardown: runs whenever the local Spark was started)
 watcher (fails the run if any task failed, since the teardown would otherwise decide the run's state)
 ```
 
@@ -21,6 +23,11 @@ watcher (fails the run if any task failed, since the teardown would otherwise de
   Bad params are refused even earlier: the trigger form validates them against their JSON schema.
 * **create_cluster** / **terminate_cluster** (`emr` mode only; skipped in `local` mode): an EMR
   cluster for this run, terminated as the run's teardown whatever happened in between.
+* **start_spark** / **stop_spark** (`local` mode with the `spark` engine only; skipped otherwise): the
+  run's local Spark, a Spark Connect server on 127.0.0.1 (`hmm.orchestration.connect`) that every step
+  of the run uses, stopped as the run's teardown whatever happened. It runs in a session of its own
+  (it outlives the task that starts it) and stops itself after 15 minutes without a client, so a run
+  whose teardown never ran leaves none behind; a step that finds it gone starts Spark itself.
 * **init** commits iteration 0 (`jobs/init_training.py`); a no-op for a training that has it.
 * **iteration_i** handles iteration k = b + i, where b is the latest iteration committed when
   the run started (0 for a new training): it runs (`local`) or submits (`emr`)
@@ -48,9 +55,10 @@ iterations (raise S for long trainings of quick iterations).
 
 ## Steps, engines, idempotency
 
-`local` mode (default) runs each step as `spark-submit --master local[*] jobs/<step>.py ...`
-on the worker, or as a plain python process with `engine=local` (pyarrow, no Spark; for
-small data and tests). finalize starts no Spark and always runs as a python process.
+`local` mode (default) runs each step as a plain python process on the worker: `jobs/<step>.py ...
+--remote sc://127.0.0.1:<port>/;session_id=<run's>` on the run's Spark Connect server (no JVM
+per step; the server's Python workers keep their imports and compiled kernels from step to step),
+or with `engine=local` (pyarrow, no Spark; for small data and tests). finalize starts no Spark.
 `emr` mode adds EMR steps (`spark-submit --deploy-mode <emr.deploy_mode>
 <bundle>/jobs/<step>.py ...`, always the Spark engine, importing the wheel that the bundle's
 bootstrap action installed on every node, kernels precompiled); before adding one, a
@@ -190,13 +198,19 @@ with DAG(
     def emr_mode(mode: str) -> bool:
         return mode == "emr"
 
+    @task
+    def start_spark(plan: dict):
+        return airflow_tasks.start_spark(plan, JOBS_DIR)
+
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def init(plan: dict, ti=None):
-        return airflow_tasks.init(plan, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        return airflow_tasks.init(plan, cluster, JOBS_DIR, server)
 
     @task
     def iteration(plan: dict, slot: int, ti=None):
-        return airflow_tasks.submit_iteration(plan, slot, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        return airflow_tasks.submit_iteration(plan, slot, cluster, JOBS_DIR, server)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[MODEL_ASSET])
     def finalize(plan: dict, ti=None, outlet_events=None):
@@ -207,6 +221,10 @@ with DAG(
     @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
     def cluster_created(ti=None) -> bool:
         return bool(ti.xcom_pull(task_ids="create_cluster"))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def stop_spark(ti=None):
+        airflow_tasks.stop_spark(ti.xcom_pull(task_ids="start_spark"))
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def watcher():
@@ -221,7 +239,9 @@ with DAG(
         wait_for_completion=False,
     )
     started = init(plan)
+    spark = start_spark(plan)
     chain(plan, emr_mode(plan["mode"]), create_cluster, started)
+    spark >> started
 
     published = finalize(plan)
     continuation = TriggerDagRunOperator(
@@ -260,6 +280,7 @@ with DAG(
         trigger_rule=TriggerRule.ALL_DONE,
     )
     chain([published, continuation], cluster_created(), terminate)
+    [published, continuation] >> stop_spark()
 
     # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
     gates = {"emr_mode", "cluster_created"}

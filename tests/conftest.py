@@ -44,6 +44,31 @@ def store_root(request):
 
 
 @pytest.fixture(scope="session")
+def connect_spark(moto_endpoint, tmp_path_factory):
+    """A Spark Connect session on a local[2] Spark Connect server (Spark 4), as a local DAG run's steps have.
+
+    The server runs under :mod:`hmm.orchestration.connect`, started after the local S3 so its Python
+    workers inherit the S3 settings; stopped at the end of the test session.
+    """
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    from hmm.orchestration import connect
+    from hmm.orchestration.tasks import spark_submit_path
+
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parents[1]), env.get("PYTHONPATH")) if p)
+    conf = {"spark.ui.enabled": "false", "spark.sql.execution.arrow.maxRecordsPerBatch": "64"}
+    argv = connect.server_command(spark_submit_path(), "local[2]", conf, ["-XX:TieredStopAtLevel=1"])
+    server = connect.start(argv, env, tmp_path_factory.mktemp("connect"))
+    session = ConnectSession.builder.remote(server["url"]).getOrCreate()
+    try:
+        yield session
+    finally:
+        session.stop()  # while the server is up: a client of a gone server retries its exit calls for minutes
+        connect.stop(server["pid"])
+
+
+@pytest.fixture(scope="session")
 def spark(moto_endpoint):
     """One real local[2] Spark session for the whole run (start-up costs ~15 s).
 

@@ -27,6 +27,7 @@ both engines give bit-identical statistics on every run.
 from __future__ import annotations
 
 import os
+import pickle
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -457,9 +458,15 @@ class ParquetSequences:
         if not indexed:
             return []
         if self.engine == "spark":
-            context = self.spark.sparkContext
-            groups = task_groups(indexed, context.defaultParallelism)
-            records = context.parallelize(groups, len(groups)).flatMap(_spark_task(work)).collect()
+            from hmm.distributed.spark import default_parallelism
+
+            groups = task_groups(indexed, default_parallelism(self.spark))
+            # DataFrame API only (Spark Connect has no RDDs): row t of a range with one row per
+            # partition is task t, which runs ``work`` over groups[t] (in the pickled closure) and
+            # returns each record pickled, whatever its fields (E-step or decode records).
+            tasks = self.spark.range(0, len(groups), 1, len(groups))
+            rows = tasks.mapInArrow(_spark_task(work, groups), "record binary").collect()
+            records = [pickle.loads(row.record) for row in rows]
         else:
             records = list(work(indexed))
         return sorted(records, key=lambda r: (r["partition"], r["batch"]))
@@ -662,12 +669,20 @@ def task_groups(splits: list[tuple[int, Split]], parallelism: int) -> list[list[
     return [group for group in groups if group]
 
 
-def _spark_task(work: Any) -> Any:
-    def task(group: list[tuple[int, Split]]) -> Iterator[dict[str, Any]]:
+def _spark_task(work: Any, groups: list[list[tuple[int, Split]]]) -> Any:
+    """The function ``mapInArrow`` runs over the task numbers: ``work`` over each one's group of splits."""
+
+    def task(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
         from hmm.distributed.spark import freeze_worker_heap
 
         freeze_worker_heap()
-        return work(group)
+        schema = pa.schema([("record", pa.binary())])
+        for batch in batches:
+            for number in batch.column(0).to_pylist():
+                for record in work(groups[number]):
+                    yield pa.RecordBatch.from_pylist([{"record": pickle.dumps(record)}], schema=schema)
 
     return task
 

@@ -28,6 +28,7 @@ D = 1.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,28 @@ def freeze_worker_heap() -> None:
     import gc
 
     gc.freeze()
+
+
+def is_connect(spark: Any) -> bool:
+    """``spark`` is a Spark Connect session (``sc://`` remote), not a classic one with a JVM in this process."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def default_parallelism(spark: Any) -> int:
+    """Spark's task slots: ``defaultParallelism`` of a classic session; of a Connect session, which has no
+    SparkContext, ``spark.default.parallelism`` if set, else the cores of its ``local[N]`` / ``local[*]``
+    master (a Connect server runs on this machine in local mode), else 2.
+    """
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    configured = spark.conf.get("spark.default.parallelism", None)
+    if configured:
+        return int(configured)
+    master = spark.conf.get("spark.master", None) or ""
+    if master.startswith("local["):
+        cores = master[len("local[") :].split(",")[0].rstrip("]")
+        return os.cpu_count() or 1 if cores == "*" else max(int(cores), 1)
+    return 2
 
 
 def _records(model: BaseHMM | CandidateSet, sequence_col: str, id_col: str | None, statistics: bool) -> Any:

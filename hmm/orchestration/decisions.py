@@ -417,13 +417,15 @@ def local_command(
     spec: TrainingSpec | None = None,
     java_options: Sequence[str] = (),
     decode: Mapping[str, Any] | None = None,
+    remote: str | None = None,
 ) -> list[str]:
     """argv of a step in local mode.
 
-    ``spark`` engine: ``spark-submit --master local[*] jobs/<job>.py ...`` with
-    :data:`LOCAL_SPARK_CONF` and the driver JVM options :data:`LOCAL_JAVA_OPTIONS` plus
-    ``java_options`` (e.g. a class data sharing archive). ``local`` engine, and finalize (which
-    starts no Spark): the job in a plain python process.
+    ``spark`` engine: with ``remote`` (the run's Spark Connect server, ``sc://127.0.0.1:<port>``)
+    the job in a plain python process with ``--remote``; else ``spark-submit --master local[*]
+    jobs/<job>.py ...`` with :data:`LOCAL_SPARK_CONF` and the driver JVM options
+    :data:`LOCAL_JAVA_OPTIONS` plus ``java_options`` (e.g. a class data sharing archive).
+    ``local`` engine, and finalize (which starts no Spark): the job in a plain python process.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -433,6 +435,8 @@ def local_command(
         return [python, job, *arguments]
     if engine == "local":
         return [python, job, *arguments, "--engine", "local"]
+    if remote:
+        return [python, job, *arguments, "--remote", remote]
     if not spark_submit:
         raise ValueError("spark-submit not found: install pyspark where the task runs, or set param engine=local")
     options = [*LOCAL_JAVA_OPTIONS, *java_options]

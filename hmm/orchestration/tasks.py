@@ -23,7 +23,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -206,12 +208,80 @@ def _job_name(argv: list[str]) -> str:
     return next((Path(a).stem for a in argv if a.endswith(".py")), argv[0])
 
 
-def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration: int | None = None) -> None:
-    """Run a step's job on this worker (``plan``: a training's plan, or a decode's with its ``decode`` settings)."""
+def start_spark(plan: Mapping[str, Any], jobs_dir: str, idle_seconds: float | None = None) -> dict[str, Any]:
+    """The run's local Spark (local mode, spark engine): a Spark Connect server its steps share.
+
+    Returns what :func:`run_local_step` and :func:`stop_spark` need (``url``, ``port``, ``pid``,
+    ``log``). The URL names one Spark Connect session for the whole run, so that the server's Python
+    workers (keyed by session) and their imports serve every step. Skips in EMR mode (the cluster is
+    the run's Spark) and with the local engine (no Spark).
+    """
+    from hmm.orchestration import connect
+
+    if plan["mode"] != "local" or plan["engine"] != "spark":
+        raise AirflowSkipException(f"no local Spark in {plan['mode']} mode with the {plan['engine']} engine")
+    spark_submit = spark_submit_path()
+    if not spark_submit:
+        raise AirflowFailException("spark-submit not found: install pyspark where the task runs, or set engine=local")
+    archive = spark_class_archive(spark_submit)
+    java_options, written = class_archive_options(archive)
+    argv = connect.server_command(
+        spark_submit,
+        orchestration.LOCAL_MASTER,
+        orchestration.LOCAL_SPARK_CONF,
+        [*orchestration.LOCAL_JAVA_OPTIONS, *java_options],
+    )
+    state_dir = Path(tempfile.mkdtemp(prefix=f"hmm-em-spark-{plan['training_id'][:40]}-"))
+    log.info("starting a Spark Connect server for this run: %s (log %s)", shlex.join(argv), state_dir / "server.log")
+    server = connect.start(
+        argv,
+        local_environment(jobs_dir),
+        state_dir,
+        idle_seconds=connect.IDLE_SECONDS if idle_seconds is None else idle_seconds,
+        archive=(written, archive) if written is not None else None,
+    )
+    server["url"] = f"{server['url']}/;session_id={uuid.uuid4()}"
+    log.info("local Spark of this run: %s (supervisor pid %s)", server["url"], server["pid"])
+    return server
+
+
+def stop_spark(server: Mapping[str, Any] | None) -> None:
+    """Stop the run's Spark Connect server (the teardown); nothing to do if none was started or it stopped itself."""
+    from hmm.orchestration import connect
+
+    if not server:
+        raise AirflowSkipException("no local Spark was started in this run")
+    if connect.stop(int(server["pid"])):
+        log.info("stopped the Spark Connect server %s (pid %s)", server["url"], server["pid"])
+    else:
+        log.info("the Spark Connect server %s (pid %s) had stopped already", server["url"], server["pid"])
+
+
+def run_local_step(
+    plan: Mapping[str, Any],
+    kind: str,
+    jobs_dir: str,
+    iteration: int | None = None,
+    spark_server: Mapping[str, Any] | None = None,
+) -> None:
+    """Run a step's job on this worker (``plan``: a training's plan, or a decode's with its ``decode`` settings).
+
+    With ``spark_server`` (:func:`start_spark`'s) a Spark step is a python process on that server;
+    if the server is gone (it stops itself after :data:`hmm.orchestration.connect.IDLE_SECONDS`
+    without a client), the step runs under spark-submit as without one.
+    """
+    from hmm.orchestration import connect
+
+    remote = None
+    if spark_server and plan["engine"] == "spark" and kind != "finalize":
+        if connect.alive(spark_server):
+            remote = spark_server["url"]
+        else:
+            log.warning("the run's Spark Connect server %s is gone: this step starts Spark itself", spark_server["url"])
     spark_submit = spark_submit_path()
     java_options: list[str] = []
     archive = written = None
-    if plan["engine"] == "spark" and kind != "finalize" and spark_submit:
+    if plan["engine"] == "spark" and kind != "finalize" and spark_submit and remote is None:
         archive = spark_class_archive(spark_submit)
         java_options, written = class_archive_options(archive)
     argv = orchestration.local_command(
@@ -226,6 +296,7 @@ def run_local_step(plan: Mapping[str, Any], kind: str, jobs_dir: str, iteration:
         spec=_spec(plan) if kind == "init" else None,
         java_options=java_options,
         decode=plan.get("decode") if kind == "decode" else None,
+        remote=remote,
     )
     try:
         run_command(argv, local_environment(jobs_dir))
@@ -267,12 +338,14 @@ def run_emr_step(
 # ------------------------------------------------------------------ the steps
 
 
-def init(plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
+def init(
+    plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str, spark_server: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Iteration 0 (spec.json and the initial parameters), unless it is committed already."""
     training = _training(plan)
     if 0 not in training.committed():
         if plan["mode"] == "local":
-            run_local_step(plan, "init", jobs_dir)
+            run_local_step(plan, "init", jobs_dir, spark_server=spark_server)
         else:
             run_emr_step(plan, "init", _cluster(cluster_id))
         if 0 not in training.committed():
@@ -284,7 +357,13 @@ def init(plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str) -> dict
     return record
 
 
-def submit_iteration(plan: Mapping[str, Any], slot: int, cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
+def submit_iteration(
+    plan: Mapping[str, Any],
+    slot: int,
+    cluster_id: str | None,
+    jobs_dir: str,
+    spark_server: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Loop slot ``slot``: run (local) or submit (EMR) its iteration, unless committed or converged already."""
     training = _training(plan)
     iteration = plan["first_iteration"] + slot - 1
@@ -299,7 +378,7 @@ def submit_iteration(plan: Mapping[str, Any], slot: int, cluster_id: str | None,
         log.info("training %s converged at iteration %s: nothing to run", training.id, latest)
         return {**nothing, "iteration": latest}
     if plan["mode"] == "local":
-        run_local_step(plan, "iterate", jobs_dir, iteration)
+        run_local_step(plan, "iterate", jobs_dir, iteration, spark_server)
         return nothing
     cluster = _cluster(cluster_id)
     step_id = run_emr_step(plan, "iterate", cluster, iteration=iteration)

@@ -110,7 +110,12 @@ def parser() -> argparse.ArgumentParser:
                 default="spark",
                 help="spark: Spark E-step (default); local: this process with pyarrow",
             )
-            command.add_argument("--master", help="Spark master when not run by spark-submit, e.g. local[2]")
+            spark = command.add_mutually_exclusive_group()
+            spark.add_argument("--master", help="Spark master when not run by spark-submit, e.g. local[2]")
+            spark.add_argument(
+                "--remote",
+                help="a Spark Connect server to run on, e.g. sc://127.0.0.1:15002 (default: $SPARK_REMOTE if set)",
+            )
         return command
 
     train = add(
@@ -231,6 +236,19 @@ def _spark(args: argparse.Namespace) -> Any:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    remote = args.remote or (None if args.master else os.environ.get("SPARK_REMOTE"))
+    if remote:
+        # A Spark Connect session: no JVM here; the server's Python workers run the tasks. The
+        # Connect class itself, not pyspark's switch, which would turn the whole process (a test's)
+        # to Connect mode.
+        import warnings
+
+        with warnings.catch_warnings():
+            # pyspark 4.3 warns about pandas 3 on every Connect session; hmm-em's Arrow path does not use pandas.
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+            from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+            return ConnectSession.builder.remote(remote).getOrCreate()
     builder = SparkSession.builder.appName(f"hmm-em {args.command}")
     if args.master:
         # Not under spark-submit (whose --conf and cluster defaults are left alone): a session

@@ -2,8 +2,8 @@
 
 The DAG runs as it does in a deployment, in ``local`` mode: its tasks run in this process under
 ``dag.test()``, the metadata database is SQLite in a local ``AIRFLOW_HOME``, and each step of
-the training is the process a worker would start (``spark-submit --master local[*]
-jobs/<step>.py`` with the Spark engine).
+the training is the process a worker would start (``python jobs/<step>.py --remote sc://...`` on
+the run's Spark Connect server with the Spark engine).
 
 What ``dag.test()`` leaves to a scheduler, the runner does: a run that uses all its iteration
 slots triggers a continuation run, which ``dag.test()`` only queues. The runner then runs the

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "--engine",
         choices=("spark", "local"),
         default="spark",
-        help="spark: every step a spark-submit (default); local: python + pyarrow steps (quicker)",
+        help="spark: every step on the run's local Spark Connect server (default); local: python + pyarrow steps",
     )
     parser.add_argument(
         "--scheduler",
@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     store_uri = (output / "store").as_uri()
     print(f"data:    {data_uri} (paragraphs of Python's reference manual as letters and spaces, array<string>)")
     print(f"store:   {store_uri}")
-    steps = "every step a spark-submit" if args.engine == "spark" else "every step a python process"
+    steps = (
+        "every step a python process on the run's Spark Connect server"
+        if args.engine == "spark"
+        else "every step a python process"
+    )
     conf = training_conf(data_uri, store_uri, args.engine)
     if args.scheduler:
         runs, log = under_scheduler(output / "airflow-scheduler", conf, steps)

@@ -43,6 +43,10 @@ def test_the_training_dag_is_a_bounded_chain_of_slots_with_a_teardown(dag):
         assert dag.task_dict[f"wait_{i}"].downstream_task_ids >= {f"iteration_{i + 1}", "finalize"}
     assert dag.task_dict[f"wait_{slots[-1]}"].downstream_task_ids >= {"continue_training", "finalize"}
     assert dag.task_dict["terminate_cluster"].trigger_rule == TriggerRule.ALL_DONE
+    # Local mode's Spark: started before init, stopped whatever happened once the run's end is decided.
+    assert dag.task_dict["start_spark"].downstream_task_ids == {"init", "watcher"}
+    assert dag.task_dict["stop_spark"].trigger_rule == TriggerRule.ALL_DONE
+    assert dag.task_dict["stop_spark"].upstream_task_ids == {"finalize", "continue_training"}
     assert dag.task_dict["watcher"].trigger_rule == TriggerRule.ONE_FAILED
     # The watcher sees every task but the two short circuits (which would skip it).
     assert dag.task_dict["watcher"].upstream_task_ids == set(dag.task_ids) - {"watcher", "emr_mode", "cluster_created"}
@@ -103,7 +107,8 @@ def test_what_the_schema_cannot_say_fails_the_validate_task_and_nothing_else_run
     states = task_states(run)
     assert states["validate"] == "failed" and states["watcher"] == "failed"
     assert states["terminate_cluster"] == "skipped"  # no cluster was created
-    others = set(states) - {"validate", "watcher", "cluster_created", "terminate_cluster"}
+    assert states["stop_spark"] == "skipped"  # nor a local Spark
+    others = set(states) - {"validate", "watcher", "cluster_created", "terminate_cluster", "stop_spark"}
     assert {states[t] for t in others} == {"upstream_failed"}
     assert "training_id 'a..b' is invalid" in capfd.readouterr().out
     assert not store.exists()

@@ -8,6 +8,7 @@ job's exact command line through ``hmm.training.cli.main`` in this process to st
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 
 import numpy as np
@@ -143,17 +144,46 @@ def test_a_run_out_of_slots_hands_over_to_a_continuation_run(dag, tmp_path, data
     assert Training(open_store(store), training).published() is not None
 
 
-def test_spark_submit_runs_the_iteration_of_a_resumed_training(dag, tmp_path):
-    """Real ``spark-submit --master local[*]`` (~45 s a step here): iterations 0 and 1 are committed
-    beforehand in this process, the run resumes the training by its id and submits iteration 2."""
+@pytest.fixture
+def spark_servers(monkeypatch):
+    """Every Spark Connect server the DAG's start_spark task starts (:func:`hmm.orchestration.connect.start`)."""
+    from hmm.orchestration import connect
+
+    real = connect.start
+    started: list[dict] = []
+
+    def start(*args, **kwargs):
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(connect, "start", start)
+    return started
+
+
+def test_the_runs_spark_connect_server_runs_the_iteration_of_a_resumed_training(
+    dag, tmp_path, spark_servers, monkeypatch
+):
+    """Real local Spark (engine=spark, ~30 s here): the run's start_spark task starts a Spark Connect server,
+    the step is a python process on it (no spark-submit), stop_spark stops it. Iterations 0 and 1 are
+    committed beforehand in this process, the run resumes the training by its id and runs iteration 2."""
+    from hmm.orchestration import connect
+
     data_uri = write_categorical_parquet(str(tmp_path / "data"), n_sequences=20)[0]
     store = f"file://{tmp_path}/store"
     spec = TrainingSpec.from_dict({**SPEC, "data": data_uri, "tol": 0.0, "max_iter": 2})
     steps.init_training(store, "on-spark", spec, engine="local")
     steps.em_iteration(store, "on-spark", 1, engine="local")
     run_conf = conf(data_uri, store, tol=0.0, max_iter=2, engine="spark", training_id="on-spark")
-    run = dag.test(logical_date=DATE, run_conf=run_conf)
+    with recorded_commands(monkeypatch) as commands:
+        run = dag.test(logical_date=DATE, run_conf=run_conf)
     assert run.state == "success"
+    assert task_states(run)["start_spark"] == task_states(run)["stop_spark"] == "success"
+    (server,) = spark_servers
+    (iterate,) = [c for c in commands if "--iteration" in c]
+    assert iterate[0] == sys.executable and iterate[1].endswith("/jobs/em_iteration.py")
+    assert iterate[iterate.index("--remote") + 1] == server["url"]
+    assert server["url"].startswith(f"sc://127.0.0.1:{server['port']}/;session_id=")
+    assert not connect.alive(server)  # stopped by the teardown
     training = Training(open_store(store), "on-spark")
     assert [r["step"]["engine"] for r in training.records()] == ["local", "local", "spark"]
     assert training.converged() and training.latest() == 2
@@ -163,3 +193,21 @@ def test_spark_submit_runs_the_iteration_of_a_resumed_training(dag, tmp_path):
     on_spark = training.load_params(2)
     for name in ("startprob_", "transmat_", "emissionprob_"):
         np.testing.assert_allclose(getattr(on_spark, name), getattr(in_process, name), rtol=1e-9)
+
+
+def test_a_failed_run_still_stops_its_spark_connect_server(dag, tmp_path, spark_servers, monkeypatch, capfd):
+    """The teardown stops the run's server whatever happened: here the first iteration's step is killed."""
+    from hmm.orchestration import connect
+
+    data_uri = write_categorical_parquet(str(tmp_path / "data"), n_sequences=20)[0]
+    store = f"file://{tmp_path}/store"
+    run_conf = conf(data_uri, store, tol=0.0, max_iter=2, engine="spark")
+    with fault_in_iteration(monkeypatch, 1, "after-commit"):
+        failed = dag.test(logical_date=DATE, run_conf=run_conf)
+    assert failed.state == "failed"
+    states = task_states(failed)
+    assert (states["start_spark"], states["init"], states["iteration_1"]) == ("success", "success", "failed")
+    assert (states["stop_spark"], states["watcher"]) == ("success", "failed")
+    assert "job em_iteration was killed by signal 9 (SIGKILL)" in capfd.readouterr().out
+    (server,) = spark_servers
+    assert not connect.alive(server) and not connect.connections(server["port"])
