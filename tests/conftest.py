@@ -44,7 +44,7 @@ def store_root(request):
 
 
 @pytest.fixture(scope="session")
-def connect_spark(moto_endpoint, tmp_path_factory):
+def connect_spark(airflow_home, moto_endpoint, tmp_path_factory):
     """A Spark Connect session on a local[2] Spark Connect server (Spark 4), as a local DAG run's steps have.
 
     The server runs under :mod:`hmm.orchestration.connect`, started after the local S3 so its Python

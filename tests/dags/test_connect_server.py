@@ -12,8 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from hmm.orchestration import connect
-from hmm.orchestration.tasks import local_environment, spark_submit_path
+
+# hmm.orchestration.tasks imports Airflow, which reads its configuration once, when first imported:
+# these tests import it inside, after the airflow_home fixture has configured it (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("airflow_home")
 
 JOBS = str(Path(__file__).resolve().parents[2] / "jobs")
 #: Starts a server as start_spark does, prints it, and waits to be killed with its process group.
@@ -51,6 +56,8 @@ def wait_until(condition, seconds=120.0):
 
 
 def test_the_server_outlives_its_starters_process_group_and_stops_itself_when_idle(tmp_path):
+    from hmm.orchestration.tasks import local_environment
+
     # Airflow's LocalExecutor ends a task by signalling its process group: so does this test.
     env = {**local_environment(JOBS), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     starter = subprocess.Popen(
@@ -100,6 +107,8 @@ def test_the_server_outlives_its_starters_process_group_and_stops_itself_when_id
 
 
 def test_a_server_that_cannot_start_fails_with_its_log(tmp_path):
+    from hmm.orchestration.tasks import local_environment, spark_submit_path
+
     argv = connect.server_command(spark_submit_path(), "no-such-master", {}, [])
     server = None
     try:
