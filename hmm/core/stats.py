@@ -134,11 +134,6 @@ class StatisticsSet:
         self.parts = (self + other).parts
         return self
 
-    @property
-    def log_likelihood(self) -> float:
-        """The log-likelihood of the first model (the data's under it); each part has its own."""
-        return self.parts[0].log_likelihood
-
     def to_bytes(self) -> bytes:
         """The parts' :meth:`SufficientStats.to_bytes`, each preceded by its length."""
         chunks = [part.to_bytes() for part in self.parts]

@@ -350,7 +350,9 @@ def holdout_rows(batch: pa.RecordBatch, id_col: str | None, first_row: int | Non
     The key is the row's id (``id_col``: integers or strings, none null) or else its position in
     the data (``first_row`` + its row in the batch): never where or by which engine it is read.
     """
-    from hmm.core.holdout import holdout_mask
+    import pyarrow as pa
+
+    from hmm.core.holdout import hash_strings, held_out, holdout_mask
 
     if id_col is None:
         if first_row is None:
@@ -360,6 +362,8 @@ def holdout_rows(batch: pa.RecordBatch, id_col: str | None, first_row: int | Non
     if ids.null_count:
         first = int(np.flatnonzero(ids.is_null().to_numpy(zero_copy_only=False))[0])
         raise InvalidSequenceError(f"sequence {first}: the id is null (a hold-out keys each sequence by its id)")
+    if pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type):
+        return held_out(hash_strings(*string_buffers(ids)), fraction)  # no Python string per row
     values = ids.to_numpy(zero_copy_only=False)
     try:
         return holdout_mask(values if values.dtype.kind in "iu" else values.astype(object), fraction)
@@ -367,6 +371,20 @@ def holdout_rows(batch: pa.RecordBatch, id_col: str | None, first_row: int | Non
         raise InvalidSequenceError(
             f"the id column {id_col!r} is {ids.type}: a hold-out keys sequences by integer or string ids"
         ) from None
+
+
+def string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """An Arrow string (or large_string) array's UTF-8 bytes and its offsets into them, as numpy views.
+
+    The offsets are the array's own slice of its buffer (not rebased), so a sliced array reads
+    only its rows.
+    """
+    import pyarrow as pa
+
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    _, offsets, data = strings.buffers()
+    bounds = np.frombuffer(offsets, dtype=width)[strings.offset : strings.offset + len(strings) + 1]
+    return (np.empty(0, np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)), bounds
 
 
 def select_sequences(X: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -240,3 +240,15 @@ def test_spark_tasks_freeze_the_heap_the_local_engine_leaves_it(tmp_path):
         assert pickle.loads(batch.column(0)[0].as_py()) > 1000
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_string_ids_are_held_out_from_the_arrow_buffers_as_from_python_strings(kind):
+    from hmm.core.holdout import holdout_mask
+    from hmm.distributed.arrow import holdout_rows
+
+    ids = [f"user-{i}" if i % 7 else "" for i in range(3_000)] + ["ünïcödé-1", "ünïcödé-2"]
+    batch = pa.record_batch([pa.array(ids, kind)], names=["id"])
+    for start, stop in ((0, len(ids)), (17, 2_003), (2_990, len(ids))):  # sliced batches read their own rows
+        expected = holdout_mask(np.array(ids[start:stop], dtype=object), 0.3)
+        np.testing.assert_array_equal(holdout_rows(batch.slice(start, stop - start), "id", None, 0.3), expected)
