@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -100,3 +101,20 @@ def test_the_trigger_serializes_to_an_importable_class(step):
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (path, kwargs)
     assert kwargs == {"cluster_id": cluster_id, "step_id": step_id, "poll_seconds": 5.0, "aws_conn_id": "aws_default"}
+
+
+def test_an_unreachable_emr_endpoint_fails_the_wait_instead_of_waiting_forever(airflow_home, monkeypatch):
+    import socket
+
+    from botocore.exceptions import EndpointConnectionError
+
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    aws_connection_to(closed, REGION, monkeypatch)
+
+    async def events() -> list[Any]:
+        return [event async for event in new_trigger("j-GONE", "s-GONE").run()]
+
+    with pytest.raises(EndpointConnectionError, match=re.escape(closed)):
+        asyncio.run(events())
