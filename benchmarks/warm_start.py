@@ -9,14 +9,27 @@ log-likelihood per observation, and the drift of the warm model from last week's
 (:func:`hmm.core.relabel.relabel`; the warm start keeps the labels, so its order is the identity).
 
     python -m benchmarks.warm_start [--weeks 6] [--sequences 1000] [--length 100]
+    python -m benchmarks.warm_start --trainings     # the same weeks as trainings (hmm-em train)
+
+``--trainings``: each week's data is written as Parquet and trained as a training would be
+weekly (``hmm-em train --engine local``, ``tol`` as above, ``max_iter`` 2000): the warm chain
+with ``init_from: "latest"`` in a store of its own (week 0 finds no model and starts at random;
+every later week starts from the model the previous week published and is relabelled to it at
+finalize), the random starts as trainings with seeds 0-2 in another store. Reported per week:
+iterations (COMMITs after the initial one), the final log-likelihood per observation, the
+permutation finalize found and the largest per-state emission drift it recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +66,89 @@ def fit(X: np.ndarray, lengths: list[int], tol: float, start: hmm.CategoricalHMM
     return model.fit(X, lengths)
 
 
+def write_week(folder: Path, X: np.ndarray, lengths: list[int]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    sequences = pa.ListArray.from_arrays(pa.array(offsets), pa.array(X.ravel().astype(np.int64)))
+    folder.mkdir(parents=True)
+    pq.write_table(
+        pa.table({"id": pa.array(np.arange(len(lengths), dtype=np.int64)), "sequence": sequences}),
+        folder / "part-00000.parquet",
+    )
+    return folder
+
+
+def train(store: Path, training_id: str, data: Path, tol: float, seed: int, warm: bool) -> dict:
+    """One training to convergence with ``hmm-em train``; its last COMMIT and finalize's relabelling."""
+    from hmm.training.commits import Training
+    from hmm.training.store import open_store
+
+    raw: dict = {
+        "model": "categorical",
+        "n_components": N_STATES,
+        "data": data.as_uri(),
+        "id_col": "id",
+        "tol": tol,
+        "max_iter": 2000,
+        "seed": seed,
+        "model_args": {"n_features": N_SYMBOLS},
+    }
+    if warm:
+        raw["init_from"] = "latest"
+    argv = [sys.executable, "-m", "hmm.training.cli", "train", "--store", store.as_uri(), "--training-id", training_id]
+    subprocess.run([*argv, "--engine", "local", "--spec", json.dumps(raw)], check=True, stdout=subprocess.DEVNULL)
+    training = Training(open_store(store.as_uri()), training_id)
+    latest = training.latest()
+    assert latest is not None
+    return {"iterations": latest, "record": training.record(latest), "published": training.published()}
+
+
+def published_report(published: dict | None) -> dict:
+    """The report.json of a published model (its marker names report.md beside it)."""
+    from urllib.parse import urlparse
+
+    if not published:
+        return {}
+    return json.loads((Path(urlparse(published["report"]).path).parent / "report.json").read_text())
+
+
+def trainings(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(0)
+    truth = first_truth(rng)
+    lengths = [args.length] * args.sequences
+    root = Path(tempfile.mkdtemp(prefix="warm-start-"))
+    print(
+        "| week | warm training: iterations | random trainings (seeds 0-2): iterations | warm log L / obs "
+        "| best random log L / obs | permutation found at finalize |"
+    )
+    print("|---|---|---|---|---|---|")
+    for week in range(args.weeks):
+        X, _ = truth.sample(args.sequences * args.length, random_state=week)
+        data = write_week(root / f"data-week-{week}", X, lengths)
+        warm = train(root / "warm", f"week-{week}", data, args.tol, 0, warm=True)
+        randoms = [train(root / "random", f"week-{week}-seed-{seed}", data, args.tol, seed, False) for seed in range(3)]
+        n_obs = X.shape[0]
+
+        def per_observation(result: dict, n_obs: int = n_obs) -> float:
+            return result["record"]["log_likelihood"] / n_obs
+
+        rows = published_report(warm["published"]).get("relabelling")
+        found = "-"
+        if rows:
+            order = [row["was"] for row in rows]
+            drift_max = max(row["emission_divergence"] for row in rows if row["emission_divergence"] is not None)
+            found = f"{'identity' if order == sorted(order) else order}, largest emission drift {drift_max:.4f}"
+        print(
+            f"| {week} | {warm['iterations'] if week else '(random) ' + str(warm['iterations'])} "
+            f"| {', '.join(str(r['iterations']) for r in randoms)} | {per_observation(warm):.4f} "
+            f"| {max(per_observation(r) for r in randoms):.4f} | {found} |"
+        )
+        truth = drift(truth, rng, args.drift)
+    print(f"(stores under {root})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weeks", type=int, default=6)
@@ -60,12 +156,18 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=100)
     parser.add_argument("--drift", type=float, default=0.15, help="log-normal scale of the weekly nudge")
     parser.add_argument("--tol", type=float, default=0.1)
+    parser.add_argument(
+        "--trainings", action="store_true", help="each week as hmm-em trainings (warm: init_from latest)"
+    )
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(
         f"commit {commit}, load average {os.getloadavg()[0]:.2f}; K={N_STATES}, {N_SYMBOLS} symbols, "
         f"{args.sequences} x {args.length} per week, drift {args.drift}, tol {args.tol}"
     )
+    if args.trainings:
+        trainings(args)
+        return
     rng = np.random.default_rng(0)
     truth = first_truth(rng)
     lengths = [args.length] * args.sequences
