@@ -66,6 +66,16 @@ def fit(X: np.ndarray, lengths: list[int], tol: float, start: hmm.CategoricalHMM
     return model.fit(X, lengths)
 
 
+def drifting_weeks(args: argparse.Namespace):
+    """(week, observations) of each week: the truth drifts from one week to the next."""
+    rng = np.random.default_rng(0)
+    truth = first_truth(rng)
+    for week in range(args.weeks):
+        X, _ = truth.sample(args.sequences * args.length, random_state=week)
+        yield week, X
+        truth = drift(truth, rng, args.drift)
+
+
 def write_week(folder: Path, X: np.ndarray, lengths: list[int]) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -115,8 +125,6 @@ def published_report(published: dict | None) -> dict:
 
 
 def trainings(args: argparse.Namespace) -> None:
-    rng = np.random.default_rng(0)
-    truth = first_truth(rng)
     lengths = [args.length] * args.sequences
     root = Path(tempfile.mkdtemp(prefix="warm-start-"))
     print(
@@ -124,8 +132,7 @@ def trainings(args: argparse.Namespace) -> None:
         "| best random log L / obs | permutation found at finalize |"
     )
     print("|---|---|---|---|---|---|")
-    for week in range(args.weeks):
-        X, _ = truth.sample(args.sequences * args.length, random_state=week)
+    for week, X in drifting_weeks(args):
         data = write_week(root / f"data-week-{week}", X, lengths)
         warm = train(root / "warm", f"week-{week}", data, args.tol, 0, warm=True)
         randoms = [train(root / "random", f"week-{week}-seed-{seed}", data, args.tol, seed, False) for seed in range(3)]
@@ -145,7 +152,6 @@ def trainings(args: argparse.Namespace) -> None:
             f"| {', '.join(str(r['iterations']) for r in randoms)} | {per_observation(warm):.4f} "
             f"| {max(per_observation(r) for r in randoms):.4f} | {found} |"
         )
-        truth = drift(truth, rng, args.drift)
     print(f"(stores under {root})")
 
 
@@ -168,8 +174,6 @@ def main() -> None:
     if args.trainings:
         trainings(args)
         return
-    rng = np.random.default_rng(0)
-    truth = first_truth(rng)
     lengths = [args.length] * args.sequences
     previous = None
     print(
@@ -177,8 +181,7 @@ def main() -> None:
         "| warm drift: max state emission JS | max transition row change |"
     )
     print("|---|---|---|---|---|---|---|")
-    for week in range(args.weeks):
-        X, _ = truth.sample(args.sequences * args.length, random_state=week)
+    for week, X in drifting_weeks(args):
         randoms = [fit(X, lengths, args.tol, None, seed) for seed in range(3)]
         n_obs = len(X)
         best_random = max(model.monitor_.history[-1] for model in randoms) / n_obs
@@ -195,7 +198,6 @@ def main() -> None:
                 f"| {max(c for c in moved.transition_change if c is not None):.4f} |"
             )
             previous = warm
-        truth = drift(truth, rng, args.drift)
 
 
 if __name__ == "__main__":
