@@ -156,7 +156,8 @@ def prepare_training(
     sampler = fix_vocabulary(spec.build_model())
     if scan.symbols is not None:
         counts["n_symbols"] = len(sampler.symbols)
-    sample, offsets = source.sample(sampler)
+    # Held-out sequences stay out of the initialisation too: their score is then of unseen data.
+    sample, offsets = source.sample(sampler, holdout_fraction=spec.holdout_fraction)
     warm = warm_candidate(spec, reference)
     models = []
     for index, (n_components, seed) in enumerate(spec.candidates()):
