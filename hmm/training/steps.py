@@ -70,8 +70,8 @@ def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> Parq
     return ParquetSequences(spec.data, spec.sequence_col, spec.id_col, engine=engine, spark=spark)
 
 
-#: A candidate's status in a COMMIT: still training, converged (or max_iter), stopped by pruning.
-RUNNING, CONVERGED, PRUNED = CANDIDATE_STATUSES
+#: A candidate's status in a COMMIT (:data:`hmm.training.commits.CANDIDATE_STATUSES`).
+RUNNING, CONVERGED, PRUNED, STOPPED = CANDIDATE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -596,7 +596,9 @@ def em_iteration(
         model.monitor_.reset()  # the history lives in the COMMIT records, not in the parameters
         histories[index] = [*candidate_history(past, index), stats.log_likelihood]
         updated[index] = model
-        entries[index].update(
+        entry = entries[index]
+        scored = (entry["params_key"], entry["params_sha256"])  # the parameters the E-step ran with: iteration - 1's
+        entry.update(
             iteration=iteration,
             log_likelihood=stats.log_likelihood,
             holdout_log_likelihood=held_out if spec.holdout_fraction > 0 else None,
@@ -604,6 +606,8 @@ def em_iteration(
             bic=float(bic),
             status=CONVERGED if converged_after(histories[index], spec) else RUNNING,
         )
+        if spec.holdout_patience is not None and patience_ran_out(entry, iteration, held_out, scored, spec):
+            del updated[index]  # it stands for its best parameters, committed before: nothing new to store
     if iteration == spec.prune_after:
         for index in rank_candidates(entries, spec)[spec.keep :]:
             if entries[index]["status"] == RUNNING:
@@ -646,6 +650,42 @@ def em_iteration(
     return {"status": "committed" if won else "lost", **training.record(iteration)}
 
 
+def patience_ran_out(
+    entry: dict[str, Any], iteration: int, held_out: float, scored: tuple[str, str], spec: TrainingSpec
+) -> bool:
+    """Early stop on the held-out score: update a candidate's COMMIT entry; whether it stopped now.
+
+    The E-step of iteration ``k`` scores the parameters going into it, iteration ``k - 1``'s
+    (``scored``: their params key and SHA-256). ``best_holdout`` records the best score so far, the
+    iteration whose parameters earned it and where they are. Once ``holdout_patience`` iterations'
+    parameters in a row have not beaten it, the candidate is ``stopped`` (``stop_reason`` says why)
+    and stands for its best parameters: its ``params_key``/``params_sha256`` become theirs, so
+    ranking, the COMMIT's own parameters and publishing all take them.
+    """
+    best = entry.get("best_holdout")
+    if best is None or held_out > best["holdout_log_likelihood"]:
+        best = {
+            "iteration": iteration - 1,
+            "holdout_log_likelihood": held_out,
+            "params_key": scored[0],
+            "params_sha256": scored[1],
+        }
+    entry["best_holdout"] = best
+    assert spec.holdout_patience is not None
+    if iteration - 1 - best["iteration"] < spec.holdout_patience:
+        return False
+    entry.update(
+        status=STOPPED,
+        stop_reason=(
+            f"held-out log-likelihood not above iteration {best['iteration']}'s for {spec.holdout_patience} "
+            "iteration(s) (holdout_patience): stands for that iteration's parameters"
+        ),
+        params_key=best["params_key"],
+        params_sha256=best["params_sha256"],
+    )
+    return True
+
+
 def candidate_history(records: list[dict[str, Any]], index: int) -> list[float]:
     """The log-likelihoods candidate ``index`` reported, iteration by iteration (its monitor's history)."""
     if not records or "candidates" not in records[0]:
@@ -658,10 +698,12 @@ def candidate_history(records: list[dict[str, Any]], index: int) -> list[float]:
 
 
 def candidate_score(entry: Mapping[str, Any], spec: TrainingSpec) -> float:
-    """What candidates are ranked by (higher is better): the held-out log-likelihood with a hold-out;
-    else, across several numbers of states, minus the BIC; else the log-likelihood."""
+    """What candidates are ranked by (higher is better): the held-out log-likelihood with a hold-out (a
+    stopped candidate's best); else, across several numbers of states, minus the BIC; else the log-likelihood."""
     if entry.get("log_likelihood") is None:
         return -math.inf
+    if entry.get("status") == STOPPED:  # it stands for its best parameters: their score
+        return float(entry["best_holdout"]["holdout_log_likelihood"])
     if spec.holdout_fraction > 0:
         return float(entry["holdout_log_likelihood"])
     if len(spec.components) > 1:

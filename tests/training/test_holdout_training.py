@@ -139,3 +139,204 @@ def test_the_forward_pass_alone_gives_the_e_steps_log_likelihood_bit_for_bit():
         observations = model.check_batch(X, offsets)
         expected = model.batch_statistics(observations, offsets).log_likelihood
         assert model.batch_log_likelihood(observations, offsets) == expected, type(model).__name__
+
+
+# ------------------------------------------------------------ (b) early stop on the held-out score
+
+#: Many states on little data: the held-out score rises, peaks (iterations 7 and 11 for the two
+#: candidates) and falls while the training log-likelihood still climbs.
+OVERFIT = {
+    "model": "categorical",
+    "n_components": 10,
+    "id_col": "id",
+    "tol": 0.0,
+    "max_iter": 40,
+    "seed": 3,
+    "n_init": 2,
+    "prune_after": 100,
+    "holdout_fraction": 0.3,
+}
+PATIENCE = 3
+STRIP = ("timings", "step", "committed_at")
+
+
+@pytest.fixture
+def overfit_data(tmp_path):
+    from tests.conftest import write_categorical_parquet
+
+    return write_categorical_parquet(str(tmp_path / "overfit"), n_sequences=40, files=2, seed=1)[0]
+
+
+def comparable(training):
+    return [{k: v for k, v in r.items() if k not in STRIP} for r in training.records()]
+
+
+def expected_stops(full: Training, patience: int) -> dict[int, tuple[int, int]]:
+    """Per candidate of a training without patience: (the iteration it stops at, the iteration of its best
+    held-out parameters), by the rule written out again here: commit k scores iteration k - 1's parameters."""
+    stops = {}
+    records = full.records()
+    for index in range(len(records[0]["candidates"])):
+        best_score, best_at = -np.inf, None
+        for record in records[1:]:
+            k, score = record["iteration"], record["candidates"][index]["holdout_log_likelihood"]
+            if score > best_score:
+                best_score, best_at = score, k - 1
+            if (k - 1) - best_at >= patience:
+                stops[index] = (k, best_at)
+                break
+    return stops
+
+
+def test_a_candidate_stops_when_its_held_out_score_turns_down_and_stands_for_its_best_parameters(
+    tmp_path, overfit_data
+):
+    import hmm
+
+    root = f"file://{tmp_path}/store"
+    steps.train(root, "full", TrainingSpec.from_dict({**OVERFIT, "data": overfit_data}), engine="local", **QUIET)
+    spec = TrainingSpec.from_dict({**OVERFIT, "data": overfit_data, "holdout_patience": PATIENCE})
+    result = steps.train(root, "early", spec, engine="local", **QUIET)
+    full, early = Training(open_store(root), "full"), Training(open_store(root), "early")
+    stops = expected_stops(full, PATIENCE)
+    assert sorted(stops) == [0, 1] and all(stop < OVERFIT["max_iter"] for stop, _ in stops.values())
+    # The training ends when the last candidate stops, well before max_iter.
+    last = early.record(early.latest())
+    assert early.latest() == max(stop for stop, _ in stops.values()) and last["converged"]
+    for index, (stop, best_at) in stops.items():
+        for record in early.records()[1:]:
+            entry, same = record["candidates"][index], full.record(record["iteration"])["candidates"][index]
+            if record["iteration"] < stop:  # until it stops, the candidate is the one without patience
+                assert entry["status"] == "running"
+                assert (entry["params_sha256"], entry["holdout_log_likelihood"]) == (
+                    same["params_sha256"],
+                    same["holdout_log_likelihood"],
+                )
+            else:  # then it is stopped, for its best held-out parameters (committed at best_at)
+                assert entry["status"] == "stopped", (index, record["iteration"])
+                assert f"not above iteration {best_at}'s for {PATIENCE} iteration(s)" in entry["stop_reason"]
+                best = full.record(best_at)["candidates"][index]
+                assert entry["params_sha256"] == best["params_sha256"]
+                assert entry["best_holdout"]["iteration"] == best_at
+                assert entry["best_holdout"]["holdout_log_likelihood"] == max(
+                    full.record(k)["candidates"][index]["holdout_log_likelihood"] for k in range(1, stop + 1)
+                )
+    # Ranked by their best held-out scores; the published model is the winner's best parameters.
+    best_scores = {i: last["candidates"][i]["best_holdout"]["holdout_log_likelihood"] for i in (0, 1)}
+    winner = max(best_scores, key=lambda i: (best_scores[i], -i))
+    assert last["best_candidate"] == winner
+    stop, best_at = stops[winner]
+    assert last["params_sha256"] == full.record(best_at)["candidates"][winner]["params_sha256"]
+    published = hmm.load(result["model"][len("file://") :])
+    winner_best = early.load_stored(
+        last["candidates"][winner]["params_key"], last["candidates"][winner]["params_sha256"], "best"
+    )
+    np.testing.assert_array_equal(published.emissionprob_, winner_best.emissionprob_)
+    report = open_store(root).read(f"trainings/early/model/{early.latest()}/report.md").decode()
+    assert "stopped: held-out log-likelihood not above iteration" in report
+
+
+@pytest.mark.spark
+def test_early_stop_is_the_same_on_spark(spark, tmp_path, overfit_data):
+    spec = TrainingSpec.from_dict({**OVERFIT, "data": overfit_data, "holdout_patience": PATIENCE})
+    local, on_spark = f"file://{tmp_path}/local", f"file://{tmp_path}/spark"
+    steps.train(local, "e", spec, engine="local", **QUIET)
+    steps.train(on_spark, "e", spec, engine="spark", spark=spark, **QUIET)
+    strip = (*STRIP, "params_key", "data")
+
+    def records(root):
+        return [{k: v for k, v in r.items() if k not in strip} for r in Training(open_store(root), "e").records()]
+
+    def drop_keys(value):  # params keys name the store's layout, not what was computed
+        if isinstance(value, dict):
+            return {k: drop_keys(v) for k, v in value.items() if k != "params_key"}
+        if isinstance(value, list):
+            return [drop_keys(v) for v in value]
+        return value
+
+    spark_records, local_records = drop_keys(records(on_spark)), drop_keys(records(local))
+    assert spark_records == local_records
+    assert {e["status"] for e in local_records[-1]["candidates"]} == {"stopped"}
+
+
+def test_a_killed_iteration_resumes_to_the_same_early_stop(tmp_path, overfit_data):
+    """SIGKILL the step that stops the first candidate before its COMMIT; the re-run and the rest equal a run
+    that was never killed (every record but timings, bit for bit)."""
+    from tests.jobs.test_jobs import job
+
+    spec = TrainingSpec.from_dict({**OVERFIT, "data": overfit_data, "holdout_patience": PATIENCE})
+    whole, killed = f"file://{tmp_path}/whole", f"file://{tmp_path}/killed"
+    steps.train(whole, "e", spec, engine="local", **QUIET)
+    uninterrupted = Training(open_store(whole), "e")
+    first_stop = min(
+        r["iteration"] for r in uninterrupted.records() if any(e["status"] == "stopped" for e in r["candidates"])
+    )
+    steps.init_training(killed, "e", spec, engine="local")
+    for k in range(1, first_stop):
+        steps.em_iteration(killed, "e", k, engine="local")
+    common = ["--store", killed, "--training-id", "e", "--iteration", str(first_stop)]
+    crash = job("em_iteration", *common, fault="before-commit")
+    assert crash.returncode == -9, crash.stderr
+    assert first_stop not in Training(open_store(killed), "e").committed()
+    steps.train(killed, "e", engine="local", **QUIET)
+    assert comparable(Training(open_store(killed), "e")) == comparable(uninterrupted)
+
+
+BAD_PATIENCE = [
+    ({"holdout_patience": 0}, "spec field 'holdout_patience' is 0; it must be an integer in [1, 100000]"),
+    ({"holdout_patience": -2}, "spec field 'holdout_patience' is -2; it must be an integer in [1, 100000]"),
+    ({"holdout_patience": True}, "spec field 'holdout_patience' is True; it must be an integer in [1, 100000]"),
+    ({"holdout_patience": 2.0}, "spec field 'holdout_patience' is 2.0; it must be an integer in [1, 100000]"),
+    ({"holdout_patience": float("nan")}, "spec field 'holdout_patience' is nan; it must be an integer"),
+    ({"holdout_patience": 100_001}, "spec field 'holdout_patience' is 100001; it must be an integer in [1, 100000]"),
+    ({"holdout_patience": 10**40}, "spec field 'holdout_patience' is 10000000000000000000000000000000000000000;"),
+    ({"holdout_patience": "3"}, "spec field 'holdout_patience' is '3'; it must be an integer in [1, 100000]"),
+    (
+        {"holdout_patience": 3, "holdout_fraction": 0},
+        "spec field 'holdout_patience' is 3; it stops candidates on the held-out score, so it needs holdout_fraction > 0",
+    ),
+    ({"holdout_patience": 3, "holdout_fraction": None}, "spec field 'holdout_fraction' is None"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_PATIENCE, ids=lambda v: repr(v)[:40])
+def test_a_bad_holdout_patience_is_one_line_exit_2_and_nothing_written(
+    capsys, tmp_path, overfit_data, overrides, message
+):
+    import json
+
+    from hmm.orchestration.decisions import check_params
+    from hmm.training import cli
+    from hmm.training.spec import InvalidSpecError
+
+    root = f"file://{tmp_path}/store"
+    raw = {**OVERFIT, "data": overfit_data, **overrides}
+    with pytest.raises(InvalidSpecError) as refused:
+        TrainingSpec.from_dict(raw)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    # The DAG's validate task refuses it alike (its Params are the same schema).
+    with pytest.raises(InvalidSpecError) as refused:
+        check_params({**raw, "store": root})
+    assert message in str(refused.value)
+    if any(isinstance(v, float) and v != v for v in raw.values()):
+        text = json.dumps(raw)  # NaN: JSON has no such number, the spec reader refuses it first
+        message = "spec is not valid JSON: NaN is not a number JSON allows"
+    else:
+        text = json.dumps(raw)
+    for command in ("train", "validate"):
+        store_args = ["--store", root, "--training-id", "t"] if command == "train" else []
+        code = cli.main([command, *store_args, "--engine", "local", "--spec", text], own_process=False)
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not os.path.exists(str(tmp_path / "store"))
+
+
+def test_a_spec_without_holdout_patience_keeps_its_digest_and_with_it_the_field_is_in_spec_json(overfit_data):
+    plain = TrainingSpec.from_dict({**OVERFIT, "data": overfit_data})
+    assert plain.holdout_patience is None and b"holdout_patience" not in plain.to_json()
+    explicit_none = TrainingSpec.from_dict({**OVERFIT, "data": overfit_data, "holdout_patience": None})
+    assert explicit_none.digest() == plain.digest()
+    patient = TrainingSpec.from_dict({**OVERFIT, "data": overfit_data, "holdout_patience": 4})
+    assert patient.digest() != plain.digest() and b'"holdout_patience": 4' in patient.to_json()
+    assert TrainingSpec.from_json(patient.to_json()) == patient
+
