@@ -340,3 +340,52 @@ def test_a_spec_without_holdout_patience_keeps_its_digest_and_with_it_the_field_
     assert patient.digest() != plain.digest() and b'"holdout_patience": 4' in patient.to_json()
     assert TrainingSpec.from_json(patient.to_json()) == patient
 
+
+# ------------------------------------------------------------ (d) relabelling that the identity cannot pass
+
+
+def test_the_published_model_is_relabelled_by_a_non_identity_permutation_to_the_reference(tmp_path):
+    """The reference has the truth's emissions with states permuted, but forbids every transition
+    (EM keeps zero transitions at zero), so the warm candidate cannot win; a random challenger finds
+    the truth in its own state order, and only the right non-identity permutation maps it onto the
+    reference's labels."""
+    import json
+
+    import hmm
+    from tests.training.test_candidates import publish_model
+
+    emission = np.full((3, 6), 0.025)
+    emission[0, :2] = emission[1, 2:4] = emission[2, 4:] = 0.45
+    transmat = np.array([[0.9, 0.05, 0.05], [0.1, 0.85, 0.05], [0.05, 0.15, 0.8]])
+    truth = hmm.CategoricalHMM(3, n_features=6)
+    truth.startprob_, truth.transmat_, truth.emissionprob_ = np.array([0.5, 0.3, 0.2]), transmat, emission
+    rng = np.random.RandomState(0)
+    sequences = [truth.sample(int(rng.randint(10, 40)), random_state=rng)[0].ravel().tolist() for _ in range(400)]
+    os.makedirs(tmp_path / "data")
+    table = pa.table({"id": pa.array(range(400), pa.int64()), "sequence": pa.array(sequences, pa.list_(pa.int64()))})
+    pq.write_table(table, tmp_path / "data" / "part-0.parquet")
+    permutation = [2, 0, 1]  # reference state i is true state permutation[i]
+    reference = hmm.CategoricalHMM(3, n_features=6)
+    reference.startprob_, reference.transmat_ = np.full(3, 1 / 3), np.eye(3)
+    reference.emissionprob_ = emission[permutation]
+    root = f"file://{tmp_path}/store"
+    publish_model(root, "ref", reference)
+    raw = {"model": "categorical", "n_components": 3, "data": f"file://{tmp_path}/data", "tol": 1e-4}
+    spec = TrainingSpec.from_dict({**raw, "max_iter": 100, "seed": 3, "n_init": 4, "init_from": "ref"})
+    result = steps.train(root, "new", spec, engine="local", **QUIET)
+    training = Training(open_store(root), "new")
+    last = training.record(training.latest())
+    assert last["candidates"][0]["warm_start"] and last["best_candidate"] != 0
+    # The winner as trained (before relabelling): its state i is the true state nearest in emissions.
+    winner = training.load_params(training.latest())
+    found = [int(np.argmin(np.abs(emission - row).sum(axis=1))) for row in winner.emissionprob_]
+    assert sorted(found) == [0, 1, 2]
+    expected_order = [found.index(state) for state in permutation]
+    assert expected_order != [0, 1, 2]
+    report = json.loads(open_store(root).read(f"trainings/new/model/{training.latest()}/report.json"))
+    assert [row["was"] for row in report["relabelling"]] == expected_order
+    # The published model is the truth in the reference's labels: within 0.05 (400 sequences, ~10k
+    # frames: an emission probability's sampling error is about 0.01, a transition's about 0.005).
+    published = hmm.load(result["model"][len("file://") :])
+    np.testing.assert_allclose(published.emissionprob_, emission[permutation], atol=0.05)
+    np.testing.assert_allclose(published.transmat_, transmat[np.ix_(permutation, permutation)], atol=0.05)
