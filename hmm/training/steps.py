@@ -344,8 +344,9 @@ def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str,
     ``init_from`` names a training of the same store, whose latest published model is taken; or
     ``"latest"``: the model published last (by ``published_at``) by any other training of the
     store whose spec equals this one but for ``data`` and ``init_from`` (:func:`same_setup`). It
-    is found by listing ``trainings/*/model/*/PUBLISHED`` and reading the spec.json of the
-    trainings that have one. ``"latest"`` finding none starts at random (a first run).
+    is found in the index finalize writes per setup (:func:`latest_published`), or for stores
+    written before it by listing ``trainings/*/model/*/PUBLISHED``. ``"latest"`` finding none
+    starts at random (a first run).
 
     Returns
     -------
@@ -404,8 +405,81 @@ def same_setup(a: TrainingSpec, b: TrainingSpec) -> bool:
     }
 
 
+#: Finalize indexes every publication under ``<SETUPS_PREFIX><setup digest>/`` (:func:`index_publication`),
+#: so ``init_from: "latest"`` lists one small prefix instead of every training's objects. Under
+#: ``trainings/`` (no training id starts with ``_``), so the store's rules for training objects (created
+#: once, If-None-Match on S3; the bucket policy and roles of infra/) cover the index unchanged.
+SETUPS_PREFIX = "trainings/_setups/"
+
+
+def setup_digest(spec: TrainingSpec) -> str:
+    """SHA-256 of what a spec trains but its ``data`` and ``init_from`` (:func:`same_setup`'s equality).
+
+    From :meth:`TrainingSpec.definition` (fields at their defaults left out), so a field added later
+    with a default does not move the trainings published before it to another setup.
+    """
+    definition = {k: v for k, v in spec.definition().items() if k not in ("data", "init_from")}
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def publication_key(spec: TrainingSpec, training_id: str, published_at: str) -> str:
+    """``<SETUPS_PREFIX><setup digest>/<published_at, compact>-<training id>.json``: names sort by time."""
+    stamp = published_at.replace("+00:00", "Z").replace("-", "").replace(":", "")
+    return f"{SETUPS_PREFIX}{setup_digest(spec)}/{stamp}-{training_id}.json"
+
+
+def index_publication(training: Training, spec: TrainingSpec, marker: Mapping[str, Any]) -> None:
+    """Create the index entry of a PUBLISHED marker (once: a re-run or a second writer creates nothing).
+
+    Its key follows from the marker (its ``published_at``) and the training, so every writer of that
+    marker names the same entry; two trainings publishing at the same moment differ by training id.
+    """
+    entry = {
+        "training_id": training.id,
+        "iteration": marker["iteration"],
+        "model_sha256": marker["files"].get("model.npz"),
+        "spec_sha256": marker.get("spec_sha256"),
+        "published_at": marker["published_at"],
+    }
+    key = publication_key(spec, training.id, str(marker["published_at"]))
+    training.store.create_if_absent(key, json.dumps(entry, sort_keys=True, indent=2).encode())
+
+
 def latest_published(training: Training, spec: TrainingSpec) -> Training | None:
-    """The other training of the store with the same setup (:func:`same_setup`) that published last."""
+    """The other training of the store with the same setup (:func:`same_setup`) that published last.
+
+    Lists only the setup's index (:func:`index_publication`): the newest entry by
+    (``published_at``, training id), a deterministic choice between trainings that published at the
+    same moment. Trainings published before the index existed have no entry: when the index names
+    none, the whole of ``trainings/`` is listed as before.
+    """
+    prefix = f"{SETUPS_PREFIX}{setup_digest(spec)}/"
+    entries = []
+    for key in training.store.list(prefix):
+        stamp, _, name = key[len(prefix) :].partition("-")
+        if name.endswith(".json") and name[: -len(".json")] != training.id:
+            entries.append((stamp, name[: -len(".json")]))
+    for _, training_id in sorted(entries, reverse=True):
+        other = _published_same_setup(training, training_id, spec)
+        if other is not None:
+            return other[1]
+    return _latest_published_by_listing(training, spec)
+
+
+def _published_same_setup(training: Training, training_id: str, spec: TrainingSpec) -> tuple[str, Training] | None:
+    """(``published_at``, the training) if ``training_id`` has a published model and the same setup."""
+    try:
+        other = Training(training.store, training_id)
+        if not same_setup(other.spec(), spec):
+            return None
+        marker = other.published()
+    except (TrainingError, InvalidSpecError):  # an unreadable neighbour is not a candidate reference
+        return None
+    return None if marker is None else (str(marker.get("published_at", "")), other)
+
+
+def _latest_published_by_listing(training: Training, spec: TrainingSpec) -> Training | None:
+    """:func:`latest_published` for stores written before the index: every training's PUBLISHED markers."""
     found: list[tuple[str, str, Training]] = []
     ids = set()
     for key in training.store.list("trainings/"):
@@ -413,15 +487,9 @@ def latest_published(training: Training, spec: TrainingSpec) -> Training | None:
         if len(parts) == 5 and parts[2] == "model" and parts[4] == "PUBLISHED" and parts[1] != training.id:
             ids.add(parts[1])
     for training_id in sorted(ids):
-        try:
-            other = Training(training.store, training_id)
-            if not same_setup(other.spec(), spec):
-                continue
-            marker = other.published()
-        except (TrainingError, InvalidSpecError):  # an unreadable neighbour is not a candidate reference
-            continue
-        if marker is not None:
-            found.append((str(marker.get("published_at", "")), training_id, other))
+        other = _published_same_setup(training, training_id, spec)
+        if other is not None:
+            found.append((other[0], training_id, other[1]))
     return max(found, key=lambda item: item[:2])[2] if found else None
 
 
@@ -755,6 +823,7 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
         raise TrainingError(f"training {training_id!r} has no committed iteration in {store_uri}")
     published = training.published(latest)
     if published is not None:
+        index_publication(training, training.spec(), published)  # a run killed before it indexed
         return {"status": "exists", **published}
     spec = training.spec()
     model = training.load_params(latest, spec)
@@ -787,7 +856,9 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
         "published_at": _now(),
     }
     won = store.create_if_absent(training.published_key(latest), json.dumps(marker, sort_keys=True, indent=2).encode())
-    return {"status": "published" if won else "exists", **(training.published(latest) or marker)}
+    published = training.published(latest) or marker  # the winner's marker, if another writer was first
+    index_publication(training, spec, published)
+    return {"status": "published" if won else "exists", **published}
 
 
 def train(

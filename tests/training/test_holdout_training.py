@@ -389,3 +389,96 @@ def test_the_published_model_is_relabelled_by_a_non_identity_permutation_to_the_
     published = hmm.load(result["model"][len("file://") :])
     np.testing.assert_allclose(published.emissionprob_, emission[permutation], atol=0.05)
     np.testing.assert_allclose(published.transmat_, transmat[np.ix_(permutation, permutation)], atol=0.05)
+
+
+# ------------------------------------------------------------ (f) "latest" from the setup's index
+
+
+def weekly_spec(data_uri, **overrides):
+    raw = {"model": "categorical", "n_components": 3, "data": data_uri, "tol": 0.0, "max_iter": 2, "seed": 5}
+    return TrainingSpec.from_dict({**raw, "init_from": "latest", **overrides})
+
+
+@pytest.fixture
+def weeks(tmp_path):
+    from tests.conftest import write_categorical_parquet
+
+    return [write_categorical_parquet(str(tmp_path / f"week{i}"), n_sequences=60, files=1, seed=i)[0] for i in (1, 2)]
+
+
+def index_entries(root, spec):
+    prefix = f"{steps.SETUPS_PREFIX}{steps.setup_digest(spec)}/"
+    store = open_store(root)
+    return {key[len(prefix) :]: __import__("json").loads(store.read(key)) for key in store.list(prefix)}
+
+
+def test_publishing_indexes_the_model_by_setup_and_latest_lists_only_that_index(store_root, weeks, monkeypatch):
+    week1 = weekly_spec(weeks[0])
+    published = steps.train(store_root, "week1", week1, engine="local", **QUIET)
+    entries = index_entries(store_root, week1)
+    assert len(entries) == 1
+    (name, entry), = entries.items()
+    assert name.endswith("-week1.json") and name.startswith(published["published_at"][:4])
+    assert entry == {
+        "training_id": "week1",
+        "iteration": published["iteration"],
+        "model_sha256": published["files"]["model.npz"],
+        "spec_sha256": week1.digest(),
+        "published_at": published["published_at"],
+    }
+    # The setup leaves out data and init_from; any other field makes another setup.
+    assert steps.setup_digest(weekly_spec(weeks[1], init_from=None)) == steps.setup_digest(week1)
+    assert steps.setup_digest(weekly_spec(weeks[1], seed=6)) != steps.setup_digest(week1)
+    # A re-run of finalize creates nothing new.
+    steps.finalize(store_root, "week1")
+    assert index_entries(store_root, week1) == entries
+    # "latest" lists the setup's index only, never all of trainings/.
+    from hmm.training import store as store_module
+
+    listed = []
+    original = store_module.FileStore.list, store_module.S3Store.list
+
+    def recording(kind):
+        def list_(self, prefix):
+            listed.append(prefix)
+            return original[kind](self, prefix)
+
+        return list_
+
+    monkeypatch.setattr(store_module.FileStore, "list", recording(0))
+    monkeypatch.setattr(store_module.S3Store, "list", recording(1))
+    steps.init_training(store_root, "week2", weekly_spec(weeks[1]), engine="local")
+    assert Training(open_store(store_root), "week2").record(0)["init_from"]["training_id"] == "week1"
+    assert "trainings/" not in listed and f"{steps.SETUPS_PREFIX}{steps.setup_digest(week1)}/" in listed
+
+
+def test_a_model_published_before_the_index_is_found_by_listing(tmp_path, weeks):
+    root = f"file://{tmp_path}/store"
+    week1 = weekly_spec(weeks[0])
+    steps.train(root, "week1", week1, engine="local", **QUIET)
+    for name in index_entries(root, week1):  # as a store written before the index
+        path = tmp_path / "store" / steps.SETUPS_PREFIX / steps.setup_digest(week1) / name
+        os.chmod(path.parent, 0o755)
+        path.unlink()
+    assert index_entries(root, week1) == {}
+    steps.init_training(root, "week2", weekly_spec(weeks[1]), engine="local")
+    assert Training(open_store(root), "week2").record(0)["init_from"]["training_id"] == "week1"
+
+
+def test_two_trainings_publishing_at_the_same_moment_both_land_and_latest_picks_one_deterministically(
+    tmp_path, weeks, monkeypatch
+):
+    root = f"file://{tmp_path}/store"
+    spec = weekly_spec(weeks[0])
+    monkeypatch.setattr(steps, "_now", lambda: "2026-11-30T00:00:00.000+00:00")
+    for training_id in ("week-b", "week-a"):
+        steps.train(root, training_id, spec, engine="local", **QUIET)
+    assert sorted(index_entries(root, spec)) == [
+        "20261130T000000.000Z-week-a.json",
+        "20261130T000000.000Z-week-b.json",
+    ]
+    # Ties on published_at go to the greater training id, on every call.
+    for _ in range(2):
+        assert steps.latest_published(Training(open_store(root), "next"), weekly_spec(weeks[1])).id == "week-b"
+    # A training never picks itself.
+    assert steps.latest_published(Training(open_store(root), "week-b"), spec).id == "week-a"
