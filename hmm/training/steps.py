@@ -37,7 +37,7 @@ from hmm.training.commits import (
     converged_after,
 )
 from hmm.training.spec import LATEST, InvalidSpecError, TrainingSpec
-from hmm.training.store import open_store
+from hmm.training.store import Store, open_store
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -368,12 +368,7 @@ def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str,
         if source is None:
             return None, None
     else:
-        source = Training(training.store, spec.init_from)
-        if source.id == training.id or source.published() is None:
-            raise InvalidSpecError(
-                f"spec field 'init_from' is {spec.init_from!r}: the store {training.store.url('')} has no other "
-                "training of that id with a published model (name one, or give 'latest')"
-            )
+        source = named_reference(training.store, spec, training.id)
     marker = source.published()
     assert marker is not None
     key = source.model_key(marker["iteration"], "model.npz")
@@ -384,6 +379,33 @@ def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str,
         "model_sha256": marker["files"].get("model.npz"),
     }
     return pin, load_reference(training, pin)
+
+
+def named_reference(store: Store, spec: TrainingSpec, training_id: str | None = None) -> Training:
+    """The training ``init_from`` names (not ``"latest"``), if it has a published model: reads, never writes.
+
+    What ``hmm-em validate --store`` and the DAG's validate task check before anything is written.
+
+    Raises
+    ------
+    InvalidSpecError
+        ``init_from`` names no training of the store with a published model, or the training itself.
+    """
+    assert spec.init_from is not None and spec.init_from != LATEST
+    source = Training(store, spec.init_from)
+    if source.id == training_id or source.published() is None:
+        raise InvalidSpecError(
+            f"spec field 'init_from' is {spec.init_from!r}: the store {store.url('')} has no other "
+            "training of that id with a published model (name one, or give 'latest')"
+        )
+    return source
+
+
+def check_init_from(store_uri: str, spec: TrainingSpec, training_id: str | None = None) -> None:
+    """Refuse (:class:`InvalidSpecError`) an ``init_from`` naming no training with a published model in the
+    store at ``store_uri``; nothing to check without ``init_from`` or for ``"latest"`` (none: a random start)."""
+    if spec.init_from is not None and spec.init_from != LATEST:
+        named_reference(open_store(store_uri), spec, training_id)
 
 
 def load_reference(training: Training, pin: dict[str, Any]) -> BaseHMM:
@@ -434,14 +456,17 @@ def index_publication(training: Training, spec: TrainingSpec, marker: Mapping[st
     Its key follows from the marker (its ``published_at``) and the training, so every writer of that
     marker names the same entry; two trainings publishing at the same moment differ by training id.
     """
+    files, published_at = marker.get("files"), marker.get("published_at")
+    if not isinstance(files, dict) or not isinstance(published_at, str):
+        return  # a marker written by code before ones had both: found by listing (latest_published)
     entry = {
         "training_id": training.id,
         "iteration": marker["iteration"],
-        "model_sha256": marker["files"].get("model.npz"),
+        "model_sha256": files.get("model.npz"),
         "spec_sha256": marker.get("spec_sha256"),
         "published_at": marker["published_at"],
     }
-    key = publication_key(spec, training.id, str(marker["published_at"]))
+    key = publication_key(spec, training.id, published_at)
     training.store.create_if_absent(key, json.dumps(entry, sort_keys=True, indent=2).encode())
 
 

@@ -482,3 +482,36 @@ def test_two_trainings_publishing_at_the_same_moment_both_land_and_latest_picks_
         assert steps.latest_published(Training(open_store(root), "next"), weekly_spec(weeks[1])).id == "week-b"
     # A training never picks itself.
     assert steps.latest_published(Training(open_store(root), "week-b"), spec).id == "week-a"
+
+
+# ------------------------------------------------------------ init_from checked by validate
+
+
+def test_validate_refuses_an_init_from_naming_no_published_model_with_exit_2_and_writes_nothing(
+    capsys, tmp_path, weeks
+):
+    import json
+
+    from hmm.training import cli
+
+    root = f"file://{tmp_path}/store"
+    steps.train(root, "week1", weekly_spec(weeks[0], init_from=None), engine="local", **QUIET)
+    steps.init_training(root, "unpublished", weekly_spec(weeks[0], init_from=None, seed=9), engine="local")
+    before = {key: open_store(root).read(key) for key in open_store(root).list("")}
+
+    def validate(init_from, *store):
+        spec = json.dumps({**weekly_spec(weeks[1]).definition(), "init_from": init_from})
+        code = cli.main(["validate", *store, "--engine", "local", "--spec", spec], own_process=False)
+        return code, capsys.readouterr()
+
+    for name in ("nosuch", "unpublished"):
+        code, out = validate(name, "--store", root)
+        expected = f"hmm-em validate: error: spec field 'init_from' is '{name}': the store {root}/ has no other training"
+        assert code == 2 and out.err.count("\n") == 1 and out.err.startswith(expected), out.err
+    code, out = validate("nosuch")
+    assert code == 2 and "spec field 'init_from' is 'nosuch': give --store, the store that training is in" in out.err
+    code, out = validate("week1", "--store", root)
+    assert code == 0 and out.out.startswith("valid: 60 sequences"), out
+    code, out = validate("latest")  # none found is a first run: nothing to check
+    assert code == 0, out.err
+    assert {key: open_store(root).read(key) for key in open_store(root).list("")} == before
