@@ -164,7 +164,8 @@ class CandidateSet:
     computed for every model while it is in memory, into one :class:`StatisticsSet`.
 
     It offers the batch half of the EM protocol (``observes_symbols``, ``check_batch``,
-    ``batch_statistics``, ``new_statistics``; ``batch_log_likelihoods`` for held-out batches), so every path that turns batches into records
+    ``batch_statistics``, ``new_statistics``; ``batch_log_likelihoods`` for held-out
+    batches), so every path that turns batches into records
     (:mod:`hmm.distributed.arrow`) serves a candidate set unchanged.
     """
 

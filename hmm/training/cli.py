@@ -304,14 +304,14 @@ def run(args: argparse.Namespace, own_process: bool = False) -> int:
     spark = _spark(args)
     session_seconds = time.perf_counter() - session_started if spark is not None else None
     if args.command == "validate":
-        spec = read_spec(args.spec)
-        if spec.init_from not in (None, steps.LATEST):
+        checked = read_spec(args.spec)
+        if checked.init_from not in (None, steps.LATEST):
             if args.store is None:
                 raise InvalidSpecError(
-                    f"spec field 'init_from' is {spec.init_from!r}: give --store, the store that training is in"
+                    f"spec field 'init_from' is {checked.init_from!r}: give --store, the store that training is in"
                 )
-            steps.check_init_from(args.store, spec)
-        counts = steps.validate_data(spec, args.engine, spark)
+            steps.check_init_from(args.store, checked)
+        counts = steps.validate_data(checked, args.engine, spark)
         print(f"valid: {counts['n_sequences']} sequences, {counts['n_observations']} observations")
     elif args.command == "init":
         result = steps.init_training(args.store, args.training_id, read_spec(args.spec), args.engine, spark)

@@ -354,7 +354,8 @@ def candidate_tables(
     """The report's tables on candidate models (restarts, state-count sweeps) and state labels.
 
     ``Candidates``: every candidate of the last COMMIT (number of states, seed, warm or random
-    start, status and why a stopped one stopped, log-likelihood, held-out log-likelihood, AIC, BIC), the best one marked; ``State
+    start, status and why a stopped one stopped,
+    log-likelihood, held-out log-likelihood, AIC, BIC), the best one marked; ``State
     labels``: the renumbering to the ``init_from`` reference (``relabelling``), with each state's
     drift. Empty for a training of one candidate without a reference.
     """

@@ -428,10 +428,11 @@ def same_setup(a: TrainingSpec, b: TrainingSpec) -> bool:
 
 
 #: Finalize indexes every publication under ``<SETUPS_PREFIX><setup digest>/`` (:func:`index_publication`),
-#: so ``init_from: "latest"`` lists one small prefix instead of every training's objects. Under
-#: ``trainings/`` (no training id starts with ``_``), so the store's rules for training objects (created
-#: once, If-None-Match on S3; the bucket policy and roles of infra/) cover the index unchanged.
-SETUPS_PREFIX = "trainings/_setups/"
+#: so ``init_from: "latest"`` lists one small prefix instead of every training's objects. Entries are
+#: created once like every training object (If-None-Match on S3; infra/'s bucket policy refuses any
+#: other PUT there and any deletion); ``latest`` reads only their names, so the clusters' role may
+#: create them and no role reads them.
+SETUPS_PREFIX = "setups/"
 
 
 def setup_digest(spec: TrainingSpec) -> str:

@@ -293,7 +293,8 @@ BAD_PATIENCE = [
     ({"holdout_patience": "3"}, "spec field 'holdout_patience' is '3'; it must be an integer in [1, 100000]"),
     (
         {"holdout_patience": 3, "holdout_fraction": 0},
-        "spec field 'holdout_patience' is 3; it stops candidates on the held-out score, so it needs holdout_fraction > 0",
+        "spec field 'holdout_patience' is 3; it stops candidates on the held-out score, so it needs "
+        "holdout_fraction > 0",
     ),
     ({"holdout_patience": 3, "holdout_fraction": None}, "spec field 'holdout_fraction' is None"),
 ]
@@ -417,7 +418,7 @@ def test_publishing_indexes_the_model_by_setup_and_latest_lists_only_that_index(
     published = steps.train(store_root, "week1", week1, engine="local", **QUIET)
     entries = index_entries(store_root, week1)
     assert len(entries) == 1
-    (name, entry), = entries.items()
+    ((name, entry),) = entries.items()
     assert name.endswith("-week1.json") and name.startswith(published["published_at"][:4])
     assert entry == {
         "training_id": "week1",
@@ -506,7 +507,7 @@ def test_validate_refuses_an_init_from_naming_no_published_model_with_exit_2_and
 
     for name in ("nosuch", "unpublished"):
         code, out = validate(name, "--store", root)
-        expected = f"hmm-em validate: error: spec field 'init_from' is '{name}': the store {root}/ has no other training"
+        expected = f"hmm-em validate: error: spec field 'init_from' is '{name}': the store {root}/ has no other"
         assert code == 2 and out.err.count("\n") == 1 and out.err.startswith(expected), out.err
     code, out = validate("nosuch")
     assert code == 2 and "spec field 'init_from' is 'nosuch': give --store, the store that training is in" in out.err
