@@ -516,3 +516,15 @@ def test_validate_refuses_an_init_from_naming_no_published_model_with_exit_2_and
     code, out = validate("latest")  # none found is a first run: nothing to check
     assert code == 0, out.err
     assert {key: open_store(root).read(key) for key in open_store(root).list("")} == before
+
+
+def test_the_dag_logs_why_a_training_with_stopped_candidates_ended(tmp_path, overfit_data):
+    from hmm.orchestration.decisions import stop_reason
+
+    spec = TrainingSpec.from_dict({**OVERFIT, "data": overfit_data, "holdout_patience": PATIENCE})
+    record = {"iteration": 12, "improvement": 0.5, "candidates": [{"index": 0, "status": "stopped"}]}
+    assert stop_reason(record, spec) == (
+        "no candidate runs; candidate(s) [0] stopped early on the held-out score (holdout_patience)"
+    )
+    record["candidates"][0]["status"] = "converged"
+    assert stop_reason(record, spec) == "log-likelihood gain 0.5 below tol=0.0"
