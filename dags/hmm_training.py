@@ -160,6 +160,11 @@ PARAMS = {
     "holdout_fraction": Param(
         0.0, **FIELDS["holdout_fraction"], description="share of sequences held out to rank candidates (0: none)"
     ),
+    "holdout_patience": Param(
+        None,
+        **FIELDS["holdout_patience"],
+        description="stop a candidate after this many iterations without a better held-out score (empty: never)",
+    ),
     "init_from": Param(
         None,
         **FIELDS["init_from"],

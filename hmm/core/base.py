@@ -310,6 +310,14 @@ class BaseHMM(BaseEstimator):
         """The E-step over one batch: frames of shape (n_frames, n_features) and offsets -> expected counts."""
         return self._batch_statistics(X, offsets)
 
+    def batch_log_likelihood(self, X: np.ndarray, offsets: np.ndarray) -> float:
+        """The log-likelihood of one batch (as :meth:`check_batch` returns it), by the forward pass alone.
+
+        Bit for bit ``batch_statistics(X, offsets).log_likelihood`` (the same forward kernel per
+        sequence, the same sum) without the backward pass: what scoring held-out sequences needs.
+        """
+        return float(self._log_likelihoods(X, offsets).sum())
+
     def new_statistics(self) -> SufficientStats:
         """Zero statistics of this model's shapes, to add batches' statistics to."""
         return self._empty_stats()

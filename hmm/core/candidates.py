@@ -164,7 +164,8 @@ class CandidateSet:
     computed for every model while it is in memory, into one :class:`StatisticsSet`.
 
     It offers the batch half of the EM protocol (``observes_symbols``, ``check_batch``,
-    ``batch_statistics``, ``new_statistics``), so every path that turns batches into records
+    ``batch_statistics``, ``new_statistics``; ``batch_log_likelihoods`` for held-out
+    batches), so every path that turns batches into records
     (:mod:`hmm.distributed.arrow`) serves a candidate set unchanged.
     """
 
@@ -194,6 +195,10 @@ class CandidateSet:
 
     def batch_statistics(self, X: np.ndarray, offsets: np.ndarray) -> StatisticsSet:
         return StatisticsSet([model.batch_statistics(X, offsets) for model in self.models])
+
+    def batch_log_likelihoods(self, X: np.ndarray, offsets: np.ndarray) -> list[float]:
+        """Every candidate's log-likelihood of the batch, by the forward pass alone (held-out sequences)."""
+        return [model.batch_log_likelihood(X, offsets) for model in self.models]
 
     def new_statistics(self) -> StatisticsSet:
         return StatisticsSet([model.new_statistics() for model in self.models])

@@ -305,7 +305,7 @@ def batch_record(
             record["n_holdout"] = int(held.sum())
             record["stats"] = _statistics(model, *select_sequences(observations, offsets, ~held)).to_bytes()
             record["holdout"] = np.asarray(
-                log_likelihoods(_statistics(model, *select_sequences(observations, offsets, held))), dtype=np.float64
+                holdout_log_likelihoods(model, *select_sequences(observations, offsets, held)), dtype=np.float64
             ).tobytes()
         elif statistics:
             record["stats"] = model.batch_statistics(observations, offsets).to_bytes()
@@ -398,10 +398,16 @@ def _statistics(model: BaseHMM | CandidateSet, X: np.ndarray, offsets: np.ndarra
     return model.batch_statistics(X, offsets) if len(offsets) > 1 else model.new_statistics()
 
 
-def log_likelihoods(stats: SufficientStats | StatisticsSet) -> list[float]:
-    """Each model's log-likelihood in ``stats`` (one for a model, one per part for a candidate set)."""
-    parts = stats.parts if isinstance(stats, StatisticsSet) else [stats]
-    return [part.log_likelihood for part in parts]
+def holdout_log_likelihoods(model: BaseHMM | CandidateSet, X: np.ndarray, offsets: np.ndarray) -> list[float]:
+    """Each model's log-likelihood of held-out sequences: the forward pass only (no statistics are
+    kept for them), bit for bit the log-likelihood their E-step would give; 0 for none."""
+    from hmm.core.candidates import CandidateSet
+
+    if len(offsets) <= 1:
+        return [0.0] * (len(model.models) if isinstance(model, CandidateSet) else 1)
+    if isinstance(model, CandidateSet):
+        return model.batch_log_likelihoods(X, offsets)
+    return [model.batch_log_likelihood(X, offsets)]
 
 
 def sum_holdout(records: list[dict[str, Any]], n_models: int) -> tuple[np.ndarray, int]:

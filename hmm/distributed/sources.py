@@ -42,6 +42,7 @@ from hmm.distributed.arrow import (
     arrow_sequences,
     batch_record,
     error_record,
+    holdout_rows,
     sum_holdout,
     sum_statistics,
     vocabulary,
@@ -596,7 +597,9 @@ class ParquetSequences:
         """
         return sum_statistics(model, self.records(model, statistics=True))
 
-    def sample(self, model: BaseHMM, n_sequences: int = INIT_SAMPLE_SEQUENCES) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, model: BaseHMM, n_sequences: int = INIT_SAMPLE_SEQUENCES, holdout_fraction: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The first ``n_sequences`` sequences in split order (read here), for data-dependent initialisation.
 
         Parameters
@@ -605,6 +608,10 @@ class ParquetSequences:
             Says whether frames are symbols.
         n_sequences : int, default=INIT_SAMPLE_SEQUENCES
             At most this many rows.
+        holdout_fraction : float, default=0
+            Skip the sequences the E-step holds out (:func:`hmm.distributed.arrow.holdout_rows`, keyed
+            by id or by position in the data as there), so a held-out score never scores sequences
+            the initial parameters were drawn from. Read in this process: the same on both engines.
 
         Returns
         -------
@@ -616,23 +623,32 @@ class ParquetSequences:
         Raises
         ------
         InvalidSequenceError
-            The data has no sequences, or a sampled row breaks a rule.
+            The data has no sequences (none that is not held out), or a sampled row breaks a rule.
         """
         import pyarrow as pa
 
         filesystem = self.filesystem_spec.open()
         batches: list[pa.RecordBatch] = []
         remaining = n_sequences
+        holdout = holdout_fraction > 0
+        columns = [self.sequence_col] + ([self.id_col] if holdout and self.id_col else [])
+        row = 0  # the position in the data of the batch's first row: the hold-out key without an id column
         for split in self.splits():
-            for batch in read_split(filesystem, split, [self.sequence_col]):
-                batches.append(batch.slice(0, remaining))
+            for batch in read_split(filesystem, split, columns):
+                rows = batch.num_rows
+                if holdout:
+                    held = holdout_rows(batch, self.id_col, row, holdout_fraction)
+                    batch = batch.filter(pa.array(~held))
+                row += rows
+                batches.append(batch.select([self.sequence_col]).slice(0, remaining))
                 remaining -= batches[-1].num_rows
                 if not remaining:
                     break
             if not remaining:
                 break
-        if not batches:
-            raise InvalidSequenceError(f"data URI {self.uri} has no sequences")
+        if not any(batch.num_rows for batch in batches):
+            held_note = " that are not held out" if holdout else ""
+            raise InvalidSequenceError(f"data URI {self.uri} has no sequences{held_note}")
         table = pa.Table.from_batches(batches)
         return arrow_sequences(table.column(self.sequence_col), model.observes_symbols)
 

@@ -346,6 +346,9 @@ def after_commit(record: Mapping[str, Any], slot: int, slots: int) -> str:
 
 def stop_reason(record: Mapping[str, Any], spec: TrainingSpec) -> str:
     """Why a converged training stopped, for the task log."""
+    stopped = [e["index"] for e in record.get("candidates") or [] if e.get("status") == "stopped"]
+    if stopped:
+        return f"no candidate runs; candidate(s) {stopped} stopped early on the held-out score (holdout_patience)"
     if record["iteration"] >= spec.max_iter:
         return f"max_iter={spec.max_iter} reached"
     return f"log-likelihood gain {record['improvement']:.6g} below tol={spec.tol}"

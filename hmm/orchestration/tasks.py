@@ -86,6 +86,10 @@ def plan_run(params: Mapping[str, Any], logical_date: datetime | None, run_after
         log.info("resuming training %s: latest committed iteration %s, published %s", training_id, latest, published)
     else:
         log.info("new training %s in %s", training_id, settings.store)
+    if latest is None:  # init will run: the model init_from names must be there (reads only)
+        from hmm.training.steps import check_init_from
+
+        check_init_from(settings.store, spec, training_id)
     if settings.mode == "local" and latest is None:
         from hmm.training.steps import validate_data
 

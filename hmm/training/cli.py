@@ -130,6 +130,9 @@ def parser() -> argparse.ArgumentParser:
         "validate", "Scan the data of a spec and report the first bad rows; writes nothing.", store=False, engine=True
     )
     validate.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
+    validate.add_argument(
+        "--store", type=_uri, help="store root URI: also check that the spec's init_from names a published model"
+    )
     add("report", "Publish the model and report of a training (idempotent) and print where they are.")
     init = add("init", "EMR step: write spec.json and iteration 0 (initial parameters).", engine=True)
     init.add_argument("--spec", required=True, help="training spec: a JSON file or inline JSON")
@@ -301,7 +304,14 @@ def run(args: argparse.Namespace, own_process: bool = False) -> int:
     spark = _spark(args)
     session_seconds = time.perf_counter() - session_started if spark is not None else None
     if args.command == "validate":
-        counts = steps.validate_data(read_spec(args.spec), args.engine, spark)
+        checked = read_spec(args.spec)
+        if checked.init_from not in (None, steps.LATEST):
+            if args.store is None:
+                raise InvalidSpecError(
+                    f"spec field 'init_from' is {checked.init_from!r}: give --store, the store that training is in"
+                )
+            steps.check_init_from(args.store, checked)
+        counts = steps.validate_data(checked, args.engine, spark)
         print(f"valid: {counts['n_sequences']} sequences, {counts['n_observations']} observations")
     elif args.command == "init":
         result = steps.init_training(args.store, args.training_id, read_spec(args.spec), args.engine, spark)

@@ -500,7 +500,9 @@ def _record_problem(record: Mapping[str, Any], iteration: int, params_prefix: st
 
 
 #: A candidate's status in a COMMIT (hmm.training.steps): training, converged (or max_iter), pruned.
-CANDIDATE_STATUSES = ("running", "converged", "pruned")
+#: A candidate's status in a COMMIT: still training; converged (or max_iter); stopped by pruning;
+#: stopped early on the held-out score (``holdout_patience``; it then stands for its best parameters).
+CANDIDATE_STATUSES = ("running", "converged", "pruned", "stopped")
 
 
 def _candidates_problem(candidates: Any, iteration: int) -> str | None:

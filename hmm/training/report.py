@@ -354,7 +354,8 @@ def candidate_tables(
     """The report's tables on candidate models (restarts, state-count sweeps) and state labels.
 
     ``Candidates``: every candidate of the last COMMIT (number of states, seed, warm or random
-    start, status, log-likelihood, held-out log-likelihood, AIC, BIC), the best one marked; ``State
+    start, status and why a stopped one stopped,
+    log-likelihood, held-out log-likelihood, AIC, BIC), the best one marked; ``State
     labels``: the renumbering to the ``init_from`` reference (``relabelling``), with each state's
     drift. Empty for a training of one candidate without a reference.
     """
@@ -370,7 +371,7 @@ def candidate_tables(
                     str(entry["n_components"]),
                     str(entry["seed"]),
                     "warm" if entry.get("warm_start") else "random",
-                    entry["status"],
+                    entry["status"] + (f": {entry['stop_reason']}" if entry.get("stop_reason") else ""),
                     _number(entry["log_likelihood"]),
                     _number(entry["holdout_log_likelihood"]),
                     _number(entry["aic"], ".2f"),

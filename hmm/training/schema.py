@@ -50,6 +50,8 @@ MODEL_TYPES = {
 PARAM_LETTERS = {"categorical": "ste", "gaussian": "stmc", "poisson": "stl", "gmm": "stmcw"}
 
 _POSITIVE_INTEGER = {"type": "integer", "minimum": 1}
+#: The largest ``holdout_patience``: more iterations without a better held-out score than any training runs.
+MAX_HOLDOUT_PATIENCE = 100_000
 _STRING: dict[str, Any] = {"type": "string"}
 #: Priors and weights: a number or an array of them. Their values and shapes are checked by
 #: :func:`hmm.training.spec.check_model_args` (a schema cannot say "rectangular" or "broadcasts to").
@@ -116,6 +118,8 @@ SPEC_SCHEMA: dict[str, Any] = {
         "keep": _POSITIVE_INTEGER,
         "holdout_fraction": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
         "init_from": {"type": ["null", "string"], "pattern": TRAINING_ID_PATTERN},
+        # Early stop on the held-out score (needs holdout_fraction > 0, checked in hmm.training.spec).
+        "holdout_patience": {"type": ["null", "integer"], "minimum": 1, "maximum": MAX_HOLDOUT_PATIENCE},
     },
 }
 
@@ -135,6 +139,8 @@ SPEC_RULES = {
     "keep": "; it must be a positive integer",
     "holdout_fraction": "; it must be a number in [0, 1)",
     "init_from": ": it names a training (1-128 letters, digits, '_', '-', '.') or is 'latest'",
+    "holdout_patience": f"; it must be an integer in [1, {MAX_HOLDOUT_PATIENCE}] (iterations without a better "
+    "held-out score before a candidate stops)",
     "model_args.n_features": "; it must be a positive integer",
     "model_args.n_mix": "; it must be a positive integer",
     "model_args.min_covar": "; it must be a finite number > 0",

@@ -54,6 +54,7 @@ CANDIDATE_DEFAULTS: dict[str, Any] = {
     "keep": 1,
     "holdout_fraction": 0.0,
     "init_from": None,
+    "holdout_patience": None,
 }
 #: ``init_from`` naming the last model published for the same spec without its data (see
 #: :func:`hmm.training.steps.resolve_init_from`).
@@ -132,6 +133,10 @@ class TrainingSpec:
     init_from : str or None
         A training id of the same store, or ``"latest"``: its published model is candidate 0's
         starting point and the reference the result's states are relabelled to.
+    holdout_patience : int or None
+        A candidate stops once its held-out log-likelihood has not improved on its best for this
+        many consecutive iterations; it then stands for its parameters of that best score. None:
+        never (needs ``holdout_fraction`` > 0).
     """
 
     model: str
@@ -152,6 +157,7 @@ class TrainingSpec:
     keep: int = 1
     holdout_fraction: float = 0.0
     init_from: str | None = None
+    holdout_patience: int | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrainingSpec:
@@ -204,7 +210,13 @@ class TrainingSpec:
             keep=raw.get("keep", 1),
             holdout_fraction=float(raw.get("holdout_fraction", 0.0)),
             init_from=raw.get("init_from"),
+            holdout_patience=raw.get("holdout_patience"),
         )
+        if spec.holdout_patience is not None and spec.holdout_fraction == 0:
+            raise InvalidSpecError(
+                f"spec field 'holdout_patience' is {spec.holdout_patience}; it stops candidates on the held-out "
+                "score, so it needs holdout_fraction > 0"
+            )
         from hmm.core.base import ModelTooLargeError
 
         try:

@@ -37,7 +37,7 @@ from hmm.training.commits import (
     converged_after,
 )
 from hmm.training.spec import LATEST, InvalidSpecError, TrainingSpec
-from hmm.training.store import open_store
+from hmm.training.store import Store, open_store
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -70,8 +70,8 @@ def _source(spec: TrainingSpec, engine: str, spark: SparkSession | None) -> Parq
     return ParquetSequences(spec.data, spec.sequence_col, spec.id_col, engine=engine, spark=spark)
 
 
-#: A candidate's status in a COMMIT: still training, converged (or max_iter), stopped by pruning.
-RUNNING, CONVERGED, PRUNED = CANDIDATE_STATUSES
+#: A candidate's status in a COMMIT (:data:`hmm.training.commits.CANDIDATE_STATUSES`).
+RUNNING, CONVERGED, PRUNED, STOPPED = CANDIDATE_STATUSES
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,8 @@ def prepare_training(
     sampler = fix_vocabulary(spec.build_model())
     if scan.symbols is not None:
         counts["n_symbols"] = len(sampler.symbols)
-    sample, offsets = source.sample(sampler)
+    # Held-out sequences stay out of the initialisation too: their score is then of unseen data.
+    sample, offsets = source.sample(sampler, holdout_fraction=spec.holdout_fraction)
     warm = warm_candidate(spec, reference)
     models = []
     for index, (n_components, seed) in enumerate(spec.candidates()):
@@ -343,8 +344,9 @@ def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str,
     ``init_from`` names a training of the same store, whose latest published model is taken; or
     ``"latest"``: the model published last (by ``published_at``) by any other training of the
     store whose spec equals this one but for ``data`` and ``init_from`` (:func:`same_setup`). It
-    is found by listing ``trainings/*/model/*/PUBLISHED`` and reading the spec.json of the
-    trainings that have one. ``"latest"`` finding none starts at random (a first run).
+    is found in the index finalize writes per setup (:func:`latest_published`), or for stores
+    written before it by listing ``trainings/*/model/*/PUBLISHED``. ``"latest"`` finding none
+    starts at random (a first run).
 
     Returns
     -------
@@ -366,12 +368,7 @@ def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str,
         if source is None:
             return None, None
     else:
-        source = Training(training.store, spec.init_from)
-        if source.id == training.id or source.published() is None:
-            raise InvalidSpecError(
-                f"spec field 'init_from' is {spec.init_from!r}: the store {training.store.url('')} has no other "
-                "training of that id with a published model (name one, or give 'latest')"
-            )
+        source = named_reference(training.store, spec, training.id)
     marker = source.published()
     assert marker is not None
     key = source.model_key(marker["iteration"], "model.npz")
@@ -382,6 +379,33 @@ def resolve_init_from(training: Training, spec: TrainingSpec) -> tuple[dict[str,
         "model_sha256": marker["files"].get("model.npz"),
     }
     return pin, load_reference(training, pin)
+
+
+def named_reference(store: Store, spec: TrainingSpec, training_id: str | None = None) -> Training:
+    """The training ``init_from`` names (not ``"latest"``), if it has a published model: reads, never writes.
+
+    What ``hmm-em validate --store`` and the DAG's validate task check before anything is written.
+
+    Raises
+    ------
+    InvalidSpecError
+        ``init_from`` names no training of the store with a published model, or the training itself.
+    """
+    assert spec.init_from is not None and spec.init_from != LATEST
+    source = Training(store, spec.init_from)
+    if source.id == training_id or source.published() is None:
+        raise InvalidSpecError(
+            f"spec field 'init_from' is {spec.init_from!r}: the store {store.url('')} has no other "
+            "training of that id with a published model (name one, or give 'latest')"
+        )
+    return source
+
+
+def check_init_from(store_uri: str, spec: TrainingSpec, training_id: str | None = None) -> None:
+    """Refuse (:class:`InvalidSpecError`) an ``init_from`` naming no training with a published model in the
+    store at ``store_uri``; nothing to check without ``init_from`` or for ``"latest"`` (none: a random start)."""
+    if spec.init_from is not None and spec.init_from != LATEST:
+        named_reference(open_store(store_uri), spec, training_id)
 
 
 def load_reference(training: Training, pin: dict[str, Any]) -> BaseHMM:
@@ -403,8 +427,85 @@ def same_setup(a: TrainingSpec, b: TrainingSpec) -> bool:
     }
 
 
+#: Finalize indexes every publication under ``<SETUPS_PREFIX><setup digest>/`` (:func:`index_publication`),
+#: so ``init_from: "latest"`` lists one small prefix instead of every training's objects. Entries are
+#: created once like every training object (If-None-Match on S3; infra/'s bucket policy refuses any
+#: other PUT there and any deletion); ``latest`` reads only their names, so the clusters' role may
+#: create them and no role reads them.
+SETUPS_PREFIX = "setups/"
+
+
+def setup_digest(spec: TrainingSpec) -> str:
+    """SHA-256 of what a spec trains but its ``data`` and ``init_from`` (:func:`same_setup`'s equality).
+
+    From :meth:`TrainingSpec.definition` (fields at their defaults left out), so a field added later
+    with a default does not move the trainings published before it to another setup.
+    """
+    definition = {k: v for k, v in spec.definition().items() if k not in ("data", "init_from")}
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def publication_key(spec: TrainingSpec, training_id: str, published_at: str) -> str:
+    """``<SETUPS_PREFIX><setup digest>/<published_at, compact>-<training id>.json``: names sort by time."""
+    stamp = published_at.replace("+00:00", "Z").replace("-", "").replace(":", "")
+    return f"{SETUPS_PREFIX}{setup_digest(spec)}/{stamp}-{training_id}.json"
+
+
+def index_publication(training: Training, spec: TrainingSpec, marker: Mapping[str, Any]) -> None:
+    """Create the index entry of a PUBLISHED marker (once: a re-run or a second writer creates nothing).
+
+    Its key follows from the marker (its ``published_at``) and the training, so every writer of that
+    marker names the same entry; two trainings publishing at the same moment differ by training id.
+    """
+    files, published_at = marker.get("files"), marker.get("published_at")
+    if not isinstance(files, dict) or not isinstance(published_at, str):
+        return  # a marker written by code before ones had both: found by listing (latest_published)
+    entry = {
+        "training_id": training.id,
+        "iteration": marker["iteration"],
+        "model_sha256": files.get("model.npz"),
+        "spec_sha256": marker.get("spec_sha256"),
+        "published_at": marker["published_at"],
+    }
+    key = publication_key(spec, training.id, published_at)
+    training.store.create_if_absent(key, json.dumps(entry, sort_keys=True, indent=2).encode())
+
+
 def latest_published(training: Training, spec: TrainingSpec) -> Training | None:
-    """The other training of the store with the same setup (:func:`same_setup`) that published last."""
+    """The other training of the store with the same setup (:func:`same_setup`) that published last.
+
+    Lists only the setup's index (:func:`index_publication`): the newest entry by
+    (``published_at``, training id), a deterministic choice between trainings that published at the
+    same moment. Trainings published before the index existed have no entry: when the index names
+    none, the whole of ``trainings/`` is listed as before.
+    """
+    prefix = f"{SETUPS_PREFIX}{setup_digest(spec)}/"
+    entries = []
+    for key in training.store.list(prefix):
+        stamp, _, name = key[len(prefix) :].partition("-")
+        if name.endswith(".json") and name[: -len(".json")] != training.id:
+            entries.append((stamp, name[: -len(".json")]))
+    for _, training_id in sorted(entries, reverse=True):
+        other = _published_same_setup(training, training_id, spec)
+        if other is not None:
+            return other[1]
+    return _latest_published_by_listing(training, spec)
+
+
+def _published_same_setup(training: Training, training_id: str, spec: TrainingSpec) -> tuple[str, Training] | None:
+    """(``published_at``, the training) if ``training_id`` has a published model and the same setup."""
+    try:
+        other = Training(training.store, training_id)
+        if not same_setup(other.spec(), spec):
+            return None
+        marker = other.published()
+    except (TrainingError, InvalidSpecError):  # an unreadable neighbour is not a candidate reference
+        return None
+    return None if marker is None else (str(marker.get("published_at", "")), other)
+
+
+def _latest_published_by_listing(training: Training, spec: TrainingSpec) -> Training | None:
+    """:func:`latest_published` for stores written before the index: every training's PUBLISHED markers."""
     found: list[tuple[str, str, Training]] = []
     ids = set()
     for key in training.store.list("trainings/"):
@@ -412,15 +513,9 @@ def latest_published(training: Training, spec: TrainingSpec) -> Training | None:
         if len(parts) == 5 and parts[2] == "model" and parts[4] == "PUBLISHED" and parts[1] != training.id:
             ids.add(parts[1])
     for training_id in sorted(ids):
-        try:
-            other = Training(training.store, training_id)
-            if not same_setup(other.spec(), spec):
-                continue
-            marker = other.published()
-        except (TrainingError, InvalidSpecError):  # an unreadable neighbour is not a candidate reference
-            continue
-        if marker is not None:
-            found.append((str(marker.get("published_at", "")), training_id, other))
+        other = _published_same_setup(training, training_id, spec)
+        if other is not None:
+            found.append((other[0], training_id, other[1]))
     return max(found, key=lambda item: item[:2])[2] if found else None
 
 
@@ -595,7 +690,9 @@ def em_iteration(
         model.monitor_.reset()  # the history lives in the COMMIT records, not in the parameters
         histories[index] = [*candidate_history(past, index), stats.log_likelihood]
         updated[index] = model
-        entries[index].update(
+        entry = entries[index]
+        scored = (entry["params_key"], entry["params_sha256"])  # the parameters the E-step ran with: iteration - 1's
+        entry.update(
             iteration=iteration,
             log_likelihood=stats.log_likelihood,
             holdout_log_likelihood=held_out if spec.holdout_fraction > 0 else None,
@@ -603,6 +700,8 @@ def em_iteration(
             bic=float(bic),
             status=CONVERGED if converged_after(histories[index], spec) else RUNNING,
         )
+        if spec.holdout_patience is not None and patience_ran_out(entry, iteration, held_out, scored, spec):
+            del updated[index]  # it stands for its best parameters, committed before: nothing new to store
     if iteration == spec.prune_after:
         for index in rank_candidates(entries, spec)[spec.keep :]:
             if entries[index]["status"] == RUNNING:
@@ -645,6 +744,42 @@ def em_iteration(
     return {"status": "committed" if won else "lost", **training.record(iteration)}
 
 
+def patience_ran_out(
+    entry: dict[str, Any], iteration: int, held_out: float, scored: tuple[str, str], spec: TrainingSpec
+) -> bool:
+    """Early stop on the held-out score: update a candidate's COMMIT entry; whether it stopped now.
+
+    The E-step of iteration ``k`` scores the parameters going into it, iteration ``k - 1``'s
+    (``scored``: their params key and SHA-256). ``best_holdout`` records the best score so far, the
+    iteration whose parameters earned it and where they are. Once ``holdout_patience`` iterations'
+    parameters in a row have not beaten it, the candidate is ``stopped`` (``stop_reason`` says why)
+    and stands for its best parameters: its ``params_key``/``params_sha256`` become theirs, so
+    ranking, the COMMIT's own parameters and publishing all take them.
+    """
+    best = entry.get("best_holdout")
+    if best is None or held_out > best["holdout_log_likelihood"]:
+        best = {
+            "iteration": iteration - 1,
+            "holdout_log_likelihood": held_out,
+            "params_key": scored[0],
+            "params_sha256": scored[1],
+        }
+    entry["best_holdout"] = best
+    assert spec.holdout_patience is not None
+    if iteration - 1 - best["iteration"] < spec.holdout_patience:
+        return False
+    entry.update(
+        status=STOPPED,
+        stop_reason=(
+            f"held-out log-likelihood not above iteration {best['iteration']}'s for {spec.holdout_patience} "
+            "iteration(s) (holdout_patience): stands for that iteration's parameters"
+        ),
+        params_key=best["params_key"],
+        params_sha256=best["params_sha256"],
+    )
+    return True
+
+
 def candidate_history(records: list[dict[str, Any]], index: int) -> list[float]:
     """The log-likelihoods candidate ``index`` reported, iteration by iteration (its monitor's history)."""
     if not records or "candidates" not in records[0]:
@@ -657,10 +792,12 @@ def candidate_history(records: list[dict[str, Any]], index: int) -> list[float]:
 
 
 def candidate_score(entry: Mapping[str, Any], spec: TrainingSpec) -> float:
-    """What candidates are ranked by (higher is better): the held-out log-likelihood with a hold-out;
-    else, across several numbers of states, minus the BIC; else the log-likelihood."""
+    """What candidates are ranked by (higher is better): the held-out log-likelihood with a hold-out (a
+    stopped candidate's best); else, across several numbers of states, minus the BIC; else the log-likelihood."""
     if entry.get("log_likelihood") is None:
         return -math.inf
+    if entry.get("status") == STOPPED:  # it stands for its best parameters: their score
+        return float(entry["best_holdout"]["holdout_log_likelihood"])
     if spec.holdout_fraction > 0:
         return float(entry["holdout_log_likelihood"])
     if len(spec.components) > 1:
@@ -712,6 +849,7 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
         raise TrainingError(f"training {training_id!r} has no committed iteration in {store_uri}")
     published = training.published(latest)
     if published is not None:
+        index_publication(training, training.spec(), published)  # a run killed before it indexed
         return {"status": "exists", **published}
     spec = training.spec()
     model = training.load_params(latest, spec)
@@ -744,7 +882,9 @@ def finalize(store_uri: str, training_id: str) -> dict[str, Any]:
         "published_at": _now(),
     }
     won = store.create_if_absent(training.published_key(latest), json.dumps(marker, sort_keys=True, indent=2).encode())
-    return {"status": "published" if won else "exists", **(training.published(latest) or marker)}
+    published = training.published(latest) or marker  # the winner's marker, if another writer was first
+    index_publication(training, spec, published)
+    return {"status": "published" if won else "exists", **published}
 
 
 def train(

@@ -112,3 +112,22 @@ def test_what_the_schema_cannot_say_fails_the_validate_task_and_nothing_else_run
     assert {states[t] for t in others} == {"upstream_failed"}
     assert "training_id 'a..b' is invalid" in capfd.readouterr().out
     assert not store.exists()
+
+
+def test_an_init_from_naming_no_published_model_fails_the_validate_task_and_nothing_is_written(dag, tmp_path, capfd):
+    from tests.dags.helpers import task_states
+
+    store = tmp_path / "store"
+    (store / "trainings" / "unpublished").mkdir(parents=True)  # a training without a published model
+    before = sorted(p.relative_to(store) for p in store.rglob("*"))
+    for init_from in ("nosuch", "unpublished"):
+        run = dag.test(
+            logical_date=datetime(2030, 1, 3, tzinfo=UTC),
+            run_conf={**GOOD, "store": f"file://{store}", "init_from": init_from},
+        )
+        assert run.state == "failed"
+        states = task_states(run)
+        assert states["validate"] == "failed" and states["init"] == "upstream_failed"
+        out = capfd.readouterr().out
+        assert f"spec field 'init_from' is '{init_from}': the store file://{store}/ has no other training" in out
+        assert sorted(p.relative_to(store) for p in store.rglob("*")) == before

@@ -358,12 +358,18 @@ def test_training_objects_are_written_only_if_absent_and_markers_can_be_neither_
     writes = store_writes(aws, needs, "trainings")
     markers = [n for n in writes if n.resource.endswith((f"/{COMMIT_NAME}", "/PUBLISHED"))]
     assert {n.resource.rsplit("/", 1)[1] for n in markers} == {COMMIT_NAME, "PUBLISHED"}, summary(needs)
+    # The index finalize writes per setup (what init_from "latest" lists): created once, by the cluster.
+    index = store_writes(aws, needs, "setups")
+    assert len(index) == 1 and index[0].resource.endswith(".json"), summary(needs)
+    assert {n.principal for n in index} == {"EmrInstanceRole"}, summary(needs)
+    refuses_unconditional_puts(statements, index)
+    markers += index
     # Every write of a training's objects the code made was a put-if-absent, and the bucket refuses
     # any other kind, whoever asks...
     refuses_unconditional_puts(statements, writes)
     secure = {"aws:SecureTransport": "true"}
     for marker in markers:
-        # ...and any deletion of a COMMIT or PUBLISHED marker.
+        # ...and any deletion of a COMMIT or PUBLISHED marker, or of an index entry.
         for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
             attempt = Need("anyone", action, marker.resource, tuple(secure.items()))
             assert [s["Sid"] for s in denying(statements, attempt)], (action, marker.resource)
