@@ -23,7 +23,7 @@ For each number of sequences N:
     sequences it is extrapolated linearly from the largest measured size unless
     ``--full-2016`` is given.
 (c) the in-memory library on one thread, same data, same initial model
-    (``model._e_step`` + ``model._m_step``, median of 3), in a fresh child process
+    (``model._e_step`` + ``model._m_step``, median of 3, wall and CPU seconds), in a fresh child process
     run before Spark starts; "x 2 cores" is half its time, the ideal for local[2].
 (d) peak resident memory of the Spark process tree (the JVM and every Python
     worker under it) plus the driver, sampled every 0.2 s during (a)'s timed
