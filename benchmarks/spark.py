@@ -626,7 +626,7 @@ def print_report(rows: list[dict[str, Any]], libraries: dict[int, dict[str, Any]
         "each process (2 cores: at most 2 CPU seconds per second), next to the library's single-thread "
         "seconds (wall and CPU) for the same E-step and M-step, and the ratio of all of hmm-em's CPU seconds "
         "(JVM, workers, driver) to the library's: 1.25 or less is what the wall-time target of 1.25x the "
-        "library x 2 cores needs, and unlike the wall times it barely moves with a shared machine's load:\n"
+        "library x 2 cores needs, and it moves less than the wall times with a shared machine's load:\n"
     )
     print(
         "| N | Parquet MB | splits / tasks / Arrow batches | empty tasks | + read with pyarrow | + unpack and validate "
