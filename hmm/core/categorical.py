@@ -158,8 +158,10 @@ class CategoricalHMM(BaseHMM):
         return encode(X, offsets, self.symbols, self.unknown_symbol)
 
     def _check_values(self, X: np.ndarray, offsets: np.ndarray) -> None:
-        negative = np.flatnonzero(X < 0)
-        if negative.size:
+        # Reductions first (here and in _check_observations): valid data, every batch of every
+        # E-step on Spark, writes no mask or index array.
+        if X.size and X.min() < 0:
+            negative = np.flatnonzero(X < 0)
             row = negative[0]
             raise InvalidSequenceError(
                 f"{where(offsets, row)}: symbol {X[row]} is negative (symbols must be integers in "
@@ -178,8 +180,8 @@ class CategoricalHMM(BaseHMM):
         return int(X[row]) + 1, f"{where(offsets, row)}: symbol {X[row]}"
 
     def _check_observations(self, X: np.ndarray, offsets: np.ndarray) -> None:
-        too_large = np.flatnonzero(self.n_features <= X)
-        if too_large.size:
+        if X.size and X.max() >= self.n_features:
+            too_large = np.flatnonzero(self.n_features <= X)
             row = too_large[0]
             raise InvalidSequenceError(
                 f"{where(offsets, row)}: symbol {X[row]} is outside [0, {self.n_features}) "

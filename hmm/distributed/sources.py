@@ -65,6 +65,8 @@ BATCH_ROWS = 10_000
 BATCH_BYTES = 64 * 2**20
 #: Files larger than this are split by row groups (Spark's default maxPartitionBytes).
 SPLIT_BYTES = 128 * 2**20
+#: A Spark task sends its records back in Arrow batches of about this many bytes.
+RECORD_MESSAGE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -695,10 +697,24 @@ def _spark_task(work: Any, groups: list[list[tuple[int, Split]]]) -> Any:
 
         freeze_worker_heap()
         schema = pa.schema([("record", pa.binary())])
+
+        def message(pickled: list[bytes]) -> pa.RecordBatch:
+            return pa.RecordBatch.from_arrays([pa.array(pickled, pa.binary())], schema=schema)
+
         for batch in batches:
             for number in batch.column(0).to_pylist():
+                # Records go back in Arrow batches of up to RECORD_MESSAGE_BYTES, not one each: an
+                # E-step record is a few kB, and every Arrow batch is a message for the JVM.
+                pickled: list[bytes] = []
+                size = 0
                 for record in work(groups[number]):
-                    yield pa.RecordBatch.from_pylist([{"record": pickle.dumps(record)}], schema=schema)
+                    pickled.append(pickle.dumps(record))
+                    size += len(pickled[-1])
+                    if size >= RECORD_MESSAGE_BYTES:
+                        yield message(pickled)
+                        pickled, size = [], 0
+                if pickled:
+                    yield message(pickled)
 
     return task
 

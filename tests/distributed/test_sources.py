@@ -242,6 +242,28 @@ def test_spark_tasks_freeze_the_heap_the_local_engine_leaves_it(tmp_path):
         gc.unfreeze()
 
 
+def test_a_spark_task_sends_its_records_in_few_arrow_batches_in_order(monkeypatch):
+    import pickle
+
+    import pyarrow as pa
+
+    records = [{"partition": p, "batch": b, "stats": bytes(100)} for p in (3, 4) for b in range(5)]
+    task = sources._spark_task(lambda group: [r for r in records if r["partition"] in group], [[3, 4], [9]])
+    tasks = pa.record_batch([pa.array([0, 1])], names=["id"])
+    try:
+        (one,) = task([tasks])  # group 1 has no records: no empty batch either
+        assert [pickle.loads(r) for r in one.column("record").to_pylist()] == records
+        size = len(pickle.dumps(records[0]))
+        monkeypatch.setattr(sources, "RECORD_MESSAGE_BYTES", 3 * size)  # a batch closes at 3 records
+        batches = list(task([tasks]))
+        assert [b.num_rows for b in batches] == [3, 3, 3, 1]
+        assert [pickle.loads(r) for b in batches for r in b.column("record").to_pylist()] == records
+    finally:
+        import gc
+
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
 def test_string_ids_are_held_out_from_the_arrow_buffers_as_from_python_strings(kind):
     from hmm.core.holdout import holdout_mask
