@@ -144,24 +144,6 @@ def plain_jvm() -> None:
     airflow_tasks.class_archive_options = lambda archive: ([], None)
 
 
-def task_instances(run_ids: list[str]) -> list[dict[str, Any]]:
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id.in_(run_ids))
-        return [
-            {
-                "run_id": ti.run_id,
-                "task_id": ti.task_id,
-                "state": str(ti.state),
-                "start": ti.start_date.timestamp() if ti.start_date else None,
-                "end": ti.end_date.timestamp() if ti.end_date else None,
-            }
-            for ti in rows
-        ]
-
-
 def iteration_rows(
     store: Path, training_id: str, steps: list[dict[str, Any]], instances: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -440,7 +422,7 @@ def main() -> None:
     training_seconds = time.perf_counter() - started
     log(f"trained in {training_seconds:.1f} s ({len(runs.runs)} DAG runs)")
 
-    instances = task_instances([run_id for run_id, _, _ in runs.runs])
+    instances = airflow.task_instances([run_id for run_id, _, _ in runs.runs])
     json_path = args.json or args.cache / f"dag-{args.sequences}.json"
     raw = {"runs": runs.runs, "steps": clock.steps, "task_instances": instances, "training_id": conf["training_id"]}
     json_path.write_text(json.dumps(raw, indent=1, default=str))  # kept if the analysis below fails

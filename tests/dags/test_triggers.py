@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from infra.local.emr import REGION, emr_backend
 from tests.dags.helpers import aws_connection_to
-from tests.dags.test_dag_emr import ACCOUNT, REGION
 
 POLL = 0.05
 
@@ -18,7 +18,6 @@ POLL = 0.05
 def step(airflow_home, moto_endpoint, monkeypatch):
     """A cluster with one step on moto; returns (cluster id, step id, moto's step object)."""
     import boto3
-    from moto.emr.models import emr_backends
 
     aws_connection_to(moto_endpoint, REGION, monkeypatch)
     client = boto3.client("emr", endpoint_url=moto_endpoint, region_name=REGION)
@@ -33,7 +32,7 @@ def step(airflow_home, moto_endpoint, monkeypatch):
         JobFlowId=cluster_id,
         Steps=[{"Name": "hmm-em t iteration 1", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["true"]}}],
     )["StepIds"][0]
-    moto_step = next(s for s in emr_backends[ACCOUNT][REGION].clusters[cluster_id].steps if s.id == step_id)
+    moto_step = next(s for s in emr_backend().clusters[cluster_id].steps if s.id == step_id)
     moto_step.state = "RUNNING"
     return cluster_id, step_id, moto_step
 
