@@ -9,7 +9,9 @@ starts a run that decodes with it. Triggerable by hand with a conf naming the mo
 
 ```
 validate -> needs_cluster -> [create_cluster] -> decode (outlet: Asset hmm-em-decoded)
+         -> [start_spark] -----------------------/
   -> [terminate_cluster] (teardown: runs whenever the cluster was created)
+  -> [stop_spark] (teardown: runs whenever the local Spark was started)
 watcher (fails the run if any task failed, since the teardown would otherwise decide the run's state)
 ```
 
@@ -21,8 +23,13 @@ watcher (fails the run if any task failed, since the teardown would otherwise de
   output URI, which must be empty, or hold this very decode (finished, or unfinished: resumed).
 * **create_cluster** / **terminate_cluster** (`emr` mode only, and only when there is something
   to decode): a cluster for this run, terminated as the teardown whatever happened in between.
-* **decode** runs `jobs/decode.py` (`local`: `spark-submit --master local[*]`, or a python
-  process with `engine=local`; `emr`: an EMR step named `hmm-em <training_id> decode <digest of
+* **start_spark** / **stop_spark** (`local` mode with the `spark` engine, and only when there is
+  something to decode): the run's local Spark, a Spark Connect server on 127.0.0.1
+  (`hmm.orchestration.connect`), as in `hmm_training`: started once, stopped as the teardown
+  whatever happened, and stopping itself after 15 minutes without a client.
+* **decode** runs `jobs/decode.py` (`local`: a python process with `--remote` on the run's Spark
+  Connect server, or `spark-submit --master local[*]` if that server is gone; a python process
+  without Spark with `engine=local`; `emr`: an EMR step named `hmm-em <training_id> decode <digest of
   the output>`, reused when the task re-runs, waited for inside the task). Then it reads the
   output's `_SUCCESS` manifest and updates the `hmm-em-decoded` asset (extra: output URI, rows,
   outputs, training id, iteration, model SHA-256).
@@ -110,7 +117,7 @@ PARAMS = {
         os.environ.get("HMM_EM_DECODE_ENGINE", "spark"),
         type="string",
         enum=list(ENGINES),
-        description="local mode: spark-submit or pyarrow",
+        description="local mode: Spark (the run's Spark Connect server) or pyarrow",
     ),
     "emr": Param(
         dict(EMR_DEFAULTS),
@@ -139,15 +146,24 @@ with DAG(
     def needs_cluster(mode: str, finished: bool) -> bool:
         return mode == "emr" and not finished
 
+    @task
+    def start_spark(plan: dict):
+        return airflow_tasks.start_spark(plan, JOBS_DIR)
+
     @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DECODED_ASSET])
     def decode(plan: dict, ti=None, outlet_events=None):
-        summary = airflow_tasks.run_decode(plan, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        summary = airflow_tasks.run_decode(plan, cluster, JOBS_DIR, server)
         outlet_events[DECODED_ASSET].extra = summary
         return summary
 
     @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
     def cluster_created(ti=None) -> bool:
         return bool(ti.xcom_pull(task_ids="create_cluster"))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def stop_spark(ti=None):
+        airflow_tasks.stop_spark(ti.xcom_pull(task_ids="start_spark"))
 
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
     def watcher():
@@ -163,6 +179,7 @@ with DAG(
     )
     decoded = decode(plan)
     chain(plan, needs_cluster(plan["mode"], plan["finished"]), create_cluster, decoded)
+    start_spark(plan) >> decoded
     terminate = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
         job_flow_id=create_cluster.output,
@@ -170,6 +187,7 @@ with DAG(
         trigger_rule=TriggerRule.ALL_DONE,
     )
     chain(decoded, cluster_created(), terminate)
+    decoded >> stop_spark()
 
     # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
     gates = {"needs_cluster", "cluster_created"}

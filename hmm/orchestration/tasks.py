@@ -214,12 +214,14 @@ def start_spark(plan: Mapping[str, Any], jobs_dir: str, idle_seconds: float | No
     Returns what :func:`run_local_step` and :func:`stop_spark` need (``url``, ``port``, ``pid``,
     ``log``). The URL names one Spark Connect session for the whole run, so that the server's Python
     workers (keyed by session) and their imports serve every step. Skips in EMR mode (the cluster is
-    the run's Spark) and with the local engine (no Spark).
+    the run's Spark), with the local engine (no Spark), and for a decode whose output is finished.
     """
     from hmm.orchestration import connect
 
     if plan["mode"] != "local" or plan["engine"] != "spark":
         raise AirflowSkipException(f"no local Spark in {plan['mode']} mode with the {plan['engine']} engine")
+    if plan.get("finished"):
+        raise AirflowSkipException("the output is finished already: no local Spark")
     spark_submit = spark_submit_path()
     if not spark_submit:
         raise AirflowFailException("spark-submit not found: install pyspark where the task runs, or set engine=local")
@@ -601,15 +603,18 @@ def plan_decode(params: Mapping[str, Any], model_events: list[Mapping[str, Any]]
     }
 
 
-def run_decode(plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
-    """Run (local) or submit and wait for (EMR) the decode step, unless the output is finished; its summary."""
+def run_decode(
+    plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str, spark_server: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run (local: on ``spark_server``, :func:`start_spark`'s, if any) or submit and wait for (EMR) the decode
+    step, unless the output is finished; its summary."""
     from hmm.training.decode import SUCCESS_KEY
 
     output = plan["decode"]["output"]
     if plan["finished"]:
         log.info("output %s is finished already: nothing to decode", output)
     elif plan["mode"] == "local":
-        run_local_step(plan, "decode", jobs_dir)
+        run_local_step(plan, "decode", jobs_dir, spark_server=spark_server)
     else:
         run_emr_step(plan, "decode", _cluster(cluster_id))
     store = open_store(output)
