@@ -56,9 +56,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
-from airflow.sdk import DAG, Asset, Param, TriggerRule, chain, task
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk import DAG, Asset, Param, TriggerRule, task
 
 from hmm.distributed.sources import ENGINES
 
@@ -73,6 +71,7 @@ from hmm.orchestration.decisions import (
     MODES,
     URI_PATTERN,
 )
+from hmm.orchestration.resources import CLUSTER_TASK_ID, SPARK_TASK_ID, around_steps
 from hmm.training.spec import COLUMN, TRAINING_ID
 
 DAG_ID = "hmm_decode"
@@ -146,49 +145,14 @@ with DAG(
     def needs_cluster(mode: str, finished: bool) -> bool:
         return mode == "emr" and not finished
 
-    @task
-    def start_spark(plan: dict):
-        return airflow_tasks.start_spark(plan, JOBS_DIR)
-
     @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DECODED_ASSET])
     def decode(plan: dict, ti=None, outlet_events=None):
-        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        cluster, server = ti.xcom_pull(task_ids=CLUSTER_TASK_ID), ti.xcom_pull(task_ids=SPARK_TASK_ID)
         summary = airflow_tasks.run_decode(plan, cluster, JOBS_DIR, server)
         outlet_events[DECODED_ASSET].extra = summary
         return summary
 
-    @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
-    def cluster_created(ti=None) -> bool:
-        return bool(ti.xcom_pull(task_ids="create_cluster"))
-
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def stop_spark(ti=None):
-        airflow_tasks.stop_spark(ti.xcom_pull(task_ids="start_spark"))
-
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-    def watcher():
-        raise AirflowException("a task of this run failed (the cluster teardown still ran)")
-
     plan = validate()
-    create_cluster = EmrCreateJobFlowOperator(
-        task_id="create_cluster",
-        job_flow_overrides=plan["job_flow"],
-        aws_conn_id=airflow_tasks.AWS_CONN_ID,
-        emr_conn_id=None,
-        wait_for_completion=False,
-    )
     decoded = decode(plan)
-    chain(plan, needs_cluster(plan["mode"], plan["finished"]), create_cluster, decoded)
-    start_spark(plan) >> decoded
-    terminate = EmrTerminateJobFlowOperator(
-        task_id="terminate_cluster",
-        job_flow_id=create_cluster.output,
-        aws_conn_id=airflow_tasks.AWS_CONN_ID,
-        trigger_rule=TriggerRule.ALL_DONE,
-    )
-    chain(decoded, cluster_created(), terminate)
-    decoded >> stop_spark()
-
-    # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
-    gates = {"needs_cluster", "cluster_created"}
-    [t for t in dag.tasks if t.task_id not in gates] >> watcher()
+    # create_cluster / terminate_cluster, start_spark / stop_spark and the watcher, as in hmm_training.
+    around_steps(dag, plan, needs_cluster(plan["mode"], plan["finished"]), decoded, [decoded], JOBS_DIR)
