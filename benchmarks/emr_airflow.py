@@ -22,8 +22,9 @@ Per iteration, from the clocks of one machine: the **step**, from the step being
 until it is set COMPLETED; **Airflow before** it, from the end of the task before the slot (the
 previous ``wait_i``, or ``init``) until the step is added (scheduler gap + the iteration task's
 process, which submits the step); **Airflow after** it, from COMPLETED until ``wait_i`` has
-succeeded (the trigger's next look, one ``DescribeStep`` every 5 s, + the resumed task: the
-scheduler, a task process, the COMMIT read, the branch). ``DescribeStep`` calls are counted at moto.
+succeeded (the trigger's next look: at the COMMIT every second, at the step every 5 s; the
+triggerer's and the scheduler's loops; the resumed task: a task process, the COMMIT read, the
+branch). ``DescribeStep`` calls are counted at moto.
 
 Output: Markdown tables on stdout, everything measured as JSON (``--json``, default ``<cache>/emr-airflow.json``).
 """
@@ -83,7 +84,6 @@ def iteration_rows(training_id: str, played: list[PlayedStep], instances: list[d
         slot = int(task["task_id"].rsplit("_", 1)[1])
         before = spans[(task["run_id"], f"wait_{slot - 1}" if slot > 1 else "init")]
         wait = spans[(task["run_id"], f"wait_{slot}")]
-        seen = min((t for t in step.looks if t >= step.ended), default=wait["end"])
         rows.append(
             {
                 "iteration": int(step.name.removeprefix(prefix)),
@@ -95,8 +95,6 @@ def iteration_rows(training_id: str, played: list[PlayedStep], instances: list[d
                 "parts": {
                     "scheduling gap before the iteration task": task["start"] - before["end"],
                     "iteration task until the step is added": step.added - task["start"],
-                    "COMPLETED until a DescribeStep sees it": seen - step.ended,
-                    "seen until wait_i succeeded (resume)": wait["end"] - seen,
                 },
                 "describe_calls": len(step.looks),
                 "wait_state": wait["state"],

@@ -18,7 +18,7 @@ The steps read what these tasks return with ``ti.xcom_pull(task_ids=CLUSTER_TASK
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
 from airflow.sdk import TriggerRule, chain, task
@@ -77,14 +77,13 @@ def around_steps(dag: Any, plan: Any, gate: Any, first: Any, last: list[Any], jo
     start_spark(plan) >> first
     terminate = EmrTerminateJobFlowOperator(
         task_id="terminate_cluster",
-        job_flow_id=create_cluster.output,
+        job_flow_id=cast(str, create_cluster.output),  # an XComArg (and an edge): the cluster id at run time
         aws_conn_id=airflow_tasks.AWS_CONN_ID,
         trigger_rule=TriggerRule.ALL_DONE,
     )
-    created = cluster_created()
-    chain(last, created, terminate)
+    chain(last, cluster_created(), terminate)
     last >> stop_spark()
 
     # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
-    gates = {gate.operator.task_id, created.operator.task_id}
+    gates = {gate.operator.task_id, "cluster_created"}
     [t for t in dag.tasks if t.task_id not in gates] >> watcher()

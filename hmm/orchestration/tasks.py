@@ -468,23 +468,28 @@ class IterationWait(BaseOperator, BranchMixIn):
         from hmm.orchestration.triggers import TERMINAL_STATES, EmrStepDoneTrigger
 
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
-        if submitted.get("step_id"):
+        iteration = submitted["iteration"]
+        if submitted.get("step_id") and not _training(self.plan).has_commit(iteration):
             state = emr.step_state(emr.client(self.aws_conn_id), submitted["cluster_id"], submitted["step_id"])
             if state not in TERMINAL_STATES:
-                self.log.info("iteration %s: EMR step %s is %s", submitted["iteration"], submitted["step_id"], state)
+                self.log.info("iteration %s: EMR step %s is %s", iteration, submitted["step_id"], state)
                 self.defer(
                     trigger=EmrStepDoneTrigger(
-                        submitted["cluster_id"], submitted["step_id"], self.poll_seconds, self.aws_conn_id
+                        submitted["cluster_id"],
+                        submitted["step_id"],
+                        self.poll_seconds,
+                        self.aws_conn_id,
+                        commit=[self.plan["store"], self.plan["training_id"], iteration],
                     ),
                     method_name="step_finished",
                     timeout=self.step_timeout,
                 )
-        return self._branch(context, submitted["iteration"])
+        return self._branch(context, iteration)
 
     def step_finished(self, context: Any, event: Mapping[str, Any] | None = None) -> Any:
-        """Resumed by the trigger: the step has finished."""
+        """Resumed by the trigger: the iteration is committed, or the step has finished."""
         event = event or {}
-        if event.get("state") != "COMPLETED":
+        if event.get("state") not in ("COMPLETED", "COMMITTED"):
             raise AirflowFailException(event.get("reason") or f"EMR step ended {event.get('state')}")
         return self._branch(context, context["ti"].xcom_pull(task_ids=self.submit_task_id)["iteration"])
 
