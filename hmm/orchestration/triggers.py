@@ -76,6 +76,11 @@ class EmrStepDoneTrigger(BaseTrigger):
 
         client = await asyncio.to_thread(emr.client, self.aws_conn_id)
         committed = await asyncio.to_thread(self._commit_look) if self.commit else None
+        # The task looked just before it deferred. And an event within seconds of the deferral races the
+        # scheduler: if it handles the deferring process's exit ("success") after queueing the resumed task,
+        # Airflow 3.3 fails the task (state mismatch; apache/airflow#66374, #72716). So the first look is
+        # one poll later.
+        await asyncio.sleep(self.poll_seconds)
         next_look = 0.0
         while True:
             if committed is not None and await asyncio.to_thread(committed):
