@@ -65,8 +65,9 @@ bootstrap action installed on every node, kernels precompiled); before adding on
 task reuses a step of the same name (`hmm-em <training_id> iteration <k>`) that is pending,
 running or completed on the cluster, and a slot whose iteration is committed submits nothing.
 init and finalize wait for their step inside the task; an iteration's step is waited for by
-its `wait_i`, which defers to Airflow's triggerer while the step runs (one DescribeStep every
-5 s, no worker slot held) and resumes as soon as the step has finished.
+its `wait_i`, which defers to Airflow's triggerer while the step runs (no worker slot held: one
+DescribeStep every 5 s, and one S3 HEAD of the iteration's COMMIT every second) and resumes as
+soon as the iteration is committed or the step has finished.
 
 Tasks do not retry on their own: a failure is bad data, a bug or a cluster problem, and
 resuming costs nothing (below).

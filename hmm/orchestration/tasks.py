@@ -426,10 +426,11 @@ class IterationWait(BaseOperator, BranchMixIn):
     """Waits for one loop slot's iteration, then branches: next slot, finalize or continuation.
 
     In ``local`` mode the iteration task ran the step itself, so the COMMIT is there at once. In
-    ``emr`` mode, while the step is pending or running, the task defers to
-    :class:`~hmm.orchestration.triggers.EmrStepDoneTrigger`: the triggerer looks at the step every
-    ``poll_seconds`` and no worker slot is held; the task resumes once the step has finished, and
-    fails at once with EMR's reason if it FAILED or was CANCELLED. It then requires the
+    ``emr`` mode, while the step is pending or running and the iteration not committed, the task
+    defers to :class:`~hmm.orchestration.triggers.EmrStepDoneTrigger`: the triggerer looks at the
+    step every ``poll_seconds`` and at the COMMIT every second, and no worker slot is held; the task
+    resumes once the iteration is committed or the step has finished, and fails at once with
+    EMR's reason if the step FAILED or was CANCELLED first. It then requires the
     iteration's COMMIT, logs it (log-likelihood, delta, timings) and pushes it as XCom ``commit``.
     """
 
