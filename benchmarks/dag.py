@@ -28,9 +28,10 @@ goes comes from three clocks that see the same instants (all wall-clock time of 
   load, E-step and M-step, ``committed_at`` (when the commit starts) and the COMMIT file's
   modification time (when it ends).
 
-The E-step of a step is the first Spark action of a fresh JVM: it includes starting the Python
-workers (which import hmm) and compiling the plan. After the training a probe (one more
-spark-submit, not part of the training time) splits a warm E-step of the same data into the
+The first step's E-step is the first Spark action of the run's server: it includes starting the
+Python workers (which import hmm) and compiling the plan; later steps find them running. After the
+training a probe (not part of the training time: a python process on a Spark Connect server of its
+own, started and reached as the DAG's steps do) splits a warm E-step of the same data into the
 Spark job alone (its tasks empty), the tasks reading their splits with pyarrow, and
 the E-step proper, median of 3.
 
@@ -45,6 +46,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+JOBS_DIR = ROOT / "jobs"
 sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
@@ -144,24 +146,6 @@ def plain_jvm() -> None:
     airflow_tasks.class_archive_options = lambda archive: ([], None)
 
 
-def task_instances(run_ids: list[str]) -> list[dict[str, Any]]:
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id.in_(run_ids))
-        return [
-            {
-                "run_id": ti.run_id,
-                "task_id": ti.task_id,
-                "state": str(ti.state),
-                "start": ti.start_date.timestamp() if ti.start_date else None,
-                "end": ti.end_date.timestamp() if ti.end_date else None,
-            }
-            for ti in rows
-        ]
-
-
 def iteration_rows(
     store: Path, training_id: str, steps: list[dict[str, Any]], instances: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -223,43 +207,16 @@ def iteration_rows(
 # ------------------------------------------------------------------ the E-step probe
 
 
-def probe_command(data: Path, model_file: Path, repeats: int) -> list[str]:
-    """spark-submit of this script's probe, with a local-mode step's Spark and JVM settings."""
-    from hmm.orchestration import decisions as orchestration
-    from hmm.orchestration import tasks as airflow_tasks
-
-    spark_submit = airflow_tasks.spark_submit_path()
-    assert spark_submit, "spark-submit not found"
-    archive = airflow_tasks.spark_class_archive(spark_submit)
-    # The training's init step wrote the archive if there was none (the probe does not write one).
-    java = airflow_tasks.class_archive_options(archive)[0] if archive.exists() else []
-    conf = [part for key, value in orchestration.LOCAL_SPARK_CONF.items() for part in ("--conf", f"{key}={value}")]
-    options = " ".join([*orchestration.LOCAL_JAVA_OPTIONS, *java])
-    return [
-        spark_submit,
-        "--master",
-        orchestration.LOCAL_MASTER,
-        *conf,
-        *(["--driver-java-options", options] if options else []),
-        __file__,
-        "--probe-child",
-        str(data),
-        "--model",
-        str(model_file),
-        "--repeats",
-        str(repeats),
-    ]
-
-
-def probe_child(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
-    """In one spark-submit: the step's Spark job doing more and more, cold then warm, interleaved."""
+def probe_child(data: Path, model_file: str, repeats: int, remote: str) -> dict[str, Any]:
+    """In one python process on the Spark Connect server ``remote``: the step's Spark job doing more and more,
+    cold then warm, interleaved."""
     from pyspark.sql import SparkSession
 
     import hmm
     from hmm.distributed.sources import ParquetSequences, task_groups
+    from hmm.distributed.spark import default_parallelism
 
-    spark = SparkSession.builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = SparkSession.builder.remote(remote).getOrCreate()
     model = hmm.load(str(model_file))
     source = ParquetSequences(data.as_uri(), id_col="id", engine="spark", spark=spark)
     passes = split_passes(spark, source, model)
@@ -277,7 +234,7 @@ def probe_child(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
             warm[name].append(time.perf_counter() - started)
     result = {
         "splits": len(source.splits()),
-        "tasks": len(task_groups(list(enumerate(source.splits())), spark.sparkContext.defaultParallelism)),
+        "tasks": len(task_groups(list(enumerate(source.splits())), default_parallelism(spark))),
         "cold": cold,
         "warm": {name: statistics.median(values) for name, values in warm.items()},
     }
@@ -285,10 +242,21 @@ def probe_child(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
     return result
 
 
-def run_probe(data: Path, model_file: Path, repeats: int) -> dict[str, Any]:
-    output = subprocess.run(
-        probe_command(data, model_file, repeats), check=True, stdout=subprocess.PIPE, text=True
-    ).stdout
+def run_probe(data: Path, model_file: str, repeats: int) -> dict[str, Any]:
+    """:func:`probe_child` as a DAG run's steps run: a python process (``--remote``) on a Spark Connect server
+    started as the run's ``start_spark`` starts it (same command, Spark and JVM settings, environment),
+    one of its own (fresh: its Python workers start on the first pass), stopped afterwards."""
+    from hmm.orchestration import tasks as airflow_tasks
+
+    plan = {"mode": "local", "engine": "spark", "training_id": "probe"}
+    server = airflow_tasks.start_spark(plan, str(JOBS_DIR))
+    try:
+        argv = [sys.executable, __file__, "--probe-child", str(data), "--model", model_file]
+        argv += ["--repeats", str(repeats), "--remote", server["url"]]
+        env = airflow_tasks.local_environment(str(JOBS_DIR))
+        output = subprocess.run(argv, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+    finally:
+        airflow_tasks.stop_spark(server)
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return result
 
@@ -372,17 +340,19 @@ def print_report(result: dict[str, Any]) -> None:
         estep = statistics.median(r["phases"]["estep"] for r in rows)
         warm, cold = probe["warm"], probe["cold"]
         print(
-            f"\nThe E-step, split (probe: one more spark-submit, same data, {probe['splits']} splits in "
-            f"{probe['tasks']} tasks; warm = median of 3 in a session that has run each pass once):\n"
+            f"\nThe E-step, split (probe: a python process on a fresh Spark Connect server, same data, "
+            f"{probe['splits']} splits in {probe['tasks']} tasks; warm = median of 3 in a session that has run "
+            "each pass once):\n"
         )
-        print("| pass | first in a fresh JVM | warm |\n|---|---:|---:|")
+        print("| pass | first on a fresh server | warm |\n|---|---:|---:|")
         print(f"| Spark job, its tasks empty | {seconds(cold['empty tasks'])} | {seconds(warm['empty tasks'])} |")
         print(f"| + each task reads its splits with pyarrow | {seconds(cold['read'])} | {seconds(warm['read'])} |")
         print(f"| + E-step in the workers (hmm-em) | {seconds(cold['estep'])} | {seconds(warm['estep'])} |")
         first_action = seconds(estep - warm["estep"])
         print(
-            f"\nA step's E-step (median {seconds(estep)} s) is its first Spark action: {first_action} s more than "
-            "a warm one (the Python workers starting and importing hmm, the JVM's JIT)."
+            f"\nA step's E-step (median {seconds(estep)} s) is {first_action} s more than the probe's warm one "
+            "(it is the step's first Spark action: its plan; on a run's first step, also the Python workers "
+            "starting and importing hmm)."
         )
     print(f"\nJSON: {result['json']}")
 
@@ -400,10 +370,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="warm passes of the probe (median)")
     parser.add_argument("--json", type=Path, help="where to write the results (default <cache>/dag-<N>.json)")
     parser.add_argument("--probe-child", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--remote", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe_child:
-        print(json.dumps(probe_child(args.probe_child, args.model, args.repeats)))
+        print(json.dumps(probe_child(args.probe_child, args.model, args.repeats, args.remote)))
         return
 
     from infra.local.dag_runner import LocalAirflow
@@ -440,7 +411,7 @@ def main() -> None:
     training_seconds = time.perf_counter() - started
     log(f"trained in {training_seconds:.1f} s ({len(runs.runs)} DAG runs)")
 
-    instances = task_instances([run_id for run_id, _, _ in runs.runs])
+    instances = airflow.task_instances([run_id for run_id, _, _ in runs.runs])
     json_path = args.json or args.cache / f"dag-{args.sequences}.json"
     raw = {"runs": runs.runs, "steps": clock.steps, "task_instances": instances, "training_id": conf["training_id"]}
     json_path.write_text(json.dumps(raw, indent=1, default=str))  # kept if the analysis below fails
@@ -453,8 +424,8 @@ def main() -> None:
     probe = None
     if not args.no_probe and runs.published:
         log("probe: the E-step split")
-        model_file = store / "trainings" / conf["training_id"] / "model" / "model.npz"
-        probe = run_probe(data, model_file, args.repeats)
+        # The published model (model/<iteration>/model.npz of the file:// store): the PUBLISHED marker names it.
+        probe = run_probe(data, runs.published["model"].removeprefix("file://"), args.repeats)
     from hmm.orchestration import decisions as orchestration
 
     result = {

@@ -420,28 +420,44 @@ def cpu_seconds(jvm: psutil.Process | None) -> dict[str, float]:
 def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str, Any]:
     """The training job's Spark job over ``source``'s splits, doing more and more of the work."""
     from hmm.distributed.sources import read_split, task_groups
-    from hmm.distributed.spark import freeze_worker_heap
+    from hmm.distributed.spark import freeze_worker_heap, is_connect
 
-    context = spark.sparkContext
-    groups = task_groups(list(enumerate(source.splits())), context.defaultParallelism)
     filesystem_spec = source.filesystem_spec
+    passes: dict[str, Any] = {}
+    if is_connect(spark):
+        # A Connect session has no RDDs: the same tasks through the DataFrame API, as its E-step runs them.
+        indexed = list(enumerate(source.splits()))
 
-    def empty_task(group: Any) -> Any:
-        freeze_worker_heap()  # as the E-step's tasks do
-        yield len(group)
+        def empty_split(group: Any) -> Any:
+            yield {"partition": group[0][0], "batch": 0}
 
-    def read_batches(group: Any) -> Any:
-        freeze_worker_heap()
-        filesystem = filesystem_spec.open()
-        for _, split in group:
-            yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+        def read_split_rows(group: Any) -> Any:
+            filesystem = filesystem_spec.open()
+            for index, split in group:
+                rows = sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+                yield {"partition": index, "batch": 0, "rows": rows}
 
-    return {
-        "empty tasks": lambda: context.parallelize(groups, len(groups)).flatMap(empty_task).collect(),
-        "read": lambda: context.parallelize(groups, len(groups)).flatMap(read_batches).collect(),
-        "validate": lambda: source.records(model, statistics=False),
-        "estep": lambda: source.records(model, statistics=True),
-    }
+        passes["empty tasks"] = lambda: source.map_splits(empty_split, indexed)
+        passes["read"] = lambda: source.map_splits(read_split_rows, indexed)
+    else:
+        context = spark.sparkContext
+        groups = task_groups(list(enumerate(source.splits())), context.defaultParallelism)
+
+        def empty_task(group: Any) -> Any:
+            freeze_worker_heap()  # as the E-step's tasks do
+            yield len(group)
+
+        def read_batches(group: Any) -> Any:
+            freeze_worker_heap()
+            filesystem = filesystem_spec.open()
+            for _, split in group:
+                yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+
+        passes["empty tasks"] = lambda: context.parallelize(groups, len(groups)).flatMap(empty_task).collect()
+        passes["read"] = lambda: context.parallelize(groups, len(groups)).flatMap(read_batches).collect()
+    passes["validate"] = lambda: source.records(model, statistics=False)
+    passes["estep"] = lambda: source.records(model, statistics=True)
+    return passes
 
 
 def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dict[str, Any]:

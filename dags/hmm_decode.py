@@ -9,7 +9,9 @@ starts a run that decodes with it. Triggerable by hand with a conf naming the mo
 
 ```
 validate -> needs_cluster -> [create_cluster] -> decode (outlet: Asset hmm-em-decoded)
+         -> [start_spark] -----------------------/
   -> [terminate_cluster] (teardown: runs whenever the cluster was created)
+  -> [stop_spark] (teardown: runs whenever the local Spark was started)
 watcher (fails the run if any task failed, since the teardown would otherwise decide the run's state)
 ```
 
@@ -21,8 +23,13 @@ watcher (fails the run if any task failed, since the teardown would otherwise de
   output URI, which must be empty, or hold this very decode (finished, or unfinished: resumed).
 * **create_cluster** / **terminate_cluster** (`emr` mode only, and only when there is something
   to decode): a cluster for this run, terminated as the teardown whatever happened in between.
-* **decode** runs `jobs/decode.py` (`local`: `spark-submit --master local[*]`, or a python
-  process with `engine=local`; `emr`: an EMR step named `hmm-em <training_id> decode <digest of
+* **start_spark** / **stop_spark** (`local` mode with the `spark` engine, and only when there is
+  something to decode): the run's local Spark, a Spark Connect server on 127.0.0.1
+  (`hmm.orchestration.connect`), as in `hmm_training`: started once, stopped as the teardown
+  whatever happened, and stopping itself after 15 minutes without a client.
+* **decode** runs `jobs/decode.py` (`local`: a python process with `--remote` on the run's Spark
+  Connect server, or `spark-submit --master local[*]` if that server is gone; a python process
+  without Spark with `engine=local`; `emr`: an EMR step named `hmm-em <training_id> decode <digest of
   the output>`, reused when the task re-runs, waited for inside the task). Then it reads the
   output's `_SUCCESS` manifest and updates the `hmm-em-decoded` asset (extra: output URI, rows,
   outputs, training id, iteration, model SHA-256).
@@ -49,9 +56,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
-from airflow.sdk import DAG, Asset, Param, TriggerRule, chain, task
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk import DAG, Asset, Param, TriggerRule, task
 
 from hmm.distributed.sources import ENGINES
 
@@ -66,6 +71,7 @@ from hmm.orchestration.decisions import (
     MODES,
     URI_PATTERN,
 )
+from hmm.orchestration.resources import CLUSTER_TASK_ID, SPARK_TASK_ID, around_steps
 from hmm.training.spec import COLUMN, TRAINING_ID
 
 DAG_ID = "hmm_decode"
@@ -110,7 +116,7 @@ PARAMS = {
         os.environ.get("HMM_EM_DECODE_ENGINE", "spark"),
         type="string",
         enum=list(ENGINES),
-        description="local mode: spark-submit or pyarrow",
+        description="local mode: Spark (the run's Spark Connect server) or pyarrow",
     ),
     "emr": Param(
         dict(EMR_DEFAULTS),
@@ -141,36 +147,12 @@ with DAG(
 
     @task(trigger_rule=TriggerRule.NONE_FAILED, outlets=[DECODED_ASSET])
     def decode(plan: dict, ti=None, outlet_events=None):
-        summary = airflow_tasks.run_decode(plan, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        cluster, server = ti.xcom_pull(task_ids=CLUSTER_TASK_ID), ti.xcom_pull(task_ids=SPARK_TASK_ID)
+        summary = airflow_tasks.run_decode(plan, cluster, JOBS_DIR, server)
         outlet_events[DECODED_ASSET].extra = summary
         return summary
 
-    @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
-    def cluster_created(ti=None) -> bool:
-        return bool(ti.xcom_pull(task_ids="create_cluster"))
-
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-    def watcher():
-        raise AirflowException("a task of this run failed (the cluster teardown still ran)")
-
     plan = validate()
-    create_cluster = EmrCreateJobFlowOperator(
-        task_id="create_cluster",
-        job_flow_overrides=plan["job_flow"],
-        aws_conn_id=airflow_tasks.AWS_CONN_ID,
-        emr_conn_id=None,
-        wait_for_completion=False,
-    )
     decoded = decode(plan)
-    chain(plan, needs_cluster(plan["mode"], plan["finished"]), create_cluster, decoded)
-    terminate = EmrTerminateJobFlowOperator(
-        task_id="terminate_cluster",
-        job_flow_id=create_cluster.output,
-        aws_conn_id=airflow_tasks.AWS_CONN_ID,
-        trigger_rule=TriggerRule.ALL_DONE,
-    )
-    chain(decoded, cluster_created(), terminate)
-
-    # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
-    gates = {"needs_cluster", "cluster_created"}
-    [t for t in dag.tasks if t.task_id not in gates] >> watcher()
+    # create_cluster / terminate_cluster, start_spark / stop_spark and the watcher, as in hmm_training.
+    around_steps(dag, plan, needs_cluster(plan["mode"], plan["finished"]), decoded, [decoded], JOBS_DIR)

@@ -65,8 +65,9 @@ bootstrap action installed on every node, kernels precompiled); before adding on
 task reuses a step of the same name (`hmm-em <training_id> iteration <k>`) that is pending,
 running or completed on the cluster, and a slot whose iteration is committed submits nothing.
 init and finalize wait for their step inside the task; an iteration's step is waited for by
-its `wait_i`, which defers to Airflow's triggerer while the step runs (one DescribeStep every
-5 s, no worker slot held) and resumes as soon as the step has finished.
+its `wait_i`, which defers to Airflow's triggerer while the step runs (no worker slot held: one
+DescribeStep every 5 s, and one S3 HEAD of the iteration's COMMIT every second) and resumes as
+soon as the iteration is committed or the step has finished.
 
 Tasks do not retry on their own: a failure is bad data, a bug or a cluster problem, and
 resuming costs nothing (below).
@@ -108,16 +109,15 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.amazon.aws.operators.emr import EmrCreateJobFlowOperator, EmrTerminateJobFlowOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Asset, Param, TriggerRule, chain, task
-from airflow.sdk.exceptions import AirflowException
 
 # Every task process parses this file before running its task: only light modules here (no models,
 # numba, scipy, scikit-learn, pyarrow or Spark; tests/dags/test_dag_imports.py checks). The task
 # callables in hmm.orchestration.tasks import what they need when they run.
 from hmm.orchestration import tasks as airflow_tasks
 from hmm.orchestration.decisions import EMR_DEFAULTS, MODEL_ASSET_NAME, PARAMS_SCHEMA
+from hmm.orchestration.resources import CLUSTER_TASK_ID, SPARK_TASK_ID, around_steps
 
 DAG_ID = "hmm_training"
 #: Iteration slots per run; a run that uses them all without converging triggers a continuation.
@@ -203,51 +203,24 @@ with DAG(
     def emr_mode(mode: str) -> bool:
         return mode == "emr"
 
-    @task
-    def start_spark(plan: dict):
-        return airflow_tasks.start_spark(plan, JOBS_DIR)
-
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def init(plan: dict, ti=None):
-        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        cluster, server = ti.xcom_pull(task_ids=CLUSTER_TASK_ID), ti.xcom_pull(task_ids=SPARK_TASK_ID)
         return airflow_tasks.init(plan, cluster, JOBS_DIR, server)
 
     @task
     def iteration(plan: dict, slot: int, ti=None):
-        cluster, server = ti.xcom_pull(task_ids="create_cluster"), ti.xcom_pull(task_ids="start_spark")
+        cluster, server = ti.xcom_pull(task_ids=CLUSTER_TASK_ID), ti.xcom_pull(task_ids=SPARK_TASK_ID)
         return airflow_tasks.submit_iteration(plan, slot, cluster, JOBS_DIR, server)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, outlets=[MODEL_ASSET])
     def finalize(plan: dict, ti=None, outlet_events=None):
-        published = airflow_tasks.finalize(plan, ti.xcom_pull(task_ids="create_cluster"), JOBS_DIR)
+        published = airflow_tasks.finalize(plan, ti.xcom_pull(task_ids=CLUSTER_TASK_ID), JOBS_DIR)
         outlet_events[MODEL_ASSET].extra = published
         return published
 
-    @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE, ignore_downstream_trigger_rules=False)
-    def cluster_created(ti=None) -> bool:
-        return bool(ti.xcom_pull(task_ids="create_cluster"))
-
-    @task(trigger_rule=TriggerRule.ALL_DONE)
-    def stop_spark(ti=None):
-        airflow_tasks.stop_spark(ti.xcom_pull(task_ids="start_spark"))
-
-    @task(trigger_rule=TriggerRule.ONE_FAILED, retries=0)
-    def watcher():
-        raise AirflowException("a task of this run failed (the cluster teardown still ran)")
-
     plan = validate()
-    create_cluster = EmrCreateJobFlowOperator(
-        task_id="create_cluster",
-        job_flow_overrides=plan["job_flow"],
-        aws_conn_id=airflow_tasks.AWS_CONN_ID,
-        emr_conn_id=None,
-        wait_for_completion=False,
-    )
     started = init(plan)
-    spark = start_spark(plan)
-    chain(plan, emr_mode(plan["mode"]), create_cluster, started)
-    spark >> started
-
     published = finalize(plan)
     continuation = TriggerDagRunOperator(
         task_id="continue_training",
@@ -278,15 +251,5 @@ with DAG(
         previous = waited
     previous >> continuation
 
-    terminate = EmrTerminateJobFlowOperator(
-        task_id="terminate_cluster",
-        job_flow_id=create_cluster.output,
-        aws_conn_id=airflow_tasks.AWS_CONN_ID,
-        trigger_rule=TriggerRule.ALL_DONE,
-    )
-    chain([published, continuation], cluster_created(), terminate)
-    [published, continuation] >> stop_spark()
-
-    # A short circuit skips all its direct downstream tasks: the watcher must not be one of them.
-    gates = {"emr_mode", "cluster_created"}
-    [t for t in dag.tasks if t.task_id not in gates] >> watcher()
+    # create_cluster / terminate_cluster, start_spark / stop_spark and the watcher, as in hmm_decode.
+    around_steps(dag, plan, emr_mode(plan["mode"]), started, [published, continuation], JOBS_DIR)

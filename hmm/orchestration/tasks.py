@@ -218,12 +218,14 @@ def start_spark(plan: Mapping[str, Any], jobs_dir: str, idle_seconds: float | No
     Returns what :func:`run_local_step` and :func:`stop_spark` need (``url``, ``port``, ``pid``,
     ``log``). The URL names one Spark Connect session for the whole run, so that the server's Python
     workers (keyed by session) and their imports serve every step. Skips in EMR mode (the cluster is
-    the run's Spark) and with the local engine (no Spark).
+    the run's Spark), with the local engine (no Spark), and for a decode whose output is finished.
     """
     from hmm.orchestration import connect
 
     if plan["mode"] != "local" or plan["engine"] != "spark":
         raise AirflowSkipException(f"no local Spark in {plan['mode']} mode with the {plan['engine']} engine")
+    if plan.get("finished"):
+        raise AirflowSkipException("the output is finished already: no local Spark")
     spark_submit = spark_submit_path()
     if not spark_submit:
         raise AirflowFailException("spark-submit not found: install pyspark where the task runs, or set engine=local")
@@ -428,10 +430,11 @@ class IterationWait(BaseOperator, BranchMixIn):
     """Waits for one loop slot's iteration, then branches: next slot, finalize or continuation.
 
     In ``local`` mode the iteration task ran the step itself, so the COMMIT is there at once. In
-    ``emr`` mode, while the step is pending or running, the task defers to
-    :class:`~hmm.orchestration.triggers.EmrStepDoneTrigger`: the triggerer looks at the step every
-    ``poll_seconds`` and no worker slot is held; the task resumes once the step has finished, and
-    fails at once with EMR's reason if it FAILED or was CANCELLED. It then requires the
+    ``emr`` mode, while the step is pending or running and the iteration not committed, the task
+    defers to :class:`~hmm.orchestration.triggers.EmrStepDoneTrigger`: the triggerer looks at the
+    step every ``poll_seconds`` and at the COMMIT every second, and no worker slot is held; the task
+    resumes once the iteration is committed or the step has finished, and fails at once with
+    EMR's reason if the step FAILED or was CANCELLED first. It then requires the
     iteration's COMMIT, logs it (log-likelihood, delta, timings) and pushes it as XCom ``commit``.
     """
 
@@ -470,23 +473,28 @@ class IterationWait(BaseOperator, BranchMixIn):
         from hmm.orchestration.triggers import TERMINAL_STATES, EmrStepDoneTrigger
 
         submitted = context["ti"].xcom_pull(task_ids=self.submit_task_id)
-        if submitted.get("step_id"):
+        iteration = submitted["iteration"]
+        if submitted.get("step_id") and not _training(self.plan).has_commit(iteration):
             state = emr.step_state(emr.client(self.aws_conn_id), submitted["cluster_id"], submitted["step_id"])
             if state not in TERMINAL_STATES:
-                self.log.info("iteration %s: EMR step %s is %s", submitted["iteration"], submitted["step_id"], state)
+                self.log.info("iteration %s: EMR step %s is %s", iteration, submitted["step_id"], state)
                 self.defer(
                     trigger=EmrStepDoneTrigger(
-                        submitted["cluster_id"], submitted["step_id"], self.poll_seconds, self.aws_conn_id
+                        submitted["cluster_id"],
+                        submitted["step_id"],
+                        self.poll_seconds,
+                        self.aws_conn_id,
+                        commit=[self.plan["store"], self.plan["training_id"], iteration],
                     ),
                     method_name="step_finished",
                     timeout=self.step_timeout,
                 )
-        return self._branch(context, submitted["iteration"])
+        return self._branch(context, iteration)
 
     def step_finished(self, context: Any, event: Mapping[str, Any] | None = None) -> Any:
-        """Resumed by the trigger: the step has finished."""
+        """Resumed by the trigger: the iteration is committed, or the step has finished."""
         event = event or {}
-        if event.get("state") != "COMPLETED":
+        if event.get("state") not in ("COMPLETED", "COMMITTED"):
             raise AirflowFailException(event.get("reason") or f"EMR step ended {event.get('state')}")
         return self._branch(context, context["ti"].xcom_pull(task_ids=self.submit_task_id)["iteration"])
 
@@ -605,15 +613,18 @@ def plan_decode(params: Mapping[str, Any], model_events: list[Mapping[str, Any]]
     }
 
 
-def run_decode(plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str) -> dict[str, Any]:
-    """Run (local) or submit and wait for (EMR) the decode step, unless the output is finished; its summary."""
+def run_decode(
+    plan: Mapping[str, Any], cluster_id: str | None, jobs_dir: str, spark_server: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Run (local: on ``spark_server``, :func:`start_spark`'s, if any) or submit and wait for (EMR) the decode
+    step, unless the output is finished; its summary."""
     from hmm.training.decode import SUCCESS_KEY
 
     output = plan["decode"]["output"]
     if plan["finished"]:
         log.info("output %s is finished already: nothing to decode", output)
     elif plan["mode"] == "local":
-        run_local_step(plan, "decode", jobs_dir)
+        run_local_step(plan, "decode", jobs_dir, spark_server=spark_server)
     else:
         run_emr_step(plan, "decode", _cluster(cluster_id))
     store = open_store(output)

@@ -166,6 +166,10 @@ class Training:
                 numbers.append(int(number))
         return sorted(numbers)
 
+    def has_commit(self, iteration: int) -> bool:
+        """Whether iteration ``iteration`` is committed: one look at its COMMIT (no listing)."""
+        return self.store.exists(self._commit_key(iteration))
+
     def latest(self) -> int | None:
         """The highest committed iteration; None before iteration 0 is committed."""
         numbers = self.committed()

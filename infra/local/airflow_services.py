@@ -372,9 +372,13 @@ class AirflowClient:
             time.sleep(POLL_SECONDS)
         raise AirflowServiceError(f"run {run_id} of {dag_id} not finished after {timeout:.0f} s: {run}")
 
-    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """A run's task instances as the API gives them (``task_id``, ``state``, ``start_date``, ``end_date``...)."""
         body = self.json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
-        return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
+        return list(body["task_instances"])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        return {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         """A task's log as text, one JSON line per structured log event (for checks and failure messages)."""

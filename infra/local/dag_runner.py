@@ -211,6 +211,24 @@ class LocalAirflow:
         result.published = training.published()
         return result
 
+    def task_instances(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        """The task instances of the runs ``run_ids``: run and task id, state, start and end (epoch seconds)."""
+        from airflow.models import TaskInstance
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            rows = session.query(TaskInstance).filter(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id.in_(run_ids))
+            return [
+                {
+                    "run_id": ti.run_id,
+                    "task_id": ti.task_id,
+                    "state": str(ti.state),
+                    "start": ti.start_date.timestamp() if ti.start_date else None,
+                    "end": ti.end_date.timestamp() if ti.end_date else None,
+                }
+                for ti in rows
+            ]
+
     def _continuation(self, run_id: str, training_id: str, latest: int | None) -> dict[str, Any] | None:
         """The conf of the continuation run that run ``run_id`` queued, if it handed the training over."""
         from airflow.models import DagRun, TaskInstance

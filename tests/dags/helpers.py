@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,10 +100,6 @@ def jobs_in_this_process(monkeypatch: Any) -> Iterator[list[list[str]]]:
 
 def aws_connection_to(endpoint: str, region: str, monkeypatch: Any) -> None:
     """Point Airflow's ``aws_default`` connection at ``endpoint`` (a moto server on 127.0.0.1)."""
-    connection = {
-        "conn_type": "aws",
-        "login": "testing",
-        "password": "testing",
-        "extra": {"endpoint_url": endpoint, "region_name": region},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+    from infra.local.emr import aws_connection
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_connection(endpoint, region))

@@ -18,22 +18,15 @@ from hmm.orchestration import decisions as orchestration
 from hmm.training.commits import Training
 from hmm.training.spec import TrainingSpec
 from hmm.training.store import open_store
+from infra.local.emr import REGION, emr_backend, local_job
 from tests.conftest import write_categorical_parquet
 from tests.dags.helpers import SPEC, aws_connection_to, conf, records, reference, run_job_here, task_states
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 DATE = datetime(2026, 2, 2, tzinfo=UTC)
 TOL = 1000.0  # stops the training at iteration 2 on the test data
 EMR = {"bundle_root": "s3://hmm-em-artifacts/bundle", "log_uri": "s3://hmm-em-logs/emr/", "core_instance_count": 3}
 #: The bundle of the code under test: a new training runs the version of the hmm-em the DAG imports.
 BUNDLE = f"s3://hmm-em-artifacts/bundle/{hmm.__version__}"
-
-
-def emr_backend():
-    from moto.emr.models import emr_backends
-
-    return emr_backends[ACCOUNT][REGION]
 
 
 class FakeCluster:
@@ -54,8 +47,7 @@ class FakeCluster:
         elif step.name in self.outcomes:
             step.state, step.last_state_change_reason = self.outcomes[step.name]
         else:
-            engine = [] if any(a.endswith("/finalize.py") for a in step.args) else ["--engine", "local"]
-            step.state = "COMPLETED" if run_job_here([*step.args, *engine]) == 0 else "FAILED"
+            step.state = "COMPLETED" if run_job_here(local_job(step.args)) == 0 else "FAILED"
 
 
 @pytest.fixture

@@ -144,22 +144,6 @@ def test_a_run_out_of_slots_hands_over_to_a_continuation_run(dag, tmp_path, data
     assert Training(open_store(store), training).published() is not None
 
 
-@pytest.fixture
-def spark_servers(monkeypatch):
-    """Every Spark Connect server the DAG's start_spark task starts (:func:`hmm.orchestration.connect.start`)."""
-    from hmm.orchestration import connect
-
-    real = connect.start
-    started: list[dict] = []
-
-    def start(*args, **kwargs):
-        started.append(real(*args, **kwargs))
-        return started[-1]
-
-    monkeypatch.setattr(connect, "start", start)
-    return started
-
-
 def test_the_runs_spark_connect_server_runs_the_iteration_of_a_resumed_training(
     dag, tmp_path, spark_servers, monkeypatch
 ):

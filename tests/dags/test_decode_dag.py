@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from hmm.training.commits import Training
 from hmm.training.spec import TrainingSpec
 from hmm.training.store import open_store
 from tests.conftest import DAGS, write_categorical_parquet
-from tests.dags.helpers import SPEC, task_states
+from tests.dags.helpers import SPEC, recorded_commands, task_states
 from tests.dags.test_dag_emr import EMR, cluster_of, cluster_steps, emr, emr_backend, sent_configs  # noqa: F401
 
 BUNDLE = f"s3://hmm-em-artifacts/bundle/{hmm.__version__}"
@@ -75,6 +76,7 @@ def test_local_mode_decodes_into_the_default_output_and_a_rerun_does_nothing(dec
     states = task_states(run)
     assert (states["needs_cluster"], states["create_cluster"], states["decode"]) == ("success", "skipped", "success")
     assert (states["terminate_cluster"], states["watcher"]) == ("skipped", "skipped")
+    assert (states["start_spark"], states["stop_spark"]) == ("skipped", "skipped")  # engine local: no Spark
     summary = output_of(run)
     iteration = Training(open_store(store), "trained").published()["iteration"]
     expected_output = orchestration.default_decode_output(
@@ -93,6 +95,35 @@ def test_local_mode_decodes_into_the_default_output_and_a_rerun_does_nothing(dec
     assert again.state == "success"
     assert "is finished already: nothing to decode" in caplog.text
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == written
+
+
+def test_local_mode_with_spark_decodes_on_the_runs_spark_connect_server(
+    decode_dag, tmp_path, spark_servers, monkeypatch
+):
+    """Real local Spark (~30 s here): start_spark starts the run's Spark Connect server, the decode step is a
+    python process on it (``--remote``, no spark-submit), stop_spark stops it; the output is the library's."""
+    from hmm.orchestration import connect
+
+    store = f"file://{tmp_path}/store"
+    _, X, lengths, model = publish(store, tmp_path, n_sequences=20)
+    run_conf = {"store": store, "training_id": "trained", "engine": "spark", "outputs": ["viterbi"]}
+    with recorded_commands(monkeypatch) as commands:
+        run = decode_dag.test(run_conf=run_conf)
+    assert run.state == "success"
+    states = task_states(run)
+    assert (states["start_spark"], states["decode"], states["stop_spark"]) == ("success", "success", "success")
+    (server,) = spark_servers
+    (command,) = commands
+    assert command[0] == sys.executable and command[1].endswith("/jobs/decode.py")
+    assert command[command.index("--remote") + 1] == server["url"]
+    assert not connect.alive(server)  # stopped by the teardown
+    table = pq.read_table(output_of(run)["output"].removeprefix("file://")).sort_by("id")
+    np.testing.assert_array_equal(np.concatenate(table.column("viterbi").to_pylist()), model.predict(X, lengths))
+
+    # The output is finished: the next run starts no Spark at all.
+    again = decode_dag.test(run_conf=run_conf)
+    assert again.state == "success"
+    assert task_states(again)["start_spark"] == "skipped" and len(spark_servers) == 1
 
 
 @pytest.mark.parametrize(
@@ -145,6 +176,7 @@ def test_emr_mode_runs_one_decode_step_on_its_cluster_and_terminates_it(
         "success",
         "skipped",
     )
+    assert (states["start_spark"], states["stop_spark"]) == ("skipped", "skipped")
     iteration = Training(open_store(s3_root), "trained").published()["iteration"]
     (sent,) = sent_configs
     assert sent == orchestration.job_flow_config({**orchestration.EMR_DEFAULTS, **EMR}, "trained", hmm.__version__)
