@@ -93,8 +93,9 @@ def main() -> None:
                 estep = work / (nodes * VCPUS_PER_NODE)
                 seconds = fixed + estep
                 dollars = [(nodes + 1) * PRICES[name] * seconds / 3600 for name in names]
+                parquet_gb = observations * PARQUET_BYTES_PER_OBSERVATION / 1e9
                 print(
-                    f"| 10^{len(str(observations)) - 1} | {k} | {observations * PARQUET_BYTES_PER_OBSERVATION / 1e9:.1f} GB "
+                    f"| 10^{len(str(observations)) - 1} | {k} | {parquet_gb:.1f} GB "
                     f"| {work:,.0f} | {nodes} ({nodes * VCPUS_PER_NODE}) | {estep:.1f} s | {seconds / 60:.2f} | "
                     + " | ".join(f"{d:.3f}" for d in dollars)
                     + " |"
