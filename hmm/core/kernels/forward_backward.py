@@ -11,6 +11,7 @@ from hmm.core.kernels.lanes import (
     _buffers,
     _fmav,
     _frame_rows,
+    _gather_frame,
     _jit,
     _lane_sum,
     _load,
@@ -26,16 +27,20 @@ from hmm.core.kernels.lanes import (
     _scatter_frame,
     _splat,
     _store,
+    _sub,
 )
 
 
 @_jit
-def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start):
+def _backward_block(
+    transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start, gamma
+):
     """Backward sweep of one block: posteriors out, ``frames`` overwritten.
 
-    The posteriors of frame t go to ``target[row]`` (``symbols`` empty), or are
-    added to ``target[symbol of the frame]``; those of the first frames are
-    added to ``start``.
+    The posteriors of frame t go to ``gamma[t, state, lane]`` if ``gamma`` is
+    not empty (zero past the end of a lane's sequence), else to
+    ``target[row]`` (``symbols`` empty), or are added to ``target[symbol of
+    the frame]``; those of the first frames are added to ``start``.
 
     ``frames[t + 1]`` is replaced by ``w_t[j] = b_{t+1}(j) beta_{t+1}(j) /
     c_{t+1}`` (zero past the end of a lane's sequence), the factor the
@@ -85,6 +90,13 @@ def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta
                 if length[lane] > 0:
                     for i in range(n_states):
                         start[i] += beta[1, i, lane]
+        if gamma.shape[0] > 0:
+            # kept in the lane layout for the moment sums (no transposes, no
+            # frames x states array): zero where the lane's sequence has ended
+            inverse = _mul(inverse, _sub(_splat(1.0), _past_end(length, t)))
+            for i in range(n_states):
+                _store(gamma, t, i, _mul(_load(beta, 1, i), inverse))
+            continue
         _frame_rows(first, length, t, symbols, rows)
         if symbols.shape[0] > 0:
             _scatter_add_frame(target, rows, sink, beta, 1, inverse)
@@ -92,39 +104,43 @@ def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta
             _scatter_frame(target, rows, sink, beta, 1, inverse)
 
 
-# Frames per pass of the transition sums: the chunk's alpha and w rows
-# (2 x frames x n_states x 64 bytes) stay in the L1-L2 caches while every
+# Frames per pass of the frame products: the chunk's rows of both operands
+# (2 x frames x columns x 8 LANES bytes) stay in the L1-L2 caches while every
 # (i, j) tile streams over them. Streaming whole sequences instead re-reads
 # them from L2 once per tile, and the sums ran at a third of FMA speed.
-_L1_FRAME_STATES = 320
+_L1_FRAME_COLUMNS = 320
 
 
 @_jit
-def _transition_sums(alpha, w, longest, outer):
-    """``outer[i, j, lane] += sum over t < longest - 1 of alpha[t, i, lane] w[t + 1, j, lane]``.
+def _frame_products(a, b, shift, longest, outer):
+    """``outer[i, j, lane] += sum over t < longest - shift of a[t, i, lane] b[t + shift, j, lane]``.
 
-    A 2 x 2 tile of (i, j) pairs per pass keeps four lane-vector accumulators
-    in registers, so every loaded vector feeds two multiply-adds. An odd last
-    row or column is computed twice from the same accumulator (both copies
-    agree). The lanes are summed by the caller, once per batch.
+    A small matrix product over the frames of a block, lane by lane: the
+    expected transitions (``a`` alpha, ``b`` the backward factors w, shift
+    1) and the posteriors' moments (``a`` the posteriors, ``b`` the moment
+    columns, shift 0). A 2 x 2 tile of (i, j) pairs per pass keeps four
+    lane-vector accumulators in registers, so every loaded vector feeds two
+    multiply-adds. An odd last row or column is computed twice from the same
+    accumulator (both copies agree). The lanes are summed by the caller, once
+    per batch.
     """
-    n_states = alpha.shape[1]
-    chunk = max(4, _L1_FRAME_STATES // n_states)
-    for t0 in range(0, longest - 1, chunk):
-        t1 = min(t0 + chunk, longest - 1)
-        for i0 in range(0, n_states, 2):
-            i1 = min(i0 + 1, n_states - 1)
-            for j0 in range(0, n_states, 2):
-                j1 = min(j0 + 1, n_states - 1)
+    n_rows, n_columns = a.shape[1], b.shape[1]
+    chunk = max(4, _L1_FRAME_COLUMNS // max(n_rows, n_columns))
+    for t0 in range(0, longest - shift, chunk):
+        t1 = min(t0 + chunk, longest - shift)
+        for i0 in range(0, n_rows, 2):
+            i1 = min(i0 + 1, n_rows - 1)
+            for j0 in range(0, n_columns, 2):
+                j1 = min(j0 + 1, n_columns - 1)
                 a00 = _load(outer, i0, j0)
                 a01 = _load(outer, i0, j1)
                 a10 = _load(outer, i1, j0)
                 a11 = _load(outer, i1, j1)
                 for t in range(t0, t1):
-                    x0 = _load(alpha, t, i0)
-                    x1 = _load(alpha, t, i1)
-                    y0 = _load(w, t + 1, j0)
-                    y1 = _load(w, t + 1, j1)
+                    x0 = _load(a, t, i0)
+                    x1 = _load(a, t, i1)
+                    y0 = _load(b, t + shift, j0)
+                    y1 = _load(b, t + shift, j1)
                     a00 = _fmav(a00, x0, y0)
                     a01 = _fmav(a01, x0, y1)
                     a10 = _fmav(a10, x1, y0)
@@ -136,11 +152,49 @@ def _transition_sums(alpha, w, longest, outer):
 
 
 @_jit
-def _expectations(startprob, transmat, table, symbols, offsets, target, log_likelihoods, start_counts, trans_counts):
-    """Forward-backward over a batch, block by block (see the two kernels below)."""
+def _load_moment_columns(X, first, length, longest, columns, rows, zeros):
+    """``columns[t, c, lane]``: the moment columns of the lanes' frames (see :func:`forward_backward_moments`).
+
+    ``x_1 .. x_D``, 1, then ``x_d^2`` (``2 D + 1`` columns) or ``x_d x_e`` for
+    ``e <= d`` (``D + 1 + D (D + 1) / 2``); zeros past a sequence's end.
+    """
+    n_features = X.shape[1]
+    no_symbols = np.empty(0, dtype=np.int64)
+    squares = columns.shape[1] == 2 * n_features + 1
+    for t in range(longest):
+        _frame_rows(first, length, t, no_symbols, rows)
+        _gather_frame(X, rows, zeros, columns, t)
+        _store(columns, t, n_features, _splat(1.0))
+        c = n_features + 1
+        for d in range(n_features):
+            xd = _load(columns, t, d)
+            if squares:
+                _store(columns, t, c, _mul(xd, xd))
+                c += 1
+            else:
+                for e in range(d + 1):
+                    _store(columns, t, c, _mul(xd, _load(columns, t, e)))
+                    c += 1
+
+
+@_jit
+def _expectations(
+    startprob, transmat, table, symbols, X, offsets, target, log_likelihoods, start_counts, trans_counts, moments
+):
+    """Forward-backward over a batch, block by block (see the three kernels below).
+
+    Posteriors go to ``target`` (see :func:`_backward_block`), or, with
+    ``moments`` not empty, their moments over the columns of ``X`` to ``moments``.
+    """
     n_states = startprob.shape[0]
     n_sequences = offsets.shape[0] - 1
     order, alpha, frames, scale = _buffers(n_states, offsets)
+    with_moments = moments.shape[0] > 0
+    longest = alpha.shape[0] if with_moments else 0
+    gamma = np.empty((longest, n_states, LANES))
+    columns = np.empty((longest, moments.shape[1], LANES))
+    moment_sums = np.zeros((n_states, moments.shape[1], LANES))
+    zeros = np.zeros(X.shape[1])
     into = np.ascontiguousarray(transmat.T)
     first = np.empty(LANES, dtype=np.int64)
     length = np.empty(LANES, dtype=np.int64)
@@ -164,12 +218,18 @@ def _expectations(startprob, transmat, table, symbols, offsets, target, log_like
         for lane in range(min(LANES, n_sequences - block_start)):
             log_likelihoods[order[block_start + lane]] = lane_log_likelihood[lane]
         _backward_block(
-            transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start_counts
+            transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start_counts, gamma
         )
-        _transition_sums(alpha, frames, longest, outer)
+        _frame_products(alpha, frames, 1, longest, outer)
+        if with_moments:
+            _load_moment_columns(X, first, length, longest, columns, rows, zeros)
+            _frame_products(gamma, columns, 0, longest, moment_sums)
     for i in range(n_states):
         for j in range(n_states):
             trans_counts[i, j] += transmat[i, j] * _lane_sum(_load(outer, i, j))
+        if with_moments:
+            for c in range(moments.shape[1]):
+                moments[i, c] += _lane_sum(_load(moment_sums, i, c))
     return -1, -1
 
 
@@ -193,8 +253,59 @@ def forward_backward(
     first frame whose probability underflowed.
     """
     no_symbols = np.empty(0, dtype=np.int64)
+    no_moments = np.empty((0, 0))
     return _expectations(
-        startprob, transmat, frameprob, no_symbols, offsets, posteriors, log_likelihoods, start_counts, trans_counts
+        startprob,
+        transmat,
+        frameprob,
+        no_symbols,
+        no_moments,
+        offsets,
+        posteriors,
+        log_likelihoods,
+        start_counts,
+        trans_counts,
+        no_moments,
+    )
+
+
+@_jit
+def forward_backward_moments(
+    startprob,
+    transmat,
+    frameprob,
+    X,
+    offsets,
+    log_likelihoods,
+    start_counts,
+    trans_counts,
+    moments,
+):
+    """:func:`forward_backward` adding the posteriors' moments over ``X`` instead of writing the posteriors.
+
+    ``moments[k, c] += sum_t posterior_t[k] z_t[c]`` with the columns ``z_t``:
+    ``x_t1 .. x_tD``, 1, then either ``x_td^2`` (``moments`` has ``2 D + 1``
+    columns: what diagonal covariances need) or ``x_td x_te`` for ``e <= d``
+    in row order (``D + 1 + D (D + 1) / 2`` columns: full covariances). The
+    posteriors never leave the lane layout: the sums are small matrix
+    products over each block's frames with the accumulators in registers, so
+    neither the n_frames x n_states posteriors nor a pass of BLAS over them
+    are needed. ``X`` is (n_frames, D) float64, C-contiguous.
+    """
+    no_symbols = np.empty(0, dtype=np.int64)
+    no_target = np.empty((0, 0))
+    return _expectations(
+        startprob,
+        transmat,
+        frameprob,
+        no_symbols,
+        X,
+        offsets,
+        no_target,
+        log_likelihoods,
+        start_counts,
+        trans_counts,
+        moments,
     )
 
 
@@ -220,14 +331,17 @@ def categorical_forward_backward(
     n_frames x n_states) are ever written. ``symbols`` is int64 (n_frames,),
     each in ``[0, n_symbols)`` (not checked here).
     """
+    no_moments = np.empty((0, 0))
     return _expectations(
         startprob,
         transmat,
         emissionprob_by_symbol,
         symbols,
+        no_moments,
         offsets,
         counts_by_symbol,
         log_likelihoods,
         start_counts,
         trans_counts,
+        no_moments,
     )

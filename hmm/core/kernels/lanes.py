@@ -21,7 +21,9 @@ from typing import Any
 
 import numba as nb
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
+from numba.core import config
 from numba import types
 from numba.core import cgutils
 from numba.core.datamodel import models
@@ -38,10 +40,32 @@ def _intrinsic(typing: Callable[..., Any]) -> Any:
 
 _inline = nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
-# Sequences per block: one <8 x double> is two AVX2 registers (one AVX-512
-# register). Lanes past the end of their sequence, and the unused lanes of the
-# last block, compute on harmless values and are never read back.
-LANES = 8
+
+def _host_lanes() -> int:
+    """Sequences per block: a lane vector is two of the CPU's widest vector registers.
+
+    The forward and backward recurrences are latency-bound chains (every frame
+    waits for the previous one), so each operation should carry as much
+    independent work as the CPU can overlap: two registers' worth. On AVX-512
+    that is 16 doubles (two zmm registers; 8 lanes left the FMA units idle
+    more than half the time); on AVX2 it is 8 (two ymm registers; 16 would spill
+    the kernels' accumulators out of the 16 ymm registers). The CPU is the one
+    numba compiles for (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when set,
+    else the host): numba keys its cache on that CPU too, so a cache compiled
+    for one lane count is never loaded for the other.
+    """
+    if config.CPU_FEATURES is not None:
+        features = config.CPU_FEATURES
+    elif config.CPU_NAME in (None, "host"):
+        features = llvm.get_host_cpu_features().flatten()
+    else:
+        return 8  # a named CPU without features (e.g. "generic" for a portable cache)
+    return 16 if "+avx512f" in features.split(",") else 8
+
+
+# Lanes past the end of their sequence, and the unused lanes of the last block,
+# compute on harmless values and are never read back.
+LANES = _host_lanes()
 
 # --------------------------------------------------------------- lane vectors
 
@@ -302,10 +326,11 @@ def _concatenate(builder, vectors):
 
 @_intrinsic
 def _gather_frame(typingctx, array, rows, ones, frames, t):
-    """``frames[t, j, lane] = array[rows[lane], j]`` for every column j.
+    """``frames[t, j, lane] = array[rows[lane], j]`` for every column j of ``array``.
 
     ``ones[j]`` where ``rows[lane] < 0``. Pieces of 4 columns of a lane's row
-    are read as one vector and the 8 x 4 block is transposed in registers.
+    are read as one vector and the LANES x 4 block is transposed in registers.
+    ``frames`` may have more columns than ``array``; those are left alone.
     """
     if not (_is_rows(array, rows, ones) and _is_buffer(frames)):
         return None
@@ -313,8 +338,8 @@ def _gather_frame(typingctx, array, rows, ones, frames, t):
     def codegen(context, builder, sig, args):
         lanes = _lane_rows(context, builder, sig, args)
         contiguous = _contiguous_rows(sig.args[0])
-        frames_array = context.make_array(sig.args[3])(context, builder, args[3])
-        n_columns = cgutils.unpack_tuple(builder, frames_array.shape, 3)[1]
+        source = context.make_array(sig.args[0])(context, builder, args[0])
+        n_columns = cgutils.unpack_tuple(builder, source.shape, 2)[1]
 
         def body(column, width):
             part = ir.VectorType(ir.DoubleType(), width)
