@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn import cluster
 
+from hmm.core import kernels
 from hmm.core.base import BaseHMM, check_shape, real_array
 from hmm.core.covariance import (
     Components,
@@ -230,7 +231,24 @@ class GaussianHMM(BaseHMM):
         nc, nf = self.n_components, self.n_features
         diagonal = self.covariance_type in ("spherical", "diag")
         moments = np.zeros((nc, nf + 1 + (nf if diagonal else nf * (nf + 1) // 2)))
-        log_likelihoods = self._forward_backward_moments(X, offsets, first_sequence, stats, moments)
+        if type(self)._frame_log_likelihood is not GaussianHMM._frame_log_likelihood:
+            # a subclass's own densities, as frame probabilities
+            log_likelihoods = self._forward_backward_moments(X, offsets, first_sequence, stats, moments)
+        else:
+            # the densities too are computed in the kernel's lanes: no frames x states array at all
+            log_likelihoods = np.empty(offsets.shape[0] - 1)
+            failed = kernels.gaussian_forward_backward_moments(
+                self.startprob_,
+                self.transmat_,
+                *self._components(),
+                np.ascontiguousarray(X, dtype=np.float64),
+                offsets,
+                log_likelihoods,
+                stats.start,
+                stats.trans,
+                moments,
+            )
+            self._checked(failed, log_likelihoods, None, X, offsets, first_sequence)
         # hmmlearn gathers 'post' and 'obs' only when the means are trained,
         # yet its covariance update reads them too: with params lacking 'm'
         # it would divide by zero posteriors. They are gathered for 'c' too.

@@ -62,7 +62,12 @@ from __future__ import annotations
 
 from hmm.core.kernels.emissions import scale_frames
 from hmm.core.kernels.forward import UNDERFLOW, forward_filter, forward_log_likelihoods
-from hmm.core.kernels.forward_backward import categorical_forward_backward, forward_backward, forward_backward_moments
+from hmm.core.kernels.forward_backward import (
+    categorical_forward_backward,
+    forward_backward,
+    forward_backward_moments,
+    gaussian_forward_backward_moments,
+)
 from hmm.core.kernels.lanes import LANES
 from hmm.core.kernels.viterbi import viterbi
 
@@ -74,6 +79,7 @@ __all__ = [
     "forward_backward_moments",
     "forward_filter",
     "forward_log_likelihoods",
+    "gaussian_forward_backward_moments",
     "scale_frames",
     "viterbi",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hmm.core.kernels.emissions import gaussian_lane_frame
 from hmm.core.kernels.forward import _forward_block
 from hmm.core.kernels.lanes import (
     LANES,
@@ -12,6 +13,7 @@ from hmm.core.kernels.lanes import (
     _fmav,
     _frame_rows,
     _gather_frame,
+    _inline,
     _jit,
     _lane_sum,
     _load,
@@ -179,22 +181,42 @@ def _load_moment_columns(X, first, length, longest, columns, rows, zeros):
 
 @_jit
 def _expectations(
-    startprob, transmat, table, symbols, X, offsets, target, log_likelihoods, start_counts, trans_counts, moments
+    startprob,
+    transmat,
+    table,
+    symbols,
+    components,
+    X,
+    offsets,
+    target,
+    log_likelihoods,
+    start_counts,
+    trans_counts,
+    moments,
 ):
-    """Forward-backward over a batch, block by block (see the three kernels below).
+    """Forward-backward over a batch, block by block (see the four kernels below).
 
-    Posteriors go to ``target`` (see :func:`_backward_block`), or, with
-    ``moments`` not empty, their moments over the columns of ``X`` to ``moments``.
+    The frame probabilities are gathered from ``table`` (rows, or rows by
+    symbol), or with Gaussian ``components`` (means, scales, chol, log_norm
+    of :func:`.emissions.gaussian_frames`; empty otherwise) computed from the
+    lanes' frames of ``X``. Posteriors go to ``target`` (see
+    :func:`_backward_block`), or, with ``moments`` not empty, their moments
+    over the columns of ``X`` to ``moments``.
     """
     n_states = startprob.shape[0]
     n_sequences = offsets.shape[0] - 1
     order, alpha, frames, scale = _buffers(n_states, offsets)
+    means, scales, chol, log_norm = components
+    densities = means.shape[0] > 0
     with_moments = moments.shape[0] > 0
     longest = alpha.shape[0] if with_moments else 0
     gamma = np.empty((longest, n_states, LANES))
     columns = np.empty((longest, moments.shape[1], LANES))
     moment_sums = np.zeros((n_states, moments.shape[1], LANES))
     zeros = np.zeros(X.shape[1])
+    # the log of each lane's per-frame density scales, added to its log-likelihood
+    lane_log_scale = np.zeros((1, 1, LANES))
+    y = np.empty((1, X.shape[1], LANES))
     into = np.ascontiguousarray(transmat.T)
     first = np.empty(LANES, dtype=np.int64)
     length = np.empty(LANES, dtype=np.int64)
@@ -209,20 +231,43 @@ def _expectations(
     outer = np.zeros((n_states, n_states, LANES))
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
-        _load_frames(table, symbols, first, length, longest, frames, rows, ones)
+        if densities:
+            _load_moment_columns(X, first, length, longest, columns, rows, zeros)
+            log_scale = _splat(0.0)
+            for t in range(longest):
+                largest = gaussian_lane_frame(columns, t, means, scales, chol, log_norm, y, frames)
+                # the frame's scale counts where the lane's sequence has a frame t
+                log_scale = _add(log_scale, _mul(largest, _sub(_splat(1.0), _past_end(length, t))))
+            _store(lane_log_scale, 0, 0, log_scale)
+        else:
+            _load_frames(table, symbols, first, length, longest, frames, rows, ones)
         failed_lane, failed_t = _forward_block(
             startprob, into, frames, length, longest, alpha, scale, lane_log_likelihood
         )
         if failed_lane >= 0:
             return order[block_start + failed_lane], failed_t
         for lane in range(min(LANES, n_sequences - block_start)):
-            log_likelihoods[order[block_start + lane]] = lane_log_likelihood[lane]
+            log_likelihoods[order[block_start + lane]] = lane_log_likelihood[lane] + lane_log_scale[0, 0, lane]
         _backward_block(
-            transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start_counts, gamma
+            transmat,
+            first,
+            length,
+            longest,
+            alpha,
+            frames,
+            scale,
+            beta,
+            rows,
+            sink,
+            symbols,
+            target,
+            start_counts,
+            gamma,
         )
         _frame_products(alpha, frames, 1, longest, outer)
         if with_moments:
-            _load_moment_columns(X, first, length, longest, columns, rows, zeros)
+            if not densities:
+                _load_moment_columns(X, first, length, longest, columns, rows, zeros)
             _frame_products(gamma, columns, 0, longest, moment_sums)
     for i in range(n_states):
         for j in range(n_states):
@@ -231,6 +276,12 @@ def _expectations(
             for c in range(moments.shape[1]):
                 moments[i, c] += _lane_sum(_load(moment_sums, i, c))
     return -1, -1
+
+
+@_inline
+def _no_components():
+    """No Gaussian components: the frame probabilities come from a table."""
+    return np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0, 0)), np.empty(0)
 
 
 @_jit
@@ -259,6 +310,7 @@ def forward_backward(
         transmat,
         frameprob,
         no_symbols,
+        _no_components(),
         no_moments,
         offsets,
         posteriors,
@@ -299,9 +351,52 @@ def forward_backward_moments(
         transmat,
         frameprob,
         no_symbols,
+        _no_components(),
         X,
         offsets,
         no_target,
+        log_likelihoods,
+        start_counts,
+        trans_counts,
+        moments,
+    )
+
+
+@_jit
+def gaussian_forward_backward_moments(
+    startprob,
+    transmat,
+    means,
+    scales,
+    chol,
+    log_norm,
+    X,
+    offsets,
+    log_likelihoods,
+    start_counts,
+    trans_counts,
+    moments,
+):
+    """:func:`forward_backward_moments` of a Gaussian HMM, its frame probabilities computed in the lanes.
+
+    The components are :func:`.emissions.gaussian_frames`' (one per state):
+    each block's frames are gathered into the lane layout once (for the
+    moments anyway) and their densities, maximum and exp computed there
+    (:func:`.emissions.gaussian_lane_frame`), so no frames x states array is
+    written, transposed and gathered back. ``log_likelihoods`` include the
+    frames' scales.
+    """
+    no_symbols = np.empty(0, dtype=np.int64)
+    no_table = np.empty((0, 0))
+    return _expectations(
+        startprob,
+        transmat,
+        no_table,
+        no_symbols,
+        (means, scales, chol, log_norm),
+        X,
+        offsets,
+        no_table,
         log_likelihoods,
         start_counts,
         trans_counts,
@@ -337,6 +432,7 @@ def categorical_forward_backward(
         transmat,
         emissionprob_by_symbol,
         symbols,
+        _no_components(),
         no_moments,
         offsets,
         counts_by_symbol,

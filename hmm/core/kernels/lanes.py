@@ -23,9 +23,8 @@ import numba as nb
 import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
-from numba.core import config
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.core.datamodel import models
 from numba.extending import intrinsic, register_model
 
@@ -54,9 +53,11 @@ def _host_lanes() -> int:
     else the host): numba keys its cache on that CPU too, so a cache compiled
     for one lane count is never loaded for the other.
     """
-    if config.CPU_FEATURES is not None:
-        features = config.CPU_FEATURES
-    elif config.CPU_NAME in (None, "host"):
+    # numba.core.config sets its options at import time (mypy does not see them)
+    cpu_name, cpu_features = getattr(config, "CPU_NAME", None), getattr(config, "CPU_FEATURES", None)
+    if cpu_features is not None:
+        features = cpu_features
+    elif cpu_name in (None, "host"):
         features = llvm.get_host_cpu_features().flatten()
     else:
         return 8  # a named CPU without features (e.g. "generic" for a portable cache)
@@ -216,6 +217,76 @@ def _lane_sum(typingctx, x):
         return values[0]
 
     return types.float64(lane_vector), codegen
+
+
+# exp(x) for x <= 0 as polynomial arithmetic (Cephes' rational approximation
+# after range reduction, within 1 ulp of libm), so that it is SIMD code: the
+# compiler vectorises a loop of emissions._exp_nonpositive, and _exp_lanes is
+# the same on lane vectors. libm's exp is a scalar call of ~10 ns, and the
+# frames of a continuous model need n_states of them each.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93145751953125e-1
+_LN2_LO = 1.42860682030941723212e-6
+_EXP_P0, _EXP_P1, _EXP_P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
+_EXP_Q0, _EXP_Q1, _EXP_Q2, _EXP_Q3 = (
+    3.00198505138664455042e-6,
+    2.52448340349684104192e-3,
+    2.27265548208155028766e-1,
+    2.00000000000000000009e0,
+)
+# Below this exp(x) is subnormal; such a frame weight is 0 next to the
+# state whose weight is 1 (x = 0), so it is flushed to 0.
+_EXP_FLOOR = -708.0
+
+
+def _vector_call(builder, name, values):
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * len(values)), f"llvm.{name}.v{LANES}f64"
+    )
+    return builder.call(function, values)
+
+
+@_intrinsic
+def _max(typingctx, x, y):
+    """The larger of ``x`` and ``y`` lane by lane."""
+
+    def codegen(context, builder, sig, args):
+        return _vector_call(builder, "maxnum", [args[0], args[1]])
+
+    return lane_vector(lane_vector, lane_vector), codegen
+
+
+@_intrinsic
+def _exp_lanes(typingctx, x):
+    """``exp(x)`` lane by lane for ``x <= 0``: the arithmetic of ``emissions._exp_nonpositive``, operation
+    for operation (separate multiplies and adds, as numba compiles that one), so both give the same bits."""
+
+    def codegen(context, builder, sig, args):
+        def c(value):
+            return _broadcast(builder, ir.Constant(ir.DoubleType(), value))
+
+        x = args[0]
+        clamped = _vector_call(builder, "maxnum", [x, c(_EXP_FLOOR)])
+        n = _vector_call(builder, "floor", [builder.fadd(builder.fmul(c(_LOG2E), clamped), c(0.5))])
+        r = builder.fsub(builder.fsub(clamped, builder.fmul(n, c(_LN2_HI))), builder.fmul(n, c(_LN2_LO)))
+        rr = builder.fmul(r, r)
+        p = builder.fmul(
+            r, builder.fadd(builder.fmul(builder.fadd(builder.fmul(c(_EXP_P0), rr), c(_EXP_P1)), rr), c(_EXP_P2))
+        )
+        q = builder.fadd(c(_EXP_Q2), builder.fmul(builder.fadd(builder.fmul(c(_EXP_Q0), rr), c(_EXP_Q1)), rr))
+        q = builder.fadd(builder.fmul(q, rr), c(_EXP_Q3))
+        value = builder.fadd(c(1.0), builder.fdiv(builder.fmul(c(2.0), p), builder.fsub(q, p)))
+        integers = ir.VectorType(ir.IntType(64), LANES)
+        exponent = builder.add(
+            builder.fptosi(n, integers), _broadcast_int(builder, ir.Constant(ir.IntType(64), 1023), integers)
+        )
+        power = builder.bitcast(
+            builder.shl(exponent, _broadcast_int(builder, ir.Constant(ir.IntType(64), 52), integers)), _VECTOR
+        )
+        scaled = builder.fmul(value, power)
+        return builder.select(builder.fcmp_ordered(">=", x, c(_EXP_FLOOR)), scaled, c(0.0))
+
+    return lane_vector(lane_vector), codegen
 
 
 @_intrinsic
