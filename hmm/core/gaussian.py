@@ -313,9 +313,8 @@ class GaussianHMM(BaseHMM):
         return {"means_": ("n_components", "n_features"), "_covars_": covars}
 
     def _lane_work_per_frame(self, dimensions: dict[str, int]) -> int:
-        # forward_backward_moments also keeps the posteriors and the moment columns in the lane layout.
-        nc, nf = dimensions["n_components"], dimensions["n_features"]
-        return super()._lane_work_per_frame(dimensions) + nc + nf + 1 + nf * (nf + 1) // 2
+        # forward_backward_moments also keeps the posteriors in the lane layout for the moment sums.
+        return super()._lane_work_per_frame(dimensions) + dimensions["n_components"]
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, self.n_features

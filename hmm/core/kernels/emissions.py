@@ -200,11 +200,11 @@ def _scaled_block_out(rows, t0, count, largest, out, log_scale):
 
 
 @_inline
-def gaussian_lane_frame(columns, t, means, scales, chol, log_norm, y, frames):
+def gaussian_lane_frame(x, means, scales, chol, log_norm, y, frames, t):
     """Scaled frame probabilities of frame ``t`` of every lane of a block; returns their log scale.
 
-    ``frames[t, c, lane] = exp(log N(x; c) - largest)`` for the lane's frame
-    ``x = columns[t, :D, lane]``, ``largest`` the lane's largest log-density:
+    ``frames[t, c, lane] = exp(log N(x[0, :, lane]; c) - largest)``, the
+    lanes' frames in ``x`` (1, D, LANES), ``largest`` the lane's largest log-density:
     :func:`gaussian_frames` in the lane layout, operation for operation (the
     same bits), on lane vectors. The densities are computed where the forward
     pass reads them: no frames x states array is written, transposed and
@@ -218,7 +218,7 @@ def gaussian_lane_frame(columns, t, means, scales, chol, log_norm, y, frames):
     for c in range(means.shape[0]):
         acc = _splat(0.0)
         for i in range(n_features):
-            v = _sub(_load(columns, t, i), _splat(means[c, i]))
+            v = _sub(_load(x, 0, i), _splat(means[c, i]))
             if full:
                 for j in range(i):
                     v = _sub(v, _mul(_splat(chol[c, i, j]), _load(y, 0, j)))

@@ -114,22 +114,22 @@ _L1_FRAME_COLUMNS = 320
 
 
 @_jit
-def _frame_products(a, b, shift, longest, outer):
-    """``outer[i, j, lane] += sum over t < longest - shift of a[t, i, lane] b[t + shift, j, lane]``.
+def _frame_products(a, a_start, b, b_start, count, outer):
+    """``outer[i, j, lane] += sum over u < count of a[a_start + u, i, lane] b[b_start + u, j, lane]``.
 
     A small matrix product over the frames of a block, lane by lane: the
-    expected transitions (``a`` alpha, ``b`` the backward factors w, shift
-    1) and the posteriors' moments (``a`` the posteriors, ``b`` the moment
-    columns, shift 0). A 2 x 2 tile of (i, j) pairs per pass keeps four
-    lane-vector accumulators in registers, so every loaded vector feeds two
-    multiply-adds. An odd last row or column is computed twice from the same
-    accumulator (both copies agree). The lanes are summed by the caller, once
-    per batch.
+    expected transitions (``a`` alpha, ``b`` the backward factors w one frame
+    later) and the posteriors' moments (``a`` the posteriors, ``b`` the moment
+    columns of a chunk of frames). A 2 x 2 tile of (i, j) pairs per pass keeps
+    four lane-vector accumulators in registers, so every loaded vector feeds
+    two multiply-adds. An odd last row or column is computed twice from the
+    same accumulator (both copies agree). The lanes are summed by the caller,
+    once per batch.
     """
     n_rows, n_columns = a.shape[1], b.shape[1]
-    chunk = max(4, _L1_FRAME_COLUMNS // max(n_rows, n_columns))
-    for t0 in range(0, longest - shift, chunk):
-        t1 = min(t0 + chunk, longest - shift)
+    chunk = _chunk_frames(max(n_rows, n_columns))
+    for u0 in range(0, count, chunk):
+        u1 = min(u0 + chunk, count)
         for i0 in range(0, n_rows, 2):
             i1 = min(i0 + 1, n_rows - 1)
             for j0 in range(0, n_columns, 2):
@@ -138,11 +138,11 @@ def _frame_products(a, b, shift, longest, outer):
                 a01 = _load(outer, i0, j1)
                 a10 = _load(outer, i1, j0)
                 a11 = _load(outer, i1, j1)
-                for t in range(t0, t1):
-                    x0 = _load(a, t, i0)
-                    x1 = _load(a, t, i1)
-                    y0 = _load(b, t + shift, j0)
-                    y1 = _load(b, t + shift, j1)
+                for u in range(u0, u1):
+                    x0 = _load(a, a_start + u, i0)
+                    x1 = _load(a, a_start + u, i1)
+                    y0 = _load(b, b_start + u, j0)
+                    y1 = _load(b, b_start + u, j1)
                     a00 = _fmav(a00, x0, y0)
                     a01 = _fmav(a01, x0, y1)
                     a10 = _fmav(a10, x1, y0)
@@ -153,29 +153,38 @@ def _frame_products(a, b, shift, longest, outer):
                 _store(outer, i1, j1, a11)
 
 
+@_inline
+def _chunk_frames(n_columns):
+    """Frames per pass of :func:`_frame_products` (and per chunk of moment columns) for rows of ``n_columns``."""
+    return max(4, _L1_FRAME_COLUMNS // n_columns)
+
+
 @_jit
-def _load_moment_columns(X, first, length, longest, columns, rows, zeros):
-    """``columns[t, c, lane]``: the moment columns of the lanes' frames (see :func:`forward_backward_moments`).
+def _load_moment_columns(X, first, length, t0, t1, columns, rows, zeros):
+    """``columns[t - t0, c, lane]`` for t in [t0, t1): the moment columns of the lanes' frames.
 
     ``x_1 .. x_D``, 1, then ``x_d^2`` (``2 D + 1`` columns) or ``x_d x_e`` for
-    ``e <= d`` (``D + 1 + D (D + 1) / 2``); zeros past a sequence's end.
+    ``e <= d`` (``D + 1 + D (D + 1) / 2``; see :func:`forward_backward_moments`);
+    zeros past a sequence's end. A chunk at a time: the columns of a whole
+    sequence would need memory in proportion to its length times the columns.
     """
     n_features = X.shape[1]
     no_symbols = np.empty(0, dtype=np.int64)
     squares = columns.shape[1] == 2 * n_features + 1
-    for t in range(longest):
+    for t in range(t0, t1):
+        u = t - t0
         _frame_rows(first, length, t, no_symbols, rows)
-        _gather_frame(X, rows, zeros, columns, t)
-        _store(columns, t, n_features, _splat(1.0))
+        _gather_frame(X, rows, zeros, columns, u)
+        _store(columns, u, n_features, _splat(1.0))
         c = n_features + 1
         for d in range(n_features):
-            xd = _load(columns, t, d)
+            xd = _load(columns, u, d)
             if squares:
-                _store(columns, t, c, _mul(xd, xd))
+                _store(columns, u, c, _mul(xd, xd))
                 c += 1
             else:
                 for e in range(d + 1):
-                    _store(columns, t, c, _mul(xd, _load(columns, t, e)))
+                    _store(columns, u, c, _mul(xd, _load(columns, u, e)))
                     c += 1
 
 
@@ -209,9 +218,10 @@ def _expectations(
     means, scales, chol, log_norm = components
     densities = means.shape[0] > 0
     with_moments = moments.shape[0] > 0
-    longest = alpha.shape[0] if with_moments else 0
-    gamma = np.empty((longest, n_states, LANES))
-    columns = np.empty((longest, moments.shape[1], LANES))
+    gamma = np.empty((alpha.shape[0] if with_moments else 0, n_states, LANES))
+    chunk = _chunk_frames(max(1, moments.shape[1]))
+    columns = np.empty((chunk if with_moments else 0, moments.shape[1], LANES))
+    x = np.empty((1 if densities else 0, X.shape[1], LANES))
     moment_sums = np.zeros((n_states, moments.shape[1], LANES))
     zeros = np.zeros(X.shape[1])
     # the log of each lane's per-frame density scales, added to its log-likelihood
@@ -232,10 +242,12 @@ def _expectations(
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
         if densities:
-            _load_moment_columns(X, first, length, longest, columns, rows, zeros)
+            no_symbols = np.empty(0, dtype=np.int64)
             log_scale = _splat(0.0)
             for t in range(longest):
-                largest = gaussian_lane_frame(columns, t, means, scales, chol, log_norm, y, frames)
+                _frame_rows(first, length, t, no_symbols, rows)
+                _gather_frame(X, rows, zeros, x, 0)
+                largest = gaussian_lane_frame(x, means, scales, chol, log_norm, y, frames, t)
                 # the frame's scale counts where the lane's sequence has a frame t
                 log_scale = _add(log_scale, _mul(largest, _sub(_splat(1.0), _past_end(length, t))))
             _store(lane_log_scale, 0, 0, log_scale)
@@ -264,11 +276,12 @@ def _expectations(
             start_counts,
             gamma,
         )
-        _frame_products(alpha, frames, 1, longest, outer)
+        _frame_products(alpha, 0, frames, 1, longest - 1, outer)
         if with_moments:
-            if not densities:
-                _load_moment_columns(X, first, length, longest, columns, rows, zeros)
-            _frame_products(gamma, columns, 0, longest, moment_sums)
+            for t0 in range(0, longest, chunk):
+                t1 = min(t0 + chunk, longest)
+                _load_moment_columns(X, first, length, t0, t1, columns, rows, zeros)
+                _frame_products(gamma, t0, columns, 0, t1 - t0, moment_sums)
     for i in range(n_states):
         for j in range(n_states):
             trans_counts[i, j] += transmat[i, j] * _lane_sum(_load(outer, i, j))
