@@ -4,7 +4,7 @@ Sequences are processed :data:`LANES` at a time, one per lane. A lane vector
 (:class:`LaneVector`) is an LLVM ``<8 x double>`` living in registers; the
 intrinsics here load and store them from work arrays ``[frame][state][lane]``,
 multiply-add them, and transpose between the frames x states layout of the
-callers' arrays and the lane layout (8 x 4 tiles in registers). The
+callers' arrays and the lane layout (LANES x 4 tiles in registers). The
 algorithms (:mod:`.forward`, :mod:`.forward_backward`, :mod:`.emissions`)
 are written in terms of these and know nothing of LLVM.
 
@@ -484,7 +484,7 @@ def _make_scatter(accumulate):
 
 
 # array[rows[lane], j] (=, +=) source[t, j, lane] * factor[lane] for every
-# column j; into ``sink`` where rows[lane] < 0. The 8 x 4 blocks are
+# column j; into ``sink`` where rows[lane] < 0. The LANES x 4 blocks are
 # transposed in registers and a lane's 4 values are written as one vector.
 _scatter_frame = _make_scatter(accumulate=False)
 _scatter_add_frame = _make_scatter(accumulate=True)
