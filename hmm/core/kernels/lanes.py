@@ -1,7 +1,7 @@
 """SIMD lane plumbing of the kernels: lane vectors, their intrinsics and the block layout.
 
 Sequences are processed :data:`LANES` at a time, one per lane. A lane vector
-(:class:`LaneVector`) is an LLVM ``<8 x double>`` living in registers; the
+(:class:`LaneVector`) is an LLVM ``<LANES x double>`` living in registers; the
 intrinsics here load and store them from work arrays ``[frame][state][lane]``,
 multiply-add them, and transpose between the frames x states layout of the
 callers' arrays and the lane layout (LANES x 4 tiles in registers). The
