@@ -31,6 +31,7 @@ from hmm.core import kernels
 from hmm.core.candidates import Candidate, best, candidate_seeds, check_n_init, run_candidates
 from hmm.core.convergence import ConvergenceMonitor
 from hmm.core.engines import engine_for
+from hmm.core.kernels import emissions
 from hmm.core.limits import MAX_MODEL_BYTES_ENV, format_bytes, max_model_bytes
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, batches, offsets_from_lengths
 from hmm.core.stats import SufficientStats
@@ -486,7 +487,7 @@ class BaseHMM(BaseEstimator):
         """A forward pass's log-likelihoods with the frames' scales added back, once it did not underflow."""
         self._raise_on_underflow(failed, X, offsets, first_sequence)
         if log_scale is not None:
-            log_likelihoods += np.add.reduceat(log_scale, offsets[:-1])
+            emissions.add_log_scales(log_scale, offsets, log_likelihoods)
         return log_likelihoods
 
     def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -525,7 +526,7 @@ class BaseHMM(BaseEstimator):
             failed = kernels.forward_log_likelihoods(self.startprob_, self.transmat_, frameprob, local, part)
             self._raise_on_underflow(failed, X[rows], local, first)
             if log_scale is not None:
-                part += np.add.reduceat(log_scale, local[:-1])
+                emissions.add_log_scales(log_scale, local, part)
         return result
 
     def _posteriors(self, X: np.ndarray, offsets: np.ndarray) -> tuple[float, np.ndarray]:

@@ -379,3 +379,22 @@ def test_gaussian_forward_backward_moments_compute_gaussian_frames_in_the_lanes(
     np.testing.assert_allclose(
         log_likelihoods, want_log_likelihoods + np.add.reduceat(log_scale, offsets[:-1]), rtol=1e-13
     )
+
+
+def test_log_scales_are_added_frame_by_frame_as_the_lane_kernels_add_them():
+    """Sequence by sequence from 0 in frame order (np.add.reduceat sums pairwise): the forward pass
+    alone then gives the E-step's log-likelihoods bit for bit."""
+    from hmm.core.kernels import emissions
+
+    rng = np.random.default_rng(3)
+    offsets = offsets_of(ragged_lengths(rng))
+    log_scale = rng.normal(scale=100, size=offsets[-1])
+    log_likelihoods = rng.normal(size=offsets.shape[0] - 1)
+    want = log_likelihoods.copy()
+    for s in range(offsets.shape[0] - 1):
+        total = 0.0
+        for value in log_scale[offsets[s] : offsets[s + 1]]:
+            total += value
+        want[s] += total
+    emissions.add_log_scales(log_scale, offsets, log_likelihoods)
+    np.testing.assert_array_equal(log_likelihoods, want)

@@ -88,6 +88,22 @@ def scale_frames(frame_log_likelihood, log_scale):
         log_scale[t] = _scale_row(frame_log_likelihood[t])
 
 
+@_jit
+def add_log_scales(log_scale, offsets, log_likelihoods):
+    """``log_likelihoods[s] +=`` the sum of sequence ``s``'s frame log scales, frame by frame from 0.
+
+    The order in which :func:`.forward_backward.gaussian_forward_backward_moments` adds them in
+    its lanes, so that a forward pass over :func:`scale_frames`' or :func:`gaussian_frames`'
+    probabilities gives the E-step's log-likelihoods bit for bit (``np.add.reduceat`` sums
+    pairwise).
+    """
+    for s in range(offsets.shape[0] - 1):
+        total = 0.0
+        for t in range(offsets[s], offsets[s + 1]):
+            total += log_scale[t]
+        log_likelihoods[s] += total
+
+
 #: Empty arrays for the optional outputs of the kernels below.
 NONE_1D = np.empty(0)
 NONE_2D = np.empty((0, 0))
