@@ -31,6 +31,7 @@ from hmm.core import kernels
 from hmm.core.candidates import Candidate, best, candidate_seeds, check_n_init, run_candidates
 from hmm.core.convergence import ConvergenceMonitor
 from hmm.core.engines import engine_for
+from hmm.core.kernels import emissions
 from hmm.core.limits import MAX_MODEL_BYTES_ENV, format_bytes, max_model_bytes
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, batches, offsets_from_lengths
 from hmm.core.stats import SufficientStats
@@ -85,8 +86,7 @@ def check_model_size(model: BaseHMM, n_features: int | None = None, limit: int |
     shapes = model._parameter_shapes()
     elements = {name: math.prod(dimensions[axis] for axis in axes) for name, axes in shapes.items()}
     frames = max(model.frames_per_batch, longest)
-    # forward_backward's alpha and frame buffers, (longest, n_states, LANES) each, and its scales.
-    lanes = 2 * longest * kernels.LANES * (n_components + 1)
+    lanes = longest * kernels.LANES * model._lane_work_per_frame(dimensions)
     work = frames * model._work_per_frame(dimensions) + lanes
     estimate = 8 * (_PARAMETER_COPIES * sum(elements.values()) + work)
     limit = max_model_bytes() if limit is None else limit
@@ -460,10 +460,43 @@ class BaseHMM(BaseEstimator):
         failed = kernels.forward_backward(
             self.startprob_, self.transmat_, frameprob, offsets, posteriors, log_likelihoods, stats.start, stats.trans
         )
+        return posteriors, self._checked(failed, log_likelihoods, log_scale, X, offsets, first_sequence)
+
+    def _forward_backward_moments(
+        self, X: np.ndarray, offsets: np.ndarray, first_sequence: int, stats: SufficientStats, moments: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`_forward_backward` adding the posteriors' moments over the frames ``X`` to ``moments``
+        (:func:`hmm.core.kernels.forward_backward_moments`) instead of returning the posteriors; returns the
+        log-likelihoods."""
+        frameprob, log_scale = self._frame_probabilities(X)
+        log_likelihoods = np.empty(offsets.shape[0] - 1)
+        failed = kernels.forward_backward_moments(
+            self.startprob_,
+            self.transmat_,
+            frameprob,
+            np.ascontiguousarray(X, dtype=np.float64),
+            offsets,
+            log_likelihoods,
+            stats.start,
+            stats.trans,
+            moments,
+        )
+        return self._checked(failed, log_likelihoods, log_scale, X, offsets, first_sequence)
+
+    def _checked(
+        self,
+        failed: tuple[int, int],
+        log_likelihoods: np.ndarray,
+        log_scale: np.ndarray | None,
+        X: np.ndarray,
+        offsets: np.ndarray,
+        first_sequence: int,
+    ) -> np.ndarray:
+        """A forward pass's log-likelihoods with the frames' scales added back, once it did not underflow."""
         self._raise_on_underflow(failed, X, offsets, first_sequence)
         if log_scale is not None:
-            log_likelihoods += np.add.reduceat(log_scale, offsets[:-1])
-        return posteriors, log_likelihoods
+            emissions.add_log_scales(log_scale, offsets, log_likelihoods)
+        return log_likelihoods
 
     def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Emission probabilities per frame and state, up to a per-frame factor.
@@ -501,7 +534,7 @@ class BaseHMM(BaseEstimator):
             failed = kernels.forward_log_likelihoods(self.startprob_, self.transmat_, frameprob, local, part)
             self._raise_on_underflow(failed, X[rows], local, first)
             if log_scale is not None:
-                part += np.add.reduceat(log_scale, local[:-1])
+                emissions.add_log_scales(log_scale, local, part)
         return result
 
     def _posteriors(self, X: np.ndarray, offsets: np.ndarray) -> tuple[float, np.ndarray]:
@@ -1034,6 +1067,11 @@ class BaseHMM(BaseEstimator):
     def _work_per_frame(self, dimensions: dict[str, int]) -> int:
         """float64 values the kernels hold per frame of a batch: frame probabilities and posteriors."""
         return 2 * dimensions["n_components"]
+
+    def _lane_work_per_frame(self, dimensions: dict[str, int]) -> int:
+        """float64 values per lane the kernels hold per frame of the longest sequence: forward-backward's
+        alpha and frame buffers, (longest, n_states, LANES) each, and its scales."""
+        return 2 * (dimensions["n_components"] + 1)
 
 
 def run_em(model: BaseHMM, statistics: Callable[[], SufficientStats]) -> BaseHMM:

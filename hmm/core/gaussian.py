@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn import cluster
 
+from hmm.core import kernels
 from hmm.core.base import BaseHMM, check_shape, real_array
 from hmm.core.covariance import (
     Components,
@@ -221,34 +222,49 @@ class GaussianHMM(BaseHMM):
             stats["obs*obs.T"] = np.zeros((nc, nf, nf))
         return stats
 
-    def _accumulate_emission_stats(self, stats: dict[str, np.ndarray], X: np.ndarray, posteriors: np.ndarray) -> None:
+    def _accumulate(
+        self, stats: SufficientStats, X: np.ndarray, offsets: np.ndarray, first_sequence: int
+    ) -> np.ndarray:
+        # One fused pass: the kernel adds up the posteriors' moments (sum_t p_tk, p_tk x_t, and p_tk x_td^2
+        # or p_tk x_t x_t^T) while they are in its registers, so neither the frames x states posteriors nor
+        # a BLAS pass over them are needed.
+        nc, nf = self.n_components, self.n_features
+        diagonal = self.covariance_type in ("spherical", "diag")
+        moments = np.zeros((nc, nf + 1 + (nf if diagonal else nf * (nf + 1) // 2)))
+        if type(self)._frame_log_likelihood is not GaussianHMM._frame_log_likelihood:
+            # a subclass's own densities, as frame probabilities
+            log_likelihoods = self._forward_backward_moments(X, offsets, first_sequence, stats, moments)
+        else:
+            # the densities too are computed in the kernel's lanes: no frames x states array at all
+            log_likelihoods = np.empty(offsets.shape[0] - 1)
+            failed = kernels.gaussian_forward_backward_moments(
+                self.startprob_,
+                self.transmat_,
+                *self._components(),
+                np.ascontiguousarray(X, dtype=np.float64),
+                offsets,
+                log_likelihoods,
+                stats.start,
+                stats.trans,
+                moments,
+            )
+            self._checked(failed, log_likelihoods, None, X, offsets, first_sequence)
         # hmmlearn gathers 'post' and 'obs' only when the means are trained,
         # yet its covariance update reads them too: with params lacking 'm'
         # it would divide by zero posteriors. They are gathered for 'c' too.
         if "m" in self.params or "c" in self.params:
-            stats["post"] += np.ones(X.shape[0]) @ posteriors  # BLAS; numpy's axis-0 sum is slower
-            stats["obs"] += posteriors.T @ X
+            stats.emission["post"] += moments[:, nf]
+            stats.emission["obs"] += moments[:, :nf]
         if "c" in self.params:
-            if self.covariance_type in ("spherical", "diag"):
-                stats["obs**2"] += posteriors.T @ X**2  # BLAS (faster than a compiled pass here)
+            products = moments[:, nf + 1 :]
+            if diagonal:
+                stats.emission["obs**2"] += products
             else:
-                # sum_t p_tk x_t x_t^T: one lane-vector chain per (state, d <= e), no frames x D x D products
-                nc, nf = self.n_components, self.n_features
-                frames = emissions.lane_frames(X.shape[0])
-                weights, x = np.zeros((nc, frames)), np.zeros((nf, frames))
-                emissions.to_lanes(np.ascontiguousarray(posteriors), weights)
-                emissions.to_lanes(np.ascontiguousarray(X), x)
                 lower = np.zeros((nc, nf, nf))
-                emissions.lane_moments(
-                    weights.reshape(nc, -1, emissions.LANES),
-                    x.reshape(nf, -1, emissions.LANES),
-                    np.zeros((nc, nf)),
-                    emissions.NONE_1D,
-                    emissions.NONE_2D,
-                    emissions.NONE_2D,
-                    lower,
-                )
-                stats["obs*obs.T"] += emissions.symmetric(lower)
+                rows, columns = np.tril_indices(nf)
+                lower[:, rows, columns] = products
+                stats.emission["obs*obs.T"] += emissions.symmetric(lower)
+        return log_likelihoods
 
     def _maximize_emissions(self, stats: SufficientStats) -> dict[str, np.ndarray]:
         """hmmlearn's M-step (Huang, Acero, Hon, Spoken Language Processing, pp. 443-445)."""
@@ -296,9 +312,9 @@ class GaussianHMM(BaseHMM):
         }.get(self.covariance_type, ("n_components", "n_features", "n_features"))
         return {"means_": ("n_components", "n_features"), "_covars_": covars}
 
-    def _work_per_frame(self, dimensions: dict[str, int]) -> int:
-        # Full and tied covariances: the statistics' copies of the posteriors and frames in the lane layout.
-        return super()._work_per_frame(dimensions) + dimensions["n_components"] + dimensions["n_features"]
+    def _lane_work_per_frame(self, dimensions: dict[str, int]) -> int:
+        # forward_backward_moments also keeps the posteriors in the lane layout for the moment sums.
+        return super()._lane_work_per_frame(dimensions) + dimensions["n_components"]
 
     def _get_n_fit_scalars_per_param(self) -> dict[str, int]:
         nc, nf = self.n_components, self.n_features

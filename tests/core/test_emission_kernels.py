@@ -144,8 +144,8 @@ def test_the_same_batch_gives_the_same_bits() -> None:
         emissions.to_lanes(X, x)
         lower = np.zeros((5, 3, 3))
         emissions.lane_moments(
-            w.reshape(5, -1, 8),
-            x.reshape(3, -1, 8),
+            w.reshape(5, -1, emissions.LANES),
+            x.reshape(3, -1, emissions.LANES),
             np.zeros((5, 3)),
             emissions.NONE_1D,
             emissions.NONE_2D,

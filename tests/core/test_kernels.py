@@ -304,3 +304,97 @@ def test_polynomial_exp_is_within_an_ulp_of_libm():
     frames = np.stack([x, np.zeros_like(x)], axis=1)
     kernels.scale_frames(frames, np.empty(x.shape[0]))
     np.testing.assert_allclose(frames[:, 0], np.exp(x), rtol=4.5e-16, atol=0)
+
+
+def moment_columns(X, squares):
+    """x_1 .. x_D, 1, then x_d^2 or x_d x_e for e <= d (the columns forward_backward_moments sums)."""
+    products = (
+        X**2 if squares else np.stack([X[:, d] * X[:, e] for d, e in zip(*np.tril_indices(X.shape[1]), strict=True)], 1)
+    )
+    return np.hstack([X, np.ones((X.shape[0], 1)), products])
+
+
+@pytest.mark.parametrize("squares", [True, False])
+@pytest.mark.parametrize("n_states", [1, 3, 10])
+@pytest.mark.parametrize("n_features", [1, 2, 5])
+def test_forward_backward_moments_are_the_posteriors_moments(n_states, n_features, squares):
+    rng = np.random.default_rng(10 * n_states + n_features)
+    startprob, transmat = model(rng, n_states)
+    offsets = offsets_of(ragged_lengths(rng))
+    frameprob = frame_probabilities(rng, offsets[-1], n_states)
+    X = rng.normal(size=(offsets[-1], n_features))
+    _, posteriors, want_log_likelihoods, want_start, want_trans = run_forward_backward(
+        startprob, transmat, frameprob, offsets
+    )
+    columns = moment_columns(X, squares)
+    log_likelihoods = np.empty(offsets.shape[0] - 1)
+    start_counts = np.zeros(n_states)
+    trans_counts = np.zeros((n_states, n_states))
+    moments = np.ones((n_states, columns.shape[1]))  # added to
+    failed = kernels.forward_backward_moments(
+        startprob, transmat, frameprob, X, offsets, log_likelihoods, start_counts, trans_counts, moments
+    )
+    assert failed == (-1, -1)
+    np.testing.assert_array_equal(log_likelihoods, want_log_likelihoods)
+    np.testing.assert_allclose(start_counts, want_start, rtol=1e-14)
+    np.testing.assert_allclose(trans_counts, want_trans, rtol=1e-14)
+    np.testing.assert_allclose(moments, 1 + posteriors.T @ columns, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+@pytest.mark.parametrize("n_states", [1, 3, 10])
+def test_gaussian_forward_backward_moments_compute_gaussian_frames_in_the_lanes(n_states, covariance_type):
+    """The densities computed in the lanes are gaussian_frames' bits: the same counts as from its frames."""
+    from hmm.core.covariance import gaussian_components
+    from hmm.core.kernels import emissions
+
+    rng = np.random.default_rng(n_states)
+    n_features = 3
+    startprob, transmat = model(rng, n_states)
+    offsets = offsets_of(ragged_lengths(rng))
+    X = rng.normal(scale=3, size=(offsets[-1], n_features))
+    means = rng.normal(scale=3, size=(n_states, n_features))
+    if covariance_type == "diag":
+        covars = rng.uniform(0.5, 2, size=(n_states, n_features))
+    else:
+        factors = rng.normal(size=(n_states, n_features, n_features))
+        covars = factors @ np.swapaxes(factors, 1, 2) + np.eye(n_features)
+    components = gaussian_components(means, covars, covariance_type)
+    frameprob, log_scale = np.empty((offsets[-1], n_states)), np.empty(offsets[-1])
+    emissions.gaussian_frames(X, *components, frameprob, log_scale)
+    outputs = []
+    for kernel, emission in [
+        (kernels.forward_backward_moments, (frameprob,)),
+        (kernels.gaussian_forward_backward_moments, components),
+    ]:
+        log_likelihoods = np.empty(offsets.shape[0] - 1)
+        counts = np.zeros(n_states), np.zeros((n_states, n_states)), np.zeros((n_states, 2 * n_features + 1))
+        failed = kernel(startprob, transmat, *emission, X, offsets, log_likelihoods, *counts)
+        assert failed == (-1, -1)
+        outputs.append((log_likelihoods, *counts))
+    (want_log_likelihoods, *want), (log_likelihoods, *got) = outputs
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the frames' scales are in the log-likelihoods
+    np.testing.assert_allclose(
+        log_likelihoods, want_log_likelihoods + np.add.reduceat(log_scale, offsets[:-1]), rtol=1e-13
+    )
+
+
+def test_log_scales_are_added_frame_by_frame_as_the_lane_kernels_add_them():
+    """Sequence by sequence from 0 in frame order (np.add.reduceat sums pairwise): the forward pass
+    alone then gives the E-step's log-likelihoods bit for bit."""
+    from hmm.core.kernels import emissions
+
+    rng = np.random.default_rng(3)
+    offsets = offsets_of(ragged_lengths(rng))
+    log_scale = rng.normal(scale=100, size=offsets[-1])
+    log_likelihoods = rng.normal(size=offsets.shape[0] - 1)
+    want = log_likelihoods.copy()
+    for s in range(offsets.shape[0] - 1):
+        total = 0.0
+        for value in log_scale[offsets[s] : offsets[s + 1]]:
+            total += value
+        want[s] += total
+    emissions.add_log_scales(log_scale, offsets, log_likelihoods)
+    np.testing.assert_array_equal(log_likelihoods, want)

@@ -14,45 +14,56 @@ The frame probabilities may be pre-scaled by any positive per-frame constant
 posteriors and transition counts do not change, and the caller adds the log of
 the constants back to the log-likelihood.
 
-Layout. Sequences are sorted by length and processed ``LANES`` (8) at a time
-in lock-step, one sequence per lane, so that every arithmetic operation is a
-SIMD operation across lanes whatever the number of states (an HMM with 3 or
-10 states has no SIMD-friendly dimension of its own). A block's work arrays
-are ``[frame][state][lane]``: the 8 lanes of one (frame, state) are one
-64-byte vector. Numba has no SIMD type and leaves LLVM's SLP vectoriser off
+Layout. Sequences are sorted by length and processed ``LANES`` at a time in
+lock-step, one sequence per lane, so that every arithmetic operation is a SIMD
+operation across lanes whatever the number of states (an HMM with 3 or 10
+states has no SIMD-friendly dimension of its own). ``LANES`` is two of the
+CPU's widest vector registers: 16 doubles with AVX-512, 8 with AVX2 (the
+forward and backward recurrences are chains of dependent frames, and two
+independent registers per operation keep the FMA units busy; see
+:func:`.lanes._host_lanes`). A block's work arrays are
+``[frame][state][lane]``: the lanes of one (frame, state) are one vector.
+Numba has no SIMD type and leaves LLVM's SLP vectoriser off
 (``NUMBA_SLP_VECTORIZE=0``; it is fragile on loop-carried values anyway), so
 plain loops over lanes compile to scalar code; the lane vector is therefore an
-explicit LLVM ``<8 x double>`` (:class:`LaneVector`) with a handful of
-intrinsics (load, store, fused multiply-add, ...), and accumulators stay in
-registers. Matrix-vector products run four output rows at a time: four
+explicit LLVM ``<LANES x double>`` (:class:`LaneVector`) with a handful of
+intrinsics (load, store, fused multiply-add, max, exp, ...), and accumulators
+stay in registers. Matrix-vector products run four output rows at a time: four
 independent FMA chains hide the FMA latency and every loaded vector feeds four
 multiply-adds.
 
 Per block of lanes: (1) the block's emission probabilities are transposed
-into ``frames[t, state, lane]`` (8 x 4 tiles, in registers; lanes past the end
-of their sequence get probability 1); (2) the forward pass fills the
-normalised ``alpha`` and the normalisers ``c_t``; (3) the backward pass turns
-``frames[t + 1]`` into ``w_t = b_{t+1} beta_{t+1} / c_{t+1}`` and writes the
-posteriors (transposed back the same way); (4) the expected transitions
-``sum_t alpha_t[i] transmat[i, j] w_t[j]`` are one small matrix product over
-(frame, lane) from the two buffers, with register tiles, rather than a
-rank-1 update in memory per frame. Working memory is a few arrays of
-``longest sequence x n_states x LANES`` whatever the size of the batch.
+into ``frames[t, state, lane]`` (LANES x 4 tiles, in registers; lanes past the
+end of their sequence get probability 1), or, for Gaussian emissions,
+computed there from the lanes' frames (densities, maximum and exp on lane
+vectors); (2) the forward pass fills the normalised ``alpha`` and the
+normalisers ``c_t``; (3) the backward pass turns ``frames[t + 1]`` into
+``w_t = b_{t+1} beta_{t+1} / c_{t+1}`` and writes the posteriors (transposed
+back the same way), or keeps them in the lane layout for their moments; (4)
+the expected transitions ``sum_t alpha_t[i] transmat[i, j] w_t[j]`` are one
+small matrix product over (frame, lane) from the two buffers, with register
+tiles, rather than a rank-1 update in memory per frame; so are the posteriors'
+moments (``sum_t gamma_t[k] z_t[c]`` over the columns ``x``, 1, ``x^2`` or
+``x x^T`` of a chunk of frames). Working memory is a few arrays of ``longest
+sequence x n_states x LANES`` whatever the size of the batch.
 
 :func:`categorical_forward_backward` is the same computation for categorical
 emissions reading the ``n_symbols x n_states`` table directly and adding each
-frame's posteriors to per-symbol counts: no ``n_frames x n_states`` array is
-written at all.
+frame's posteriors to per-symbol counts; :func:`gaussian_forward_backward_moments`
+computes Gaussian densities in the lanes and sums the posteriors' moments
+there. Neither writes an ``n_frames x n_states`` array at all.
 
 Modules, each importing only those above it:
 
 - :mod:`.lanes`: the SIMD plumbing (lane vectors, intrinsics, block layout);
-- :mod:`.forward`: the scaled forward pass and per-sequence log-likelihoods;
-- :mod:`.forward_backward`: posteriors, expected transitions, categorical counts;
-- :mod:`.viterbi`: most likely state paths;
 - :mod:`.emissions`: the continuous emissions' frame log-likelihoods, scaled
-  into frame probabilities in the same pass, and their expected counts
-  (weighted moments) in the lane layout.
+  into frame probabilities in the same pass (over blocks of frames, or one
+  frame of every lane), and their expected counts (weighted moments) in the
+  lane layout;
+- :mod:`.forward`: the scaled forward pass and per-sequence log-likelihoods;
+- :mod:`.forward_backward`: posteriors, expected transitions, categorical
+  counts, posteriors' moments;
+- :mod:`.viterbi`: most likely state paths.
 
 The names below are the kernels' public interface; import them from here (the
 emission models use :mod:`.emissions` as a module).
@@ -62,7 +73,12 @@ from __future__ import annotations
 
 from hmm.core.kernels.emissions import scale_frames
 from hmm.core.kernels.forward import UNDERFLOW, forward_filter, forward_log_likelihoods
-from hmm.core.kernels.forward_backward import categorical_forward_backward, forward_backward
+from hmm.core.kernels.forward_backward import (
+    categorical_forward_backward,
+    forward_backward,
+    forward_backward_moments,
+    gaussian_forward_backward_moments,
+)
 from hmm.core.kernels.lanes import LANES
 from hmm.core.kernels.viterbi import viterbi
 
@@ -71,8 +87,10 @@ __all__ = [
     "UNDERFLOW",
     "categorical_forward_backward",
     "forward_backward",
+    "forward_backward_moments",
     "forward_filter",
     "forward_log_likelihoods",
+    "gaussian_forward_backward_moments",
     "scale_frames",
     "viterbi",
 ]

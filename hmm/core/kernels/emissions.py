@@ -19,40 +19,36 @@ import math
 import numpy as np
 
 from hmm.core.kernels.lanes import (
+    _EXP_FLOOR,
+    _EXP_P0,
+    _EXP_P1,
+    _EXP_P2,
+    _EXP_Q0,
+    _EXP_Q1,
+    _EXP_Q2,
+    _EXP_Q3,
+    _LN2_HI,
+    _LN2_LO,
+    _LOG2E,
     LANES,
     _add,
+    _exp_lanes,
     _float_from_bits,
     _inline,
     _jit,
     _lane_sum,
     _load,
+    _max,
     _mul,
     _splat,
     _store,
     _sub,
 )
 
-# exp(x) for x <= 0 as polynomial arithmetic (Cephes' rational approximation
-# after range reduction, within 1 ulp of libm), so the compiler vectorises a
-# loop of them: libm's exp is a scalar call of ~10 ns, and the frames of a
-# continuous model need n_states of them each.
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93145751953125e-1
-_LN2_LO = 1.42860682030941723212e-6
-_EXP_P0, _EXP_P1, _EXP_P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
-_EXP_Q0, _EXP_Q1, _EXP_Q2, _EXP_Q3 = (
-    3.00198505138664455042e-6,
-    2.52448340349684104192e-3,
-    2.27265548208155028766e-1,
-    2.00000000000000000009e0,
-)
-# Below this exp(x) is subnormal; such a frame weight is 0 next to the
-# state whose weight is 1 (x = 0), so it is flushed to 0.
-_EXP_FLOOR = -708.0
-
 
 @_inline
 def _exp_nonpositive(x):
+    """``exp(x)`` for ``x <= 0`` (0 below ``_EXP_FLOOR``); ``lanes._exp_lanes`` does the same on lane vectors."""
     clamped = max(x, _EXP_FLOOR)
     n = np.floor(_LOG2E * clamped + 0.5)
     r = clamped - n * _LN2_HI - n * _LN2_LO
@@ -90,6 +86,22 @@ def scale_frames(frame_log_likelihood, log_scale):
     """
     for t in range(frame_log_likelihood.shape[0]):
         log_scale[t] = _scale_row(frame_log_likelihood[t])
+
+
+@_jit
+def add_log_scales(log_scale, offsets, log_likelihoods):
+    """``log_likelihoods[s] +=`` the sum of sequence ``s``'s frame log scales, frame by frame from 0.
+
+    The order in which :func:`.forward_backward.gaussian_forward_backward_moments` adds them in
+    its lanes, so that a forward pass over :func:`scale_frames`' or :func:`gaussian_frames`'
+    probabilities gives the E-step's log-likelihoods bit for bit (``np.add.reduceat`` sums
+    pairwise).
+    """
+    for s in range(offsets.shape[0] - 1):
+        total = 0.0
+        for t in range(offsets[s], offsets[s + 1]):
+            total += log_scale[t]
+        log_likelihoods[s] += total
 
 
 #: Empty arrays for the optional outputs of the kernels below.
@@ -201,6 +213,42 @@ def _scaled_block_out(rows, t0, count, largest, out, log_scale):
     for b in range(count):
         for c in range(rows.shape[0]):
             out[t0 + b, c] = rows[c, b]
+
+
+@_inline
+def gaussian_lane_frame(x, means, scales, chol, log_norm, y, frames, t):
+    """Scaled frame probabilities of frame ``t`` of every lane of a block; returns their log scale.
+
+    ``frames[t, c, lane] = exp(log N(x[0, :, lane]; c) - largest)``, the
+    lanes' frames in ``x`` (1, D, LANES), ``largest`` the lane's largest log-density:
+    :func:`gaussian_frames` in the lane layout, operation for operation (the
+    same bits), on lane vectors. The densities are computed where the forward
+    pass reads them: no frames x states array is written, transposed and
+    gathered back. ``y`` (1, D, LANES) is scratch for the forward
+    substitution. Unlike :func:`gaussian_frames` the largest log-density is
+    used as it is: Gaussian densities of checked (finite) frames are finite.
+    """
+    n_features = means.shape[1]
+    full = chol.shape[0] > 0
+    largest = _splat(-np.inf)
+    for c in range(means.shape[0]):
+        acc = _splat(0.0)
+        for i in range(n_features):
+            v = _sub(_load(x, 0, i), _splat(means[c, i]))
+            if full:
+                for j in range(i):
+                    v = _sub(v, _mul(_splat(chol[c, i, j]), _load(y, 0, j)))
+                v = _mul(v, _splat(scales[c, i]))
+                _store(y, 0, i, v)
+                acc = _add(acc, _mul(v, v))
+            else:
+                acc = _add(acc, _mul(_mul(v, v), _splat(scales[c, i])))
+        density = _mul(_splat(-0.5), _add(_splat(log_norm[c]), acc))
+        _store(frames, t, c, density)
+        largest = _max(largest, density)
+    for c in range(means.shape[0]):
+        _store(frames, t, c, _exp_lanes(_sub(_load(frames, t, c), largest)))
+    return largest
 
 
 @_jit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hmm.core.kernels.emissions import gaussian_lane_frame
 from hmm.core.kernels.forward import _forward_block
 from hmm.core.kernels.lanes import (
     LANES,
@@ -11,6 +12,8 @@ from hmm.core.kernels.lanes import (
     _buffers,
     _fmav,
     _frame_rows,
+    _gather_frame,
+    _inline,
     _jit,
     _lane_sum,
     _load,
@@ -26,16 +29,20 @@ from hmm.core.kernels.lanes import (
     _scatter_frame,
     _splat,
     _store,
+    _sub,
 )
 
 
 @_jit
-def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start):
+def _backward_block(
+    transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start, gamma
+):
     """Backward sweep of one block: posteriors out, ``frames`` overwritten.
 
-    The posteriors of frame t go to ``target[row]`` (``symbols`` empty), or are
-    added to ``target[symbol of the frame]``; those of the first frames are
-    added to ``start``.
+    The posteriors of frame t go to ``gamma[t, state, lane]`` if ``gamma`` is
+    not empty (zero past the end of a lane's sequence), else to
+    ``target[row]`` (``symbols`` empty), or are added to ``target[symbol of
+    the frame]``; those of the first frames are added to ``start``.
 
     ``frames[t + 1]`` is replaced by ``w_t[j] = b_{t+1}(j) beta_{t+1}(j) /
     c_{t+1}`` (zero past the end of a lane's sequence), the factor the
@@ -85,6 +92,13 @@ def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta
                 if length[lane] > 0:
                     for i in range(n_states):
                         start[i] += beta[1, i, lane]
+        if gamma.shape[0] > 0:
+            # kept in the lane layout for the moment sums (no transposes, no
+            # frames x states array): zero where the lane's sequence has ended
+            inverse = _mul(inverse, _sub(_splat(1.0), _past_end(length, t)))
+            for i in range(n_states):
+                _store(gamma, t, i, _mul(_load(beta, 1, i), inverse))
+            continue
         _frame_rows(first, length, t, symbols, rows)
         if symbols.shape[0] > 0:
             _scatter_add_frame(target, rows, sink, beta, 1, inverse)
@@ -92,39 +106,43 @@ def _backward_block(transmat, first, length, longest, alpha, frames, scale, beta
             _scatter_frame(target, rows, sink, beta, 1, inverse)
 
 
-# Frames per pass of the transition sums: the chunk's alpha and w rows
-# (2 x frames x n_states x 64 bytes) stay in the L1-L2 caches while every
+# Frames per pass of the frame products: the chunk's rows of both operands
+# (2 x frames x columns x 8 LANES bytes) stay in the L1-L2 caches while every
 # (i, j) tile streams over them. Streaming whole sequences instead re-reads
 # them from L2 once per tile, and the sums ran at a third of FMA speed.
-_L1_FRAME_STATES = 320
+_L1_FRAME_COLUMNS = 320
 
 
 @_jit
-def _transition_sums(alpha, w, longest, outer):
-    """``outer[i, j, lane] += sum over t < longest - 1 of alpha[t, i, lane] w[t + 1, j, lane]``.
+def _frame_products(a, a_start, b, b_start, count, outer):
+    """``outer[i, j, lane] += sum over u < count of a[a_start + u, i, lane] b[b_start + u, j, lane]``.
 
-    A 2 x 2 tile of (i, j) pairs per pass keeps four lane-vector accumulators
-    in registers, so every loaded vector feeds two multiply-adds. An odd last
-    row or column is computed twice from the same accumulator (both copies
-    agree). The lanes are summed by the caller, once per batch.
+    A small matrix product over the frames of a block, lane by lane: the
+    expected transitions (``a`` alpha, ``b`` the backward factors w one frame
+    later) and the posteriors' moments (``a`` the posteriors, ``b`` the moment
+    columns of a chunk of frames). A 2 x 2 tile of (i, j) pairs per pass keeps
+    four lane-vector accumulators in registers, so every loaded vector feeds
+    two multiply-adds. An odd last row or column is computed twice from the
+    same accumulator (both copies agree). The lanes are summed by the caller,
+    once per batch.
     """
-    n_states = alpha.shape[1]
-    chunk = max(4, _L1_FRAME_STATES // n_states)
-    for t0 in range(0, longest - 1, chunk):
-        t1 = min(t0 + chunk, longest - 1)
-        for i0 in range(0, n_states, 2):
-            i1 = min(i0 + 1, n_states - 1)
-            for j0 in range(0, n_states, 2):
-                j1 = min(j0 + 1, n_states - 1)
+    n_rows, n_columns = a.shape[1], b.shape[1]
+    chunk = _chunk_frames(max(n_rows, n_columns))
+    for u0 in range(0, count, chunk):
+        u1 = min(u0 + chunk, count)
+        for i0 in range(0, n_rows, 2):
+            i1 = min(i0 + 1, n_rows - 1)
+            for j0 in range(0, n_columns, 2):
+                j1 = min(j0 + 1, n_columns - 1)
                 a00 = _load(outer, i0, j0)
                 a01 = _load(outer, i0, j1)
                 a10 = _load(outer, i1, j0)
                 a11 = _load(outer, i1, j1)
-                for t in range(t0, t1):
-                    x0 = _load(alpha, t, i0)
-                    x1 = _load(alpha, t, i1)
-                    y0 = _load(w, t + 1, j0)
-                    y1 = _load(w, t + 1, j1)
+                for u in range(u0, u1):
+                    x0 = _load(a, a_start + u, i0)
+                    x1 = _load(a, a_start + u, i1)
+                    y0 = _load(b, b_start + u, j0)
+                    y1 = _load(b, b_start + u, j1)
                     a00 = _fmav(a00, x0, y0)
                     a01 = _fmav(a01, x0, y1)
                     a10 = _fmav(a10, x1, y0)
@@ -135,12 +153,80 @@ def _transition_sums(alpha, w, longest, outer):
                 _store(outer, i1, j1, a11)
 
 
+@_inline
+def _chunk_frames(n_columns):
+    """Frames per pass of :func:`_frame_products` (and per chunk of moment columns) for rows of ``n_columns``."""
+    return max(4, _L1_FRAME_COLUMNS // n_columns)
+
+
 @_jit
-def _expectations(startprob, transmat, table, symbols, offsets, target, log_likelihoods, start_counts, trans_counts):
-    """Forward-backward over a batch, block by block (see the two kernels below)."""
+def _load_moment_columns(X, first, length, t0, t1, columns, rows, zeros):
+    """``columns[t - t0, c, lane]`` for t in [t0, t1): the moment columns of the lanes' frames.
+
+    ``x_1 .. x_D``, 1, then ``x_d^2`` (``2 D + 1`` columns) or ``x_d x_e`` for
+    ``e <= d`` (``D + 1 + D (D + 1) / 2``; see :func:`forward_backward_moments`);
+    zeros past a sequence's end. A chunk at a time: the columns of a whole
+    sequence would need memory in proportion to its length times the columns.
+    """
+    n_features = X.shape[1]
+    no_symbols = np.empty(0, dtype=np.int64)
+    squares = columns.shape[1] == 2 * n_features + 1
+    for t in range(t0, t1):
+        u = t - t0
+        _frame_rows(first, length, t, no_symbols, rows)
+        _gather_frame(X, rows, zeros, columns, u)
+        _store(columns, u, n_features, _splat(1.0))
+        c = n_features + 1
+        for d in range(n_features):
+            xd = _load(columns, u, d)
+            if squares:
+                _store(columns, u, c, _mul(xd, xd))
+                c += 1
+            else:
+                for e in range(d + 1):
+                    _store(columns, u, c, _mul(xd, _load(columns, u, e)))
+                    c += 1
+
+
+@_jit
+def _expectations(
+    startprob,
+    transmat,
+    table,
+    symbols,
+    components,
+    X,
+    offsets,
+    target,
+    log_likelihoods,
+    start_counts,
+    trans_counts,
+    moments,
+):
+    """Forward-backward over a batch, block by block (see the four kernels below).
+
+    The frame probabilities are gathered from ``table`` (rows, or rows by
+    symbol), or with Gaussian ``components`` (means, scales, chol, log_norm
+    of :func:`.emissions.gaussian_frames`; empty otherwise) computed from the
+    lanes' frames of ``X``. Posteriors go to ``target`` (see
+    :func:`_backward_block`), or, with ``moments`` not empty, their moments
+    over the columns of ``X`` to ``moments``.
+    """
     n_states = startprob.shape[0]
     n_sequences = offsets.shape[0] - 1
     order, alpha, frames, scale = _buffers(n_states, offsets)
+    means, scales, chol, log_norm = components
+    densities = means.shape[0] > 0
+    with_moments = moments.shape[0] > 0
+    gamma = np.empty((alpha.shape[0] if with_moments else 0, n_states, LANES))
+    chunk = _chunk_frames(max(1, moments.shape[1]))
+    columns = np.empty((chunk if with_moments else 0, moments.shape[1], LANES))
+    x = np.empty((1 if densities else 0, X.shape[1], LANES))
+    moment_sums = np.zeros((n_states, moments.shape[1], LANES))
+    zeros = np.zeros(X.shape[1])
+    # the log of each lane's per-frame density scales, added to its log-likelihood
+    lane_log_scale = np.zeros((1, 1, LANES))
+    y = np.empty((1, X.shape[1], LANES))
     into = np.ascontiguousarray(transmat.T)
     first = np.empty(LANES, dtype=np.int64)
     length = np.empty(LANES, dtype=np.int64)
@@ -155,22 +241,60 @@ def _expectations(startprob, transmat, table, symbols, offsets, target, log_like
     outer = np.zeros((n_states, n_states, LANES))
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
-        _load_frames(table, symbols, first, length, longest, frames, rows, ones)
+        if densities:
+            no_symbols = np.empty(0, dtype=np.int64)
+            log_scale = _splat(0.0)
+            for t in range(longest):
+                _frame_rows(first, length, t, no_symbols, rows)
+                _gather_frame(X, rows, zeros, x, 0)
+                largest = gaussian_lane_frame(x, means, scales, chol, log_norm, y, frames, t)
+                # the frame's scale counts where the lane's sequence has a frame t
+                log_scale = _add(log_scale, _mul(largest, _sub(_splat(1.0), _past_end(length, t))))
+            _store(lane_log_scale, 0, 0, log_scale)
+        else:
+            _load_frames(table, symbols, first, length, longest, frames, rows, ones)
         failed_lane, failed_t = _forward_block(
             startprob, into, frames, length, longest, alpha, scale, lane_log_likelihood
         )
         if failed_lane >= 0:
             return order[block_start + failed_lane], failed_t
         for lane in range(min(LANES, n_sequences - block_start)):
-            log_likelihoods[order[block_start + lane]] = lane_log_likelihood[lane]
+            log_likelihoods[order[block_start + lane]] = lane_log_likelihood[lane] + lane_log_scale[0, 0, lane]
         _backward_block(
-            transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start_counts
+            transmat,
+            first,
+            length,
+            longest,
+            alpha,
+            frames,
+            scale,
+            beta,
+            rows,
+            sink,
+            symbols,
+            target,
+            start_counts,
+            gamma,
         )
-        _transition_sums(alpha, frames, longest, outer)
+        _frame_products(alpha, 0, frames, 1, longest - 1, outer)
+        if with_moments:
+            for t0 in range(0, longest, chunk):
+                t1 = min(t0 + chunk, longest)
+                _load_moment_columns(X, first, length, t0, t1, columns, rows, zeros)
+                _frame_products(gamma, t0, columns, 0, t1 - t0, moment_sums)
     for i in range(n_states):
         for j in range(n_states):
             trans_counts[i, j] += transmat[i, j] * _lane_sum(_load(outer, i, j))
+        if with_moments:
+            for c in range(moments.shape[1]):
+                moments[i, c] += _lane_sum(_load(moment_sums, i, c))
     return -1, -1
+
+
+@_inline
+def _no_components():
+    """No Gaussian components: the frame probabilities come from a table."""
+    return np.empty((0, 0)), np.empty((0, 0)), np.empty((0, 0, 0)), np.empty(0)
 
 
 @_jit
@@ -193,8 +317,103 @@ def forward_backward(
     first frame whose probability underflowed.
     """
     no_symbols = np.empty(0, dtype=np.int64)
+    no_moments = np.empty((0, 0))
     return _expectations(
-        startprob, transmat, frameprob, no_symbols, offsets, posteriors, log_likelihoods, start_counts, trans_counts
+        startprob,
+        transmat,
+        frameprob,
+        no_symbols,
+        _no_components(),
+        no_moments,
+        offsets,
+        posteriors,
+        log_likelihoods,
+        start_counts,
+        trans_counts,
+        no_moments,
+    )
+
+
+@_jit
+def forward_backward_moments(
+    startprob,
+    transmat,
+    frameprob,
+    X,
+    offsets,
+    log_likelihoods,
+    start_counts,
+    trans_counts,
+    moments,
+):
+    """:func:`forward_backward` adding the posteriors' moments over ``X`` instead of writing the posteriors.
+
+    ``moments[k, c] += sum_t posterior_t[k] z_t[c]`` with the columns ``z_t``:
+    ``x_t1 .. x_tD``, 1, then either ``x_td^2`` (``moments`` has ``2 D + 1``
+    columns: what diagonal covariances need) or ``x_td x_te`` for ``e <= d``
+    in row order (``D + 1 + D (D + 1) / 2`` columns: full covariances). The
+    posteriors never leave the lane layout: the sums are small matrix
+    products over each block's frames with the accumulators in registers, so
+    neither the n_frames x n_states posteriors nor a pass of BLAS over them
+    are needed. ``X`` is (n_frames, D) float64, C-contiguous.
+    """
+    no_symbols = np.empty(0, dtype=np.int64)
+    no_target = np.empty((0, 0))
+    return _expectations(
+        startprob,
+        transmat,
+        frameprob,
+        no_symbols,
+        _no_components(),
+        X,
+        offsets,
+        no_target,
+        log_likelihoods,
+        start_counts,
+        trans_counts,
+        moments,
+    )
+
+
+@_jit
+def gaussian_forward_backward_moments(
+    startprob,
+    transmat,
+    means,
+    scales,
+    chol,
+    log_norm,
+    X,
+    offsets,
+    log_likelihoods,
+    start_counts,
+    trans_counts,
+    moments,
+):
+    """:func:`forward_backward_moments` of a Gaussian HMM, its frame probabilities computed in the lanes.
+
+    The components are :func:`.emissions.gaussian_frames`' (one per state):
+    each block's frames are gathered into the lane layout once (for the
+    moments anyway) and their densities, maximum and exp computed there
+    (:func:`.emissions.gaussian_lane_frame`), so no frames x states array is
+    written, transposed and gathered back. ``log_likelihoods`` include the
+    frames' scales.
+    """
+    no_symbols = np.empty(0, dtype=np.int64)
+    no_table = np.empty((0, 0))
+    return _expectations(
+        startprob,
+        transmat,
+        no_table,
+        no_symbols,
+        (means, scales, chol, log_norm),
+        X,
+        offsets,
+        no_table,
+        log_likelihoods,
+        start_counts,
+        trans_counts,
+        moments,
     )
 
 
@@ -220,14 +439,18 @@ def categorical_forward_backward(
     n_frames x n_states) are ever written. ``symbols`` is int64 (n_frames,),
     each in ``[0, n_symbols)`` (not checked here).
     """
+    no_moments = np.empty((0, 0))
     return _expectations(
         startprob,
         transmat,
         emissionprob_by_symbol,
         symbols,
+        _no_components(),
+        no_moments,
         offsets,
         counts_by_symbol,
         log_likelihoods,
         start_counts,
         trans_counts,
+        no_moments,
     )

@@ -1,10 +1,10 @@
 """SIMD lane plumbing of the kernels: lane vectors, their intrinsics and the block layout.
 
 Sequences are processed :data:`LANES` at a time, one per lane. A lane vector
-(:class:`LaneVector`) is an LLVM ``<8 x double>`` living in registers; the
+(:class:`LaneVector`) is an LLVM ``<LANES x double>`` living in registers; the
 intrinsics here load and store them from work arrays ``[frame][state][lane]``,
 multiply-add them, and transpose between the frames x states layout of the
-callers' arrays and the lane layout (8 x 4 tiles in registers). The
+callers' arrays and the lane layout (LANES x 4 tiles in registers). The
 algorithms (:mod:`.forward`, :mod:`.forward_backward`, :mod:`.emissions`)
 are written in terms of these and know nothing of LLVM.
 
@@ -21,9 +21,10 @@ from typing import Any
 
 import numba as nb
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.core.datamodel import models
 from numba.extending import intrinsic, register_model
 
@@ -38,10 +39,34 @@ def _intrinsic(typing: Callable[..., Any]) -> Any:
 
 _inline = nb.njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
-# Sequences per block: one <8 x double> is two AVX2 registers (one AVX-512
-# register). Lanes past the end of their sequence, and the unused lanes of the
-# last block, compute on harmless values and are never read back.
-LANES = 8
+
+def _host_lanes() -> int:
+    """Sequences per block: a lane vector is two of the CPU's widest vector registers.
+
+    The forward and backward recurrences are latency-bound chains (every frame
+    waits for the previous one), so each operation should carry as much
+    independent work as the CPU can overlap: two registers' worth. On AVX-512
+    that is 16 doubles (two zmm registers; 8 lanes left the FMA units idle
+    more than half the time); on AVX2 it is 8 (two ymm registers; 16 would spill
+    the kernels' accumulators out of the 16 ymm registers). The CPU is the one
+    numba compiles for (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when set,
+    else the host): numba keys its cache on that CPU too, so a cache compiled
+    for one lane count is never loaded for the other.
+    """
+    # numba.core.config sets its options at import time (mypy does not see them)
+    cpu_name, cpu_features = getattr(config, "CPU_NAME", None), getattr(config, "CPU_FEATURES", None)
+    if cpu_features is not None:
+        features = cpu_features
+    elif cpu_name in (None, "host"):
+        features = llvm.get_host_cpu_features().flatten()
+    else:
+        return 8  # a named CPU without features (e.g. "generic" for a portable cache)
+    return 16 if "+avx512f" in features.split(",") else 8
+
+
+# Lanes past the end of their sequence, and the unused lanes of the last block,
+# compute on harmless values and are never read back.
+LANES = _host_lanes()
 
 # --------------------------------------------------------------- lane vectors
 
@@ -194,6 +219,76 @@ def _lane_sum(typingctx, x):
     return types.float64(lane_vector), codegen
 
 
+# exp(x) for x <= 0 as polynomial arithmetic (Cephes' rational approximation
+# after range reduction, within 1 ulp of libm), so that it is SIMD code: the
+# compiler vectorises a loop of emissions._exp_nonpositive, and _exp_lanes is
+# the same on lane vectors. libm's exp is a scalar call of ~10 ns, and the
+# frames of a continuous model need n_states of them each.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93145751953125e-1
+_LN2_LO = 1.42860682030941723212e-6
+_EXP_P0, _EXP_P1, _EXP_P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
+_EXP_Q0, _EXP_Q1, _EXP_Q2, _EXP_Q3 = (
+    3.00198505138664455042e-6,
+    2.52448340349684104192e-3,
+    2.27265548208155028766e-1,
+    2.00000000000000000009e0,
+)
+# Below this exp(x) is subnormal; such a frame weight is 0 next to the
+# state whose weight is 1 (x = 0), so it is flushed to 0.
+_EXP_FLOOR = -708.0
+
+
+def _vector_call(builder, name, values):
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * len(values)), f"llvm.{name}.v{LANES}f64"
+    )
+    return builder.call(function, values)
+
+
+@_intrinsic
+def _max(typingctx, x, y):
+    """The larger of ``x`` and ``y`` lane by lane."""
+
+    def codegen(context, builder, sig, args):
+        return _vector_call(builder, "maxnum", [args[0], args[1]])
+
+    return lane_vector(lane_vector, lane_vector), codegen
+
+
+@_intrinsic
+def _exp_lanes(typingctx, x):
+    """``exp(x)`` lane by lane for ``x <= 0``: the arithmetic of ``emissions._exp_nonpositive``, operation
+    for operation (separate multiplies and adds, as numba compiles that one), so both give the same bits."""
+
+    def codegen(context, builder, sig, args):
+        def c(value):
+            return _broadcast(builder, ir.Constant(ir.DoubleType(), value))
+
+        x = args[0]
+        clamped = _vector_call(builder, "maxnum", [x, c(_EXP_FLOOR)])
+        n = _vector_call(builder, "floor", [builder.fadd(builder.fmul(c(_LOG2E), clamped), c(0.5))])
+        r = builder.fsub(builder.fsub(clamped, builder.fmul(n, c(_LN2_HI))), builder.fmul(n, c(_LN2_LO)))
+        rr = builder.fmul(r, r)
+        p = builder.fmul(
+            r, builder.fadd(builder.fmul(builder.fadd(builder.fmul(c(_EXP_P0), rr), c(_EXP_P1)), rr), c(_EXP_P2))
+        )
+        q = builder.fadd(c(_EXP_Q2), builder.fmul(builder.fadd(builder.fmul(c(_EXP_Q0), rr), c(_EXP_Q1)), rr))
+        q = builder.fadd(builder.fmul(q, rr), c(_EXP_Q3))
+        value = builder.fadd(c(1.0), builder.fdiv(builder.fmul(c(2.0), p), builder.fsub(q, p)))
+        integers = ir.VectorType(ir.IntType(64), LANES)
+        exponent = builder.add(
+            builder.fptosi(n, integers), _broadcast_int(builder, ir.Constant(ir.IntType(64), 1023), integers)
+        )
+        power = builder.bitcast(
+            builder.shl(exponent, _broadcast_int(builder, ir.Constant(ir.IntType(64), 52), integers)), _VECTOR
+        )
+        scaled = builder.fmul(value, power)
+        return builder.select(builder.fcmp_ordered(">=", x, c(_EXP_FLOOR)), scaled, c(0.0))
+
+    return lane_vector(lane_vector), codegen
+
+
 @_intrinsic
 def _past_end(typingctx, length, t):
     """1.0 in the lanes whose sequence has no frame ``t`` (``length <= t``), else 0.0."""
@@ -302,10 +397,11 @@ def _concatenate(builder, vectors):
 
 @_intrinsic
 def _gather_frame(typingctx, array, rows, ones, frames, t):
-    """``frames[t, j, lane] = array[rows[lane], j]`` for every column j.
+    """``frames[t, j, lane] = array[rows[lane], j]`` for every column j of ``array``.
 
     ``ones[j]`` where ``rows[lane] < 0``. Pieces of 4 columns of a lane's row
-    are read as one vector and the 8 x 4 block is transposed in registers.
+    are read as one vector and the LANES x 4 block is transposed in registers.
+    ``frames`` may have more columns than ``array``; those are left alone.
     """
     if not (_is_rows(array, rows, ones) and _is_buffer(frames)):
         return None
@@ -313,8 +409,8 @@ def _gather_frame(typingctx, array, rows, ones, frames, t):
     def codegen(context, builder, sig, args):
         lanes = _lane_rows(context, builder, sig, args)
         contiguous = _contiguous_rows(sig.args[0])
-        frames_array = context.make_array(sig.args[3])(context, builder, args[3])
-        n_columns = cgutils.unpack_tuple(builder, frames_array.shape, 3)[1]
+        source = context.make_array(sig.args[0])(context, builder, args[0])
+        n_columns = cgutils.unpack_tuple(builder, source.shape, 2)[1]
 
         def body(column, width):
             part = ir.VectorType(ir.DoubleType(), width)
@@ -388,7 +484,7 @@ def _make_scatter(accumulate):
 
 
 # array[rows[lane], j] (=, +=) source[t, j, lane] * factor[lane] for every
-# column j; into ``sink`` where rows[lane] < 0. The 8 x 4 blocks are
+# column j; into ``sink`` where rows[lane] < 0. The LANES x 4 blocks are
 # transposed in registers and a lane's 4 values are written as one vector.
 _scatter_frame = _make_scatter(accumulate=False)
 _scatter_add_frame = _make_scatter(accumulate=True)
