@@ -84,6 +84,9 @@ class PlayedStep:
 class LocalEmr:
     """Runs the steps added to moto's clusters, in a thread, while the ``with`` block lasts.
 
+    Only clusters created inside the block are played: moto's backend lives as long as its
+    server, and clusters of an earlier test or run (left unterminated) are not this one's.
+
     Parameters
     ----------
     region : str
@@ -119,9 +122,12 @@ class LocalEmr:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: Clusters that existed before the ``with`` block (another test's or run's): never played.
+        self._foreign: set[str] = set()
 
     def __enter__(self) -> LocalEmr:
         backend = emr_backend(self.region)
+        self._foreign = set(backend.clusters)
         real_describe = backend.describe_step
 
         def describe_step(cluster_id: str, step_id: str) -> Any:
@@ -155,6 +161,8 @@ class LocalEmr:
     def _play(self) -> None:
         while not self._stop.is_set():
             for cluster_id, cluster in list(emr_backend(self.region).clusters.items()):
+                if cluster_id in self._foreign:
+                    continue
                 step = next((s for s in cluster.steps if s.state not in FINISHED), None)
                 if step is not None and cluster.state not in ("TERMINATING", "TERMINATED"):
                     self._run(cluster_id, step)

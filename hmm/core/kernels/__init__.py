@@ -63,7 +63,8 @@ Modules, each importing only those above it:
 - :mod:`.forward`: the scaled forward pass and per-sequence log-likelihoods;
 - :mod:`.forward_backward`: posteriors, expected transitions, categorical
   counts, posteriors' moments;
-- :mod:`.viterbi`: most likely state paths.
+- :mod:`.viterbi`: most likely state paths;
+- :mod:`.cache`: numba's cache files dropped when any kernel source changed.
 
 The names below are the kernels' public interface; import them from here (the
 emission models use :mod:`.emissions` as a module).
@@ -71,16 +72,23 @@ emission models use :mod:`.emissions` as a module).
 
 from __future__ import annotations
 
-from hmm.core.kernels.emissions import scale_frames
-from hmm.core.kernels.forward import UNDERFLOW, forward_filter, forward_log_likelihoods
-from hmm.core.kernels.forward_backward import (
+from pathlib import Path
+
+from hmm.core.kernels.cache import clear_stale_caches
+
+# Before any kernel runs: numba's cache files compiled from other sources go (see .cache).
+clear_stale_caches(Path(__file__).parent)
+
+from hmm.core.kernels.emissions import scale_frames  # noqa: E402
+from hmm.core.kernels.forward import UNDERFLOW, forward_filter, forward_log_likelihoods  # noqa: E402
+from hmm.core.kernels.forward_backward import (  # noqa: E402
     categorical_forward_backward,
     forward_backward,
     forward_backward_moments,
     gaussian_forward_backward_moments,
 )
-from hmm.core.kernels.lanes import LANES
-from hmm.core.kernels.viterbi import viterbi
+from hmm.core.kernels.lanes import LANES  # noqa: E402
+from hmm.core.kernels.viterbi import viterbi  # noqa: E402
 
 __all__ = [
     "LANES",
