@@ -8,10 +8,10 @@ callers' arrays and the lane layout (LANES x 4 tiles in registers). The
 algorithms (:mod:`.forward`, :mod:`.forward_backward`, :mod:`.emissions`)
 are written in terms of these and know nothing of LLVM.
 
-Numba's on-disk cache keys a compiled function on its own source file only:
-after editing this module, clear the ``__pycache__`` of this package (or
-``$NUMBA_CACHE_DIR``) so the algorithms compiled against the old plumbing
-are not reused.
+Numba's on-disk cache keys a compiled function on its own source file only, so
+the algorithms compiled against an older version of this module would be reused:
+:mod:`.cache` drops the package's cache files whenever any kernel source changes
+(with ``$NUMBA_CACHE_DIR`` set, clear that folder yourself after editing).
 """
 
 from __future__ import annotations
