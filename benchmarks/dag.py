@@ -77,7 +77,7 @@ DAG_ID = "hmm_training"
 #: Rows of the per-iteration table: (key, label), in the order time passes in an iteration.
 PHASES = (
     ("gap_before_task", "Airflow: gap before the iteration task"),
-    ("task_to_submit", "Airflow: task start to spark-submit"),
+    ("task_to_submit", "Airflow: task start to the step's process (spark-submit or python)"),
     ("launch", "launcher until the Python job starts (spark-submit's JVM; none on the run's server)"),
     ("python_startup", "Python start-up and imports (hmm, pyspark)"),
     ("spark_session", "Spark session (a JVM, or a Connect session on the run's server)"),
