@@ -37,6 +37,7 @@ from hmm.core.kernels.lanes import (
     _inline,
     _jit,
     _lane_sum,
+    _lane_zeros,
     _load,
     _max,
     _mul,
@@ -383,7 +384,7 @@ def lane_moments(w, x, centres, totals, sums, squares, outers):
     want_outers = outers.shape[0] > 0
     # acc[u, i]: lane partial sums; i = 0 total, 1 + d sum, 1 + D + d square, 1 + 2 D + D d + e outer
     n_sums = 1 + 2 * n_features + n_features * n_features
-    acc = np.zeros((n_units, n_sums, LANES))
+    acc = _lane_zeros(n_units, n_sums)
     for start in range(0, n_blocks, _CHUNK_BLOCKS):
         stop = min(start + _CHUNK_BLOCKS, n_blocks)
         for u in range(n_units):

@@ -15,7 +15,9 @@ from hmm.core.kernels.lanes import (
     _gather_frame,
     _inline,
     _jit,
+    _lane_buffer,
     _lane_sum,
+    _lane_zeros,
     _load,
     _load_block,
     _load_frames,
@@ -218,27 +220,27 @@ def _expectations(
     means, scales, chol, log_norm = components
     densities = means.shape[0] > 0
     with_moments = moments.shape[0] > 0
-    gamma = np.empty((alpha.shape[0] if with_moments else 0, n_states, LANES))
+    gamma = _lane_buffer(alpha.shape[0] if with_moments else 0, n_states)
     chunk = _chunk_frames(max(1, moments.shape[1]))
-    columns = np.empty((chunk if with_moments else 0, moments.shape[1], LANES))
-    x = np.empty((1 if densities else 0, X.shape[1], LANES))
-    moment_sums = np.zeros((n_states, moments.shape[1], LANES))
+    columns = _lane_buffer(chunk if with_moments else 0, moments.shape[1])
+    x = _lane_buffer(1 if densities else 0, X.shape[1])
+    moment_sums = _lane_zeros(n_states, moments.shape[1])
     zeros = np.zeros(X.shape[1])
     # the log of each lane's per-frame density scales, added to its log-likelihood
-    lane_log_scale = np.zeros((1, 1, LANES))
-    y = np.empty((1, X.shape[1], LANES))
+    lane_log_scale = _lane_zeros(1, 1)
+    y = _lane_buffer(1, X.shape[1])
     into = np.ascontiguousarray(transmat.T)
     first = np.empty(LANES, dtype=np.int64)
     length = np.empty(LANES, dtype=np.int64)
     rows = np.empty(LANES, dtype=np.int64)
     ones = np.ones(n_states)
     lane_log_likelihood = np.empty(LANES)
-    beta = np.empty((2, n_states, LANES))
+    beta = _lane_buffer(2, n_states)
     # written instead of the posteriors of frames past the end of a sequence
     sink = np.zeros(n_states)
     # sum over t and lanes of alpha_t[i] * w_t[j]; the transition matrix is
     # a common factor, applied once at the end.
-    outer = np.zeros((n_states, n_states, LANES))
+    outer = _lane_zeros(n_states, n_states)
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
         if densities:

@@ -578,16 +578,42 @@ def _load_frames(frameprob, symbols, first, length, longest, frames, rows, ones)
         _gather_frame(frameprob, rows, ones, frames, t)
 
 
+# A lane vector is two of the CPU's widest registers; work arrays start on a
+# 64-byte boundary (a cache line) so that no vector load or store of
+# ``a[t, k, :]`` straddles two lines. numba's ``np.empty`` aligns to 32 bytes
+# only, which split every 64-byte access in two and made store-to-load
+# forwarding fail between consecutive frames.
+_ALIGNMENT = 64
+
+
+@_inline
+def _lane_buffer(n0, n1):
+    """An uninitialised ``(n0, n1, LANES)`` float64 work array whose rows start on a cache line."""
+    size = n0 * n1 * LANES
+    pad = _ALIGNMENT // 8
+    raw = np.empty(size + pad)
+    skip = ((_ALIGNMENT - raw.ctypes.data % _ALIGNMENT) % _ALIGNMENT) // 8
+    return raw[skip : skip + size].reshape((n0, n1, LANES))
+
+
+@_inline
+def _lane_zeros(n0, n1):
+    """:func:`_lane_buffer` filled with zeros."""
+    buffer = _lane_buffer(n0, n1)
+    buffer[:] = 0.0
+    return buffer
+
+
 @_jit
 def _buffers(n_states, offsets):
     """Sort order of the sequences by length, and the per-block work arrays."""
     lengths = offsets[1:] - offsets[:-1]
     order = np.argsort(lengths, kind="mergesort")
     longest = lengths.max() if lengths.shape[0] else 0
-    alpha = np.empty((longest, n_states, LANES))
-    frames = np.empty((longest, n_states, LANES))
+    alpha = _lane_buffer(longest, n_states)
+    frames = _lane_buffer(longest, n_states)
     # scale[0, t, lane]: normaliser c_t; scale[1, t, lane]: 1 / c_t
-    scale = np.empty((2, longest, LANES))
+    scale = _lane_buffer(2, longest)
     return order, alpha, frames, scale
 
 
