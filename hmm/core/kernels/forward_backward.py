@@ -21,13 +21,15 @@ from hmm.core.kernels.lanes import (
     _load,
     _load_block,
     _load_frames,
+    _load_symbol_frames,
     _mul,
     _past_end,
+    padded_table,
     _reciprocal,
     _row,
     _rows2,
     _rows4,
-    _scatter_add_frame,
+    _scatter_add_symbols,
     _scatter_frame,
     _splat,
     _store,
@@ -37,14 +39,15 @@ from hmm.core.kernels.lanes import (
 
 @_jit
 def _backward_block(
-    transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start, gamma
+    transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start, gamma, counts
 ):
     """Backward sweep of one block: posteriors out, ``frames`` overwritten.
 
     The posteriors of frame t go to ``gamma[t, state, lane]`` if ``gamma`` is
     not empty (zero past the end of a lane's sequence), else to
-    ``target[row]`` (``symbols`` empty), or are added to ``target[symbol of
-    the frame]``; those of the first frames are added to ``start``.
+    ``target[row]`` (``symbols`` empty), or are added to ``counts[symbol of
+    the frame]`` (the padded table of :func:`.lanes.padded_table`); those of
+    the first frames are added to ``start``.
 
     ``frames[t + 1]`` is replaced by ``w_t[j] = b_{t+1}(j) beta_{t+1}(j) /
     c_{t+1}`` (zero past the end of a lane's sequence), the factor the
@@ -103,7 +106,7 @@ def _backward_block(
             continue
         _frame_rows(first, length, t, symbols, rows)
         if symbols.shape[0] > 0:
-            _scatter_add_frame(target, rows, sink, beta, 1, inverse)
+            _scatter_add_symbols(counts, rows, beta, 1, inverse)
         else:
             _scatter_frame(target, rows, sink, beta, 1, inverse)
 
@@ -217,6 +220,10 @@ def _expectations(
     n_states = startprob.shape[0]
     n_sequences = offsets.shape[0] - 1
     order, alpha, frames, scale = _buffers(n_states, offsets)
+    by_symbol = symbols.shape[0] > 0
+    # categorical: the symbol table and the per-symbol counts padded for 8 x 8 tiles
+    symbol_table = padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
+    counts = padded_table(target, 0.0) if by_symbol else np.empty((0, 0))
     means, scales, chol, log_norm = components
     densities = means.shape[0] > 0
     with_moments = moments.shape[0] > 0
@@ -253,6 +260,8 @@ def _expectations(
                 # the frame's scale counts where the lane's sequence has a frame t
                 log_scale = _add(log_scale, _mul(largest, _sub(_splat(1.0), _past_end(length, t))))
             _store(lane_log_scale, 0, 0, log_scale)
+        elif by_symbol:
+            _load_symbol_frames(symbol_table, symbols, first, length, longest, frames, rows)
         else:
             _load_frames(table, symbols, first, length, longest, frames, rows, ones)
         failed_lane, failed_t = _forward_block(
@@ -277,6 +286,7 @@ def _expectations(
             target,
             start_counts,
             gamma,
+            counts,
         )
         _frame_products(alpha, 0, frames, 1, longest - 1, outer)
         if with_moments:
@@ -284,6 +294,8 @@ def _expectations(
                 t1 = min(t0 + chunk, longest)
                 _load_moment_columns(X, first, length, t0, t1, columns, rows, zeros)
                 _frame_products(gamma, t0, columns, 0, t1 - t0, moment_sums)
+    if by_symbol:
+        target[:, :] = counts[: target.shape[0], : target.shape[1]]
     for i in range(n_states):
         for j in range(n_states):
             trans_counts[i, j] += transmat[i, j] * _lane_sum(_load(outer, i, j))
