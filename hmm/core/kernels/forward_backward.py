@@ -112,10 +112,77 @@ def _backward_block(
 
 
 # Frames per pass of the frame products: the chunk's rows of both operands
-# (2 x frames x columns x 8 LANES bytes) stay in the L1-L2 caches while every
-# (i, j) tile streams over them. Streaming whole sequences instead re-reads
-# them from L2 once per tile, and the sums ran at a third of FMA speed.
-_L1_FRAME_COLUMNS = 320
+# (2 x frames x columns x LANES x 8 bytes, 40 kB) stay in the L1 cache (48 kB
+# here) while every (i, j) tile streams over them. Streaming whole sequences
+# instead re-reads them from L2 once per tile, and the sums ran at a third
+# of FMA speed; at 16 lanes a chunk of the 8-lane size (80 kB) spilled to L2
+# and the products took 1.7 instead of 0.9 ms of the K=10 E-step.
+_L1_FRAME_COLUMNS = 320 * 8 // LANES
+
+
+@_inline
+def _tile_2x2(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0, j1):
+    """The (i0, i1) x (j0, j1) tile of :func:`_frame_products` over frames [u0, u1)."""
+    a00 = _load(outer, i0, j0)
+    a01 = _load(outer, i0, j1)
+    a10 = _load(outer, i1, j0)
+    a11 = _load(outer, i1, j1)
+    for u in range(u0, u1):
+        x0 = _load(a, a_start + u, i0)
+        x1 = _load(a, a_start + u, i1)
+        y0 = _load(b, b_start + u, j0)
+        y1 = _load(b, b_start + u, j1)
+        a00 = _fmav(a00, x0, y0)
+        a01 = _fmav(a01, x0, y1)
+        a10 = _fmav(a10, x1, y0)
+        a11 = _fmav(a11, x1, y1)
+    _store(outer, i0, j0, a00)
+    _store(outer, i0, j1, a01)
+    _store(outer, i1, j0, a10)
+    _store(outer, i1, j1, a11)
+
+
+@_inline
+def _tile_2x4(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0):
+    """The (i0, i1) x (j0 .. j0 + 3) tile of :func:`_frame_products` over frames [u0, u1)."""
+    a00 = _load(outer, i0, j0)
+    a01 = _load(outer, i0, j0 + 1)
+    a02 = _load(outer, i0, j0 + 2)
+    a03 = _load(outer, i0, j0 + 3)
+    a10 = _load(outer, i1, j0)
+    a11 = _load(outer, i1, j0 + 1)
+    a12 = _load(outer, i1, j0 + 2)
+    a13 = _load(outer, i1, j0 + 3)
+    for u in range(u0, u1):
+        x0 = _load(a, a_start + u, i0)
+        x1 = _load(a, a_start + u, i1)
+        y = _load(b, b_start + u, j0)
+        a00 = _fmav(a00, x0, y)
+        a10 = _fmav(a10, x1, y)
+        y = _load(b, b_start + u, j0 + 1)
+        a01 = _fmav(a01, x0, y)
+        a11 = _fmav(a11, x1, y)
+        y = _load(b, b_start + u, j0 + 2)
+        a02 = _fmav(a02, x0, y)
+        a12 = _fmav(a12, x1, y)
+        y = _load(b, b_start + u, j0 + 3)
+        a03 = _fmav(a03, x0, y)
+        a13 = _fmav(a13, x1, y)
+    _store(outer, i0, j0, a00)
+    _store(outer, i0, j0 + 1, a01)
+    _store(outer, i0, j0 + 2, a02)
+    _store(outer, i0, j0 + 3, a03)
+    _store(outer, i1, j0, a10)
+    _store(outer, i1, j0 + 1, a11)
+    _store(outer, i1, j0 + 2, a12)
+    _store(outer, i1, j0 + 3, a13)
+
+
+# Columns per register tile of the frame products: 2 x 4 lane vectors of
+# accumulators where the CPU has 32 vector registers (AVX-512: 16 registers
+# of accumulators, each loaded vector feeds 2 or 4 multiply-adds), 2 x 2 on
+# AVX2 (16 registers; more would spill).
+_TILE_COLUMNS = 4 if LANES == 16 else 2
 
 
 @_jit
@@ -125,37 +192,25 @@ def _frame_products(a, a_start, b, b_start, count, outer):
     A small matrix product over the frames of a block, lane by lane: the
     expected transitions (``a`` alpha, ``b`` the backward factors w one frame
     later) and the posteriors' moments (``a`` the posteriors, ``b`` the moment
-    columns of a chunk of frames). A 2 x 2 tile of (i, j) pairs per pass keeps
-    four lane-vector accumulators in registers, so every loaded vector feeds
-    two multiply-adds. An odd last row or column is computed twice from the
-    same accumulator (both copies agree). The lanes are summed by the caller,
+    columns of a chunk of frames). A register tile of (i, j) pairs per pass
+    (2 x 4, or 2 x 2: :data:`_TILE_COLUMNS`) keeps its accumulators in
+    registers, so every loaded vector feeds several multiply-adds. An odd
+    last row or column is computed twice from the same accumulator (both
+    copies agree). Each sum runs over the frames in order whatever the tile,
+    so the tiling never changes a bit. The lanes are summed by the caller,
     once per batch.
     """
     n_rows, n_columns = a.shape[1], b.shape[1]
     chunk = _chunk_frames(max(n_rows, n_columns))
+    wide = n_columns - n_columns % 4 if _TILE_COLUMNS == 4 else 0
     for u0 in range(0, count, chunk):
         u1 = min(u0 + chunk, count)
         for i0 in range(0, n_rows, 2):
             i1 = min(i0 + 1, n_rows - 1)
-            for j0 in range(0, n_columns, 2):
-                j1 = min(j0 + 1, n_columns - 1)
-                a00 = _load(outer, i0, j0)
-                a01 = _load(outer, i0, j1)
-                a10 = _load(outer, i1, j0)
-                a11 = _load(outer, i1, j1)
-                for u in range(u0, u1):
-                    x0 = _load(a, a_start + u, i0)
-                    x1 = _load(a, a_start + u, i1)
-                    y0 = _load(b, b_start + u, j0)
-                    y1 = _load(b, b_start + u, j1)
-                    a00 = _fmav(a00, x0, y0)
-                    a01 = _fmav(a01, x0, y1)
-                    a10 = _fmav(a10, x1, y0)
-                    a11 = _fmav(a11, x1, y1)
-                _store(outer, i0, j0, a00)
-                _store(outer, i0, j1, a01)
-                _store(outer, i1, j0, a10)
-                _store(outer, i1, j1, a11)
+            for j0 in range(0, wide, 4):
+                _tile_2x4(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0)
+            for j0 in range(wide, n_columns, 2):
+                _tile_2x2(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0, min(j0 + 1, n_columns - 1))
 
 
 @_inline
