@@ -22,6 +22,7 @@ from hmm.core.kernels.lanes import (
     _load_block,
     _load_frames,
     _load_symbol_frames,
+    _symbol_offsets,
     _mul,
     _past_end,
     padded_table,
@@ -39,15 +40,16 @@ from hmm.core.kernels.lanes import (
 
 @_jit
 def _backward_block(
-    transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start, gamma, counts
+    transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start, gamma, counts, offsets
 ):
     """Backward sweep of one block: posteriors out, ``frames`` overwritten.
 
     The posteriors of frame t go to ``gamma[t, state, lane]`` if ``gamma`` is
     not empty (zero past the end of a lane's sequence), else to
     ``target[row]`` (``symbols`` empty), or are added to ``counts[symbol of
-    the frame]`` (the padded table of :func:`.lanes.padded_table`); those of
-    the first frames are added to ``start``.
+    the frame]`` (the padded table of :func:`.lanes.padded_table`, rows at
+    ``offsets`` from :func:`.lanes._symbol_offsets`); those of the first
+    frames are added to ``start``.
 
     ``frames[t + 1]`` is replaced by ``w_t[j] = b_{t+1}(j) beta_{t+1}(j) /
     c_{t+1}`` (zero past the end of a lane's sequence), the factor the
@@ -104,10 +106,10 @@ def _backward_block(
             for i in range(n_states):
                 _store(gamma, t, i, _mul(_load(beta, 1, i), inverse))
             continue
-        _frame_rows(first, length, t, symbols, rows)
         if symbols.shape[0] > 0:
-            _scatter_add_symbols(counts, rows, beta, 1, inverse)
+            _scatter_add_symbols(counts, offsets, t, beta, 1, inverse)
         else:
+            _frame_rows(first, length, t, symbols, rows)
             _scatter_frame(target, rows, sink, beta, 1, inverse)
 
 
@@ -279,6 +281,7 @@ def _expectations(
     # categorical: the symbol table and the per-symbol counts padded for 8 x 8 tiles
     symbol_table = padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
     counts = padded_table(target, 0.0) if by_symbol else np.empty((0, 0))
+    symbol_offsets = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
     means, scales, chol, log_norm = components
     densities = means.shape[0] > 0
     with_moments = moments.shape[0] > 0
@@ -316,7 +319,8 @@ def _expectations(
                 log_scale = _add(log_scale, _mul(largest, _sub(_splat(1.0), _past_end(length, t))))
             _store(lane_log_scale, 0, 0, log_scale)
         elif by_symbol:
-            _load_symbol_frames(symbol_table, symbols, first, length, longest, frames, rows)
+            _symbol_offsets(symbols, first, length, longest, symbol_table, symbol_offsets)
+            _load_symbol_frames(symbol_table, symbol_offsets, longest, frames)
         else:
             _load_frames(table, symbols, first, length, longest, frames, rows, ones)
         failed_lane, failed_t = _forward_block(
@@ -342,6 +346,7 @@ def _expectations(
             start_counts,
             gamma,
             counts,
+            symbol_offsets,
         )
         _frame_products(alpha, 0, frames, 1, longest - 1, outer)
         if with_moments:

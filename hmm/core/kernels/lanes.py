@@ -480,33 +480,29 @@ def _transpose8(builder, vectors):
     return columns
 
 
-def _is_table(table, rows):
+def _is_table(table, offsets):
     return (
         isinstance(table, types.Array)
         and table.ndim == 2
         and table.dtype == types.float64
         and table.layout == "C"
-        and isinstance(rows, types.Array)
-        and rows.ndim == 1
-        and rows.dtype == types.int64
-        and rows.layout == "C"
+        and isinstance(offsets, types.Array)
+        and offsets.ndim == 2
+        and offsets.dtype == types.int64
+        and offsets.layout == "C"
     )
 
 
-def _table_rows(context, builder, table_type, table_value, rows_type, rows_value):
-    """Per lane: the address of its row of the padded table (the last row where ``rows[lane] < 0``)."""
+def _table_rows(context, builder, table_type, table_value, offsets_type, offsets_value, t):
+    """Per lane: the address of its row of frame ``t`` in the padded table (``offsets[t, lane]`` bytes in)."""
     table = context.make_array(table_type)(context, builder, table_value)
-    rows = context.make_array(rows_type)(context, builder, rows_value)
+    offsets = context.make_array(offsets_type)(context, builder, offsets_value)
     intp = context.get_value_type(types.intp)
-    n_rows, _ = cgutils.unpack_tuple(builder, table.shape, 2)
-    row_stride, _ = cgutils.unpack_tuple(builder, table.strides, 2)
-    last = builder.sub(n_rows, ir.Constant(intp, 1))
     base = builder.bitcast(table.data, ir.IntType(8).as_pointer())
     addresses = []
     for lane in range(LANES):
-        row = builder.load(cgutils.get_item_pointer(context, builder, rows_type, rows, [ir.Constant(intp, lane)]))
-        row = builder.select(builder.icmp_signed(">=", row, ir.Constant(intp, 0)), row, last)
-        addresses.append(builder.gep(base, [builder.mul(row, row_stride)]))
+        pointer = cgutils.get_item_pointer(context, builder, offsets_type, offsets, [t, ir.Constant(intp, lane)])
+        addresses.append(builder.gep(base, [builder.load(pointer)]))
     return addresses
 
 
@@ -534,17 +530,17 @@ def _by_tiles(context, builder, n_states, body):
 
 
 @_intrinsic
-def _gather_symbols(typingctx, table, rows, frames, t):
-    """``frames[t, j, lane] = table[rows[lane], j]`` for every state j of ``frames``.
+def _gather_symbols(typingctx, table, offsets, frames, t):
+    """``frames[t, j, lane]`` = state j's entry of the row ``offsets[t, lane]`` bytes into ``table``.
 
-    ``table``: the padded symbol table (:func:`padded_table`), its last row
-    ones (read where ``rows[lane] < 0``).
+    ``table``: the padded symbol table (:func:`padded_table`); ``offsets``
+    from :func:`_symbol_offsets` (the last row, ones, past a sequence's end).
     """
-    if not (_is_table(table, rows) and _is_buffer(frames)):
+    if not (_is_table(table, offsets) and _is_buffer(frames)):
         return None
 
     def codegen(context, builder, sig, args):
-        addresses = _table_rows(context, builder, sig.args[0], args[0], sig.args[1], args[1])
+        addresses = _table_rows(context, builder, sig.args[0], args[0], sig.args[1], args[1], args[3])
         out = context.make_array(sig.args[2])(context, builder, args[2])
         n_states = cgutils.unpack_tuple(builder, out.shape, 3)[1]
 
@@ -561,26 +557,27 @@ def _gather_symbols(typingctx, table, rows, frames, t):
         _by_tiles(context, builder, n_states, body)
         return context.get_dummy_value()
 
-    return types.void(table, rows, frames, types.intp), codegen
+    return types.void(table, offsets, frames, types.intp), codegen
 
 
 @_intrinsic
-def _scatter_add_symbols(typingctx, counts, rows, source, t, factor):
-    """``counts[rows[lane], j] += source[t, j, lane] * factor[lane]`` for every state j of ``source``.
+def _scatter_add_symbols(typingctx, counts, offsets, t, source, k, factor):
+    """``source[k, j, lane] * factor[lane]`` added to state j's entry of the row ``offsets[t, lane]``
+    bytes into ``counts`` (frame t's symbol), for every state j of ``source``.
 
-    ``counts``: a padded table like :func:`padded_table`'s, whose last row
-    takes what lanes with ``rows[lane] < 0`` add. Lane by lane in order, as
+    ``counts``: a padded table shaped like the symbol table, whose last row
+    takes what lanes past their sequence's end add. Lane by lane in order, as
     two lanes may add to the same row.
     """
-    if not (_is_table(counts, rows) and _is_buffer(source)):
+    if not (_is_table(counts, offsets) and _is_buffer(source)):
         return None
 
     def codegen(context, builder, sig, args):
-        addresses = _table_rows(context, builder, sig.args[0], args[0], sig.args[1], args[1])
-        source_array = context.make_array(sig.args[2])(context, builder, args[2])
+        addresses = _table_rows(context, builder, sig.args[0], args[0], sig.args[1], args[1], args[2])
+        source_array = context.make_array(sig.args[3])(context, builder, args[3])
         n_states = cgutils.unpack_tuple(builder, source_array.shape, 3)[1]
         factors = [
-            builder.shuffle_vector(args[4], args[4], _i32(range(half * _TILE, (half + 1) * _TILE)))
+            builder.shuffle_vector(args[5], args[5], _i32(range(half * _TILE, (half + 1) * _TILE)))
             for half in range(LANES // _TILE)
         ]
         zeros = ir.Constant(_EIGHT, [0.0] * _TILE)
@@ -594,7 +591,7 @@ def _scatter_add_symbols(typingctx, counts, rows, source, t, factor):
                     inside = builder.icmp_signed("<", state, n_states)
                     # a state past the last reads the last one's (harmless) and adds zero
                     pointer = _half_pointer(
-                        context, builder, sig.args[2], args[2], args[3], builder.select(inside, state, last), half
+                        context, builder, sig.args[3], args[3], args[4], builder.select(inside, state, last), half
                     )
                     value = builder.fmul(builder.load(pointer, align=8), factors[half])
                     tile.append(builder.select(inside, value, zeros))
@@ -605,7 +602,7 @@ def _scatter_add_symbols(typingctx, counts, rows, source, t, factor):
         _by_tiles(context, builder, n_states, body)
         return context.get_dummy_value()
 
-    return types.void(counts, rows, source, types.intp, lane_vector), codegen
+    return types.void(counts, offsets, types.intp, source, types.intp, lane_vector), codegen
 
 
 def _make_scatter(accumulate):
@@ -747,15 +744,33 @@ def _load_frames(frameprob, symbols, first, length, longest, frames, rows, ones)
 
 
 @_jit
-def _load_symbol_frames(table, symbols, first, length, longest, frames, rows):
+def _symbol_offsets(symbols, first, length, longest, table, offsets):
+    """``offsets[t, lane]``: where the row of the symbol of frame t of the lane's sequence starts in
+    ``table`` (a padded table), in bytes; its last row past the sequence's end.
+
+    Once per block, for both the gather of the frames and the scatter of the
+    posteriors (each frame's 16 rows were looked up twice before, lane by lane).
+    """
+    row_bytes = table.shape[1] * 8
+    last = (table.shape[0] - 1) * row_bytes
+    for lane in range(LANES):
+        start = first[lane]
+        n = min(length[lane], longest)
+        for t in range(n):
+            offsets[t, lane] = symbols[start + t] * row_bytes
+        for t in range(n, longest):
+            offsets[t, lane] = last
+
+
+@_jit
+def _load_symbol_frames(table, offsets, longest, frames):
     """:func:`_load_frames` of a categorical block: ``frames[t, state, lane] = table[symbol, state]``.
 
     ``table`` is padded (:func:`padded_table`, last row ones for frames past
-    the end of a lane's sequence).
+    the end of a lane's sequence), ``offsets`` from :func:`_symbol_offsets`.
     """
     for t in range(longest):
-        _frame_rows(first, length, t, symbols, rows)
-        _gather_symbols(table, rows, frames, t)
+        _gather_symbols(table, offsets, frames, t)
 
 
 # A lane vector is two of the CPU's widest registers; work arrays start on a
