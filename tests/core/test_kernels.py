@@ -130,6 +130,28 @@ def test_forward_log_likelihoods_matches_hmmlearn(n_states):
     np.testing.assert_allclose(log_likelihoods, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("n_states", [3, 10])
+def test_log_likelihoods_in_lanes_equal_the_lane_by_lane_loop(n_states):
+    """The forward pass sums a block's log-likelihoods in lane vectors, unless a lane of the block has
+    a frame normaliser below 1e-100: then the whole block goes through the lane-by-lane loop. Both
+    must give the same bits, so a sequence's log-likelihood cannot depend on its block mates."""
+    rng = np.random.default_rng(7)
+    startprob, transmat = model(rng, n_states)
+    n_lanes = kernels.LANES
+    lengths = np.full(n_lanes, 240)  # one block; long enough to fold the product several times
+    offsets = offsets_of(lengths)
+    frameprob = frame_probabilities(rng, int(offsets[-1]), n_states)
+    alone = np.empty(n_lanes)
+    assert kernels.forward_log_likelihoods(startprob, transmat, frameprob, offsets, alone) == (-1, -1)
+    tiny = frameprob.copy()
+    tiny[offsets[3] + 17] *= 1e-150  # sequence 3: one frame far below 1e-100, far above underflow
+    mixed = np.empty(n_lanes)
+    assert kernels.forward_log_likelihoods(startprob, transmat, tiny, offsets, mixed) == (-1, -1)
+    others = np.arange(n_lanes) != 3
+    np.testing.assert_array_equal(mixed[others], alone[others])
+    assert mixed[3] == pytest.approx(alone[3] + np.log(1e-150), rel=1e-9)
+
+
 def test_single_sequence_and_single_frame():
     rng = np.random.default_rng(3)
     startprob, transmat = model(rng, 4)

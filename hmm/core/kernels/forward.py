@@ -8,8 +8,10 @@ from hmm.core.kernels.lanes import (
     LANES,
     _add,
     _buffers,
+    _any_below,
     _inline,
     _jit,
+    _lane_buffer,
     _load,
     _load_block,
     _load_frames,
@@ -20,6 +22,7 @@ from hmm.core.kernels.lanes import (
     _rows4,
     _splat,
     _store,
+    _where_present,
 )
 
 # A forward-pass normaliser below this means the frame is (numerically)
@@ -50,6 +53,16 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
     and frame whose probability underflowed (the earliest frame of the block).
     """
     n_states = startprob.shape[0]
+    # The log-likelihoods follow the frames in lane vectors: each lane's
+    # product of normalisers, folded into ``log_likelihood`` with one log
+    # when it gets small. A lane with a normaliser below _FOLD_BELOW (or
+    # one that underflowed) sends the block to the lane-by-lane loop below,
+    # which gives the same bits.
+    product = _splat(1.0)
+    for lane in range(LANES):
+        log_likelihood[lane] = 0.0
+    spill = _lane_buffer(1, 1)
+    in_lanes = True
     for t in range(longest):
         total = _splat(0.0)
         if t == 0:
@@ -73,15 +86,34 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
                 total = _emit_alpha(alpha, frames, t, j, _row(into, j, alpha, t - 1), total)
         _store(scale, 0, t, total)
         inverse = _reciprocal(total)
-        _store(scale, 1, t, inverse)
+        # past the end of the lane's sequence: no contribution to the counts
+        _store(scale, 1, t, _where_present(length, t, inverse, 0.0))
+        if in_lanes:
+            c = _where_present(length, t, total, 1.0)
+            if _any_below(c, _FOLD_BELOW):
+                in_lanes = False
+            else:
+                product = _mul(product, c)
+                if _any_below(product, _FOLD_BELOW):
+                    _store(spill, 0, 0, product)
+                    for lane in range(LANES):
+                        if spill[0, 0, lane] < _FOLD_BELOW:
+                            log_likelihood[lane] += np.log(spill[0, 0, lane])
+                            spill[0, 0, lane] = 1.0
+                    product = _load(spill, 0, 0)
         for j in range(n_states):
             _store(alpha, t, j, _mul(_load(alpha, t, j), inverse))
-    # Log-likelihoods and underflow lane by lane, outside the SIMD loop above
-    # (a lane whose frame underflowed only fills itself with inf/NaN there).
+    if in_lanes:
+        _store(spill, 0, 0, product)
+        for lane in range(LANES):
+            log_likelihood[lane] += np.log(spill[0, 0, lane])
+        return -1, -1
+    # Lane by lane (a lane whose frame underflowed only fills itself with
+    # inf/NaN above): the same arithmetic, and the earliest frame that failed.
     failed_lane = -1
     failed_t = longest
     for lane in range(LANES):
-        product = 1.0
+        product_of_lane = 1.0
         total_log = 0.0
         for t in range(length[lane]):
             c = scale[0, t, lane]
@@ -93,14 +125,11 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
             if c < _FOLD_BELOW:
                 total_log += np.log(c)
             else:
-                product *= c
-                if product < _FOLD_BELOW:
-                    total_log += np.log(product)
-                    product = 1.0
-        log_likelihood[lane] = total_log + np.log(product)
-        # past the end of the sequence: no contribution to the counts
-        for t in range(length[lane], longest):
-            scale[1, t, lane] = 0.0
+                product_of_lane *= c
+                if product_of_lane < _FOLD_BELOW:
+                    total_log += np.log(product_of_lane)
+                    product_of_lane = 1.0
+        log_likelihood[lane] = total_log + np.log(product_of_lane)
     if failed_lane >= 0:
         return failed_lane, failed_t
     return -1, -1

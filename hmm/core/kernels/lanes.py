@@ -308,6 +308,40 @@ def _past_end(typingctx, length, t):
     return lane_vector(length, types.intp), codegen
 
 
+@_intrinsic
+def _where_present(typingctx, length, t, x, fill):
+    """``x`` in the lanes whose sequence has a frame ``t`` (``t < length``), ``fill`` in the others."""
+    if not (
+        isinstance(length, types.Array) and length.ndim == 1 and length.dtype == types.int64 and length.layout == "C"
+    ):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        lanes = ir.VectorType(ir.IntType(64), LANES)
+        values = builder.load(builder.bitcast(ary.data, lanes.as_pointer()), align=8)
+        t = context.cast(builder, args[1], sig.args[1], types.int64)
+        present = builder.icmp_signed(">", values, _broadcast_int(builder, t, lanes))
+        return builder.select(present, args[2], _broadcast(builder, args[3]))
+
+    return lane_vector(length, types.intp, lane_vector, types.float64), codegen
+
+
+@_intrinsic
+def _any_below(typingctx, x, threshold):
+    """Whether a lane of ``x`` is below ``threshold`` or NaN (one vector compare and a mask test)."""
+
+    def codegen(context, builder, sig, args):
+        below = builder.fcmp_unordered("<", args[0], _broadcast(builder, args[1]))
+        mask_type = ir.VectorType(ir.IntType(1), LANES)
+        reduce = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(1), [mask_type]), f"llvm.vector.reduce.or.v{LANES}i1"
+        )
+        return builder.call(reduce, [below])
+
+    return types.boolean(lane_vector, types.float64), codegen
+
+
 def _broadcast_int(builder, x, vector_type):
     undefined = ir.Constant(vector_type, ir.Undefined)
     v = builder.insert_element(undefined, x, ir.Constant(ir.IntType(32), 0))
