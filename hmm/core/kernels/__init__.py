@@ -45,11 +45,17 @@ small matrix product over (frame, lane) from the two buffers, with register
 tiles, rather than a rank-1 update in memory per frame; so are the posteriors'
 moments (``sum_t gamma_t[k] z_t[c]`` over the columns ``x``, 1, ``x^2`` or
 ``x x^T`` of a chunk of frames). Working memory is a few arrays of ``longest
-sequence x n_states x LANES`` whatever the size of the batch.
+sequence x n_states x LANES`` whatever the size of the batch, starting on cache
+lines (a 64-byte vector access that straddles two lines costs twice, and
+numba's own arrays are 32-byte aligned). Per-sequence log-likelihoods are lane
+vectors too: a product of normalisers per lane, folded into a log when small.
 
 :func:`categorical_forward_backward` is the same computation for categorical
 emissions reading the ``n_symbols x n_states`` table directly and adding each
-frame's posteriors to per-symbol counts; :func:`gaussian_forward_backward_moments`
+frame's posteriors to per-symbol counts: both tables padded to a multiple of 8
+columns, each lane's row read as whole 8-wide vectors and 8 lanes x 8 states
+transposed in registers, at row offsets looked up once per block;
+:func:`gaussian_forward_backward_moments`
 computes Gaussian densities in the lanes and sums the posteriors' moments
 there. Neither writes an ``n_frames x n_states`` array at all.
 

@@ -7,8 +7,8 @@ import numpy as np
 from hmm.core.kernels.lanes import (
     LANES,
     _add,
-    _buffers,
     _any_below,
+    _buffers,
     _inline,
     _jit,
     _lane_buffer,
@@ -149,11 +149,10 @@ def forward_log_likelihoods(startprob, transmat, frameprob, offsets, log_likelih
     length = np.empty(LANES, dtype=np.int64)
     rows = np.empty(LANES, dtype=np.int64)
     ones = np.ones(n_states)
-    no_symbols = np.empty(0, dtype=np.int64)
     lane_log_likelihood = np.empty(LANES)
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
-        _load_frames(frameprob, no_symbols, first, length, longest, frames, rows, ones)
+        _load_frames(frameprob, first, length, longest, frames, rows, ones)
         lane, t = _forward_block(startprob, into, frames, length, longest, alpha, scale, lane_log_likelihood)
         if lane >= 0:
             return order[block_start + lane], t

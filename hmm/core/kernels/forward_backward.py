@@ -22,10 +22,8 @@ from hmm.core.kernels.lanes import (
     _load_block,
     _load_frames,
     _load_symbol_frames,
-    _symbol_offsets,
     _mul,
     _past_end,
-    padded_table,
     _reciprocal,
     _row,
     _rows2,
@@ -35,12 +33,29 @@ from hmm.core.kernels.lanes import (
     _splat,
     _store,
     _sub,
+    _symbol_offsets,
+    padded_table,
 )
 
 
 @_jit
 def _backward_block(
-    transmat, first, length, longest, alpha, frames, scale, beta, rows, sink, symbols, target, start, gamma, counts, offsets
+    transmat,
+    first,
+    length,
+    longest,
+    alpha,
+    frames,
+    scale,
+    beta,
+    rows,
+    sink,
+    symbols,
+    target,
+    start,
+    gamma,
+    counts,
+    offsets,
 ):
     """Backward sweep of one block: posteriors out, ``frames`` overwritten.
 
@@ -109,7 +124,7 @@ def _backward_block(
         if symbols.shape[0] > 0:
             _scatter_add_symbols(counts, offsets, t, beta, 1, inverse)
         else:
-            _frame_rows(first, length, t, symbols, rows)
+            _frame_rows(first, length, t, rows)
             _scatter_frame(target, rows, sink, beta, 1, inverse)
 
 
@@ -231,11 +246,10 @@ def _load_moment_columns(X, first, length, t0, t1, columns, rows, zeros):
     sequence would need memory in proportion to its length times the columns.
     """
     n_features = X.shape[1]
-    no_symbols = np.empty(0, dtype=np.int64)
     squares = columns.shape[1] == 2 * n_features + 1
     for t in range(t0, t1):
         u = t - t0
-        _frame_rows(first, length, t, no_symbols, rows)
+        _frame_rows(first, length, t, rows)
         _gather_frame(X, rows, zeros, columns, u)
         _store(columns, u, n_features, _splat(1.0))
         c = n_features + 1
@@ -309,10 +323,9 @@ def _expectations(
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
         if densities:
-            no_symbols = np.empty(0, dtype=np.int64)
             log_scale = _splat(0.0)
             for t in range(longest):
-                _frame_rows(first, length, t, no_symbols, rows)
+                _frame_rows(first, length, t, rows)
                 _gather_frame(X, rows, zeros, x, 0)
                 largest = gaussian_lane_frame(x, means, scales, chol, log_norm, y, frames, t)
                 # the frame's scale counts where the lane's sequence has a frame t
@@ -322,7 +335,7 @@ def _expectations(
             _symbol_offsets(symbols, first, length, longest, symbol_table, symbol_offsets)
             _load_symbol_frames(symbol_table, symbol_offsets, longest, frames)
         else:
-            _load_frames(table, symbols, first, length, longest, frames, rows, ones)
+            _load_frames(table, first, length, longest, frames, rows, ones)
         failed_lane, failed_t = _forward_block(
             startprob, into, frames, length, longest, alpha, scale, lane_log_likelihood
         )

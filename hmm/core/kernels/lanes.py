@@ -639,54 +639,48 @@ def _scatter_add_symbols(typingctx, counts, offsets, t, source, k, factor):
     return types.void(counts, offsets, types.intp, source, types.intp, lane_vector), codegen
 
 
-def _make_scatter(accumulate):
-    def scatter(typingctx, array, rows, sink, source, t, factor):
-        if not (_is_rows(array, rows, sink) and _is_buffer(source)):
-            return None
+@_intrinsic
+def _scatter_frame(typingctx, array, rows, sink, source, t, factor):
+    """``array[rows[lane], j] = source[t, j, lane] * factor[lane]`` for every column j.
 
-        def codegen(context, builder, sig, args):
-            lanes = _lane_rows(context, builder, sig, args)
-            contiguous = _contiguous_rows(sig.args[0])
-            source_array = context.make_array(sig.args[3])(context, builder, args[3])
-            n_columns = cgutils.unpack_tuple(builder, source_array.shape, 3)[1]
+    Into ``sink`` where ``rows[lane] < 0``. The LANES x 4 blocks are
+    transposed in registers and a lane's 4 values are written as one vector.
+    """
+    if not (_is_rows(array, rows, sink) and _is_buffer(source)):
+        return None
 
-            def body(column, width):
-                part = ir.VectorType(ir.DoubleType(), width)
-                vectors = []
-                for k in range(width):
-                    index = builder.add(column, ir.Constant(column.type, k))
-                    pointer = _vector_pointer(context, builder, sig.args[3], args[3], args[4], index)
-                    vectors.append(builder.fmul(builder.load(pointer, align=8), args[5]))
-                # the width x 8 block transposed by shuffles: lane L's piece is (vectors[k][L] for k)
-                block = _concatenate(builder, vectors)
-                undefined = ir.Constant(block.type, ir.Undefined)
-                # lane by lane, in order: two lanes may write the same row
-                for lane_number, lane in enumerate(lanes):
-                    piece = builder.shuffle_vector(block, undefined, _i32(range(lane_number, LANES * width, LANES)))
-                    if contiguous:
-                        pointer = builder.bitcast(_element(builder, lane, column), part.as_pointer())
-                        if accumulate:
-                            piece = builder.fadd(builder.load(pointer, align=8), piece)
-                        builder.store(piece, pointer, align=8)
-                    else:
-                        for k in range(width):
-                            value = builder.extract_element(piece, ir.Constant(ir.IntType(32), k))
-                            pointer = _element(builder, lane, builder.add(column, ir.Constant(column.type, k)))
-                            builder.store(builder.fadd(builder.load(pointer), value) if accumulate else value, pointer)
+    def codegen(context, builder, sig, args):
+        lanes = _lane_rows(context, builder, sig, args)
+        contiguous = _contiguous_rows(sig.args[0])
+        source_array = context.make_array(sig.args[3])(context, builder, args[3])
+        n_columns = cgutils.unpack_tuple(builder, source_array.shape, 3)[1]
 
-            _by_columns(builder, n_columns, body)
-            return context.get_dummy_value()
+        def body(column, width):
+            part = ir.VectorType(ir.DoubleType(), width)
+            vectors = []
+            for k in range(width):
+                index = builder.add(column, ir.Constant(column.type, k))
+                pointer = _vector_pointer(context, builder, sig.args[3], args[3], args[4], index)
+                vectors.append(builder.fmul(builder.load(pointer, align=8), args[5]))
+            # the width x 8 block transposed by shuffles: lane L's piece is (vectors[k][L] for k)
+            block = _concatenate(builder, vectors)
+            undefined = ir.Constant(block.type, ir.Undefined)
+            # lane by lane, in order (lanes past their sequence's end all write the sink)
+            for lane_number, lane in enumerate(lanes):
+                piece = builder.shuffle_vector(block, undefined, _i32(range(lane_number, LANES * width, LANES)))
+                if contiguous:
+                    pointer = builder.bitcast(_element(builder, lane, column), part.as_pointer())
+                    builder.store(piece, pointer, align=8)
+                else:
+                    for k in range(width):
+                        value = builder.extract_element(piece, ir.Constant(ir.IntType(32), k))
+                        pointer = _element(builder, lane, builder.add(column, ir.Constant(column.type, k)))
+                        builder.store(value, pointer)
 
-        return types.void(array, rows, sink, source, types.intp, lane_vector), codegen
+        _by_columns(builder, n_columns, body)
+        return context.get_dummy_value()
 
-    return _intrinsic(scatter)
-
-
-# array[rows[lane], j] (=, +=) source[t, j, lane] * factor[lane] for every
-# column j; into ``sink`` where rows[lane] < 0. The LANES x 4 blocks are
-# transposed in registers and a lane's 4 values are written as one vector.
-_scatter_frame = _make_scatter(accumulate=False)
-_scatter_add_frame = _make_scatter(accumulate=True)
+    return types.void(array, rows, sink, source, types.intp, lane_vector), codegen
 
 
 @_inline
@@ -752,28 +746,21 @@ def _load_block(order, block_start, offsets, first, length):
 
 
 @_jit
-def _frame_rows(first, length, t, symbols, rows):
-    """``rows[lane]``: the row of frame ``t`` of the lane's sequence, or -1 past its end.
-
-    With ``symbols`` (not empty): the frame's symbol instead of its row.
-    """
-    by_symbol = symbols.shape[0] > 0
+def _frame_rows(first, length, t, rows):
+    """``rows[lane]``: the row of frame ``t`` of the lane's sequence, or -1 past its end."""
     for lane in range(LANES):
-        if t < length[lane]:
-            rows[lane] = symbols[first[lane] + t] if by_symbol else first[lane] + t
-        else:
-            rows[lane] = -1
+        rows[lane] = first[lane] + t if t < length[lane] else -1
 
 
 @_jit
-def _load_frames(frameprob, symbols, first, length, longest, frames, rows, ones):
-    """``frames[t, state, lane]``: the block's emission probabilities, lane-minor.
+def _load_frames(frameprob, first, length, longest, frames, rows, ones):
+    """``frames[t, state, lane]``: the block's emission probabilities (rows of ``frameprob``), lane-minor.
 
-    From ``frameprob[row]``, or ``frameprob[symbol]`` with ``symbols``.
-    Frames past the end of a lane's sequence get probability 1 (from ``ones``).
+    Frames past the end of a lane's sequence get probability 1 (from ``ones``);
+    categorical blocks use :func:`_load_symbol_frames`.
     """
     for t in range(longest):
-        _frame_rows(first, length, t, symbols, rows)
+        _frame_rows(first, length, t, rows)
         _gather_frame(frameprob, rows, ones, frames, t)
 
 
