@@ -1,0 +1,128 @@
+"""The categorical E-step kernel of this checkout against another revision's, in one process.
+
+Run by hand (``python benchmarks/kernels.py [--against REV] [--case LABEL] [--reps N]``). On this
+shared 2-core VM the same kernel's time moves by 10-20% between processes, more than most
+changes to a kernel are worth, so both versions run in the same process, one call after the
+other, and the minimum of many calls is compared. ``hmm/core/kernels`` of ``REV`` (default
+``HEAD``) is exported with ``git show`` into a temporary package (its imports renamed), next to
+the working tree's; both run ``categorical_forward_backward`` over the library benchmark's data
+(``benchmarks/library.py``'s case, in the batches of 65,536 frames the model uses) and must give
+the same statistics up to rounding (the largest relative difference is printed: 0.0 means the
+same bits).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from types import ModuleType  # noqa: E402
+
+import library  # noqa: E402
+import numpy as np  # noqa: E402
+
+KERNELS = "hmm/core/kernels"
+
+
+def export(revision: str, name: str, folder: Path) -> None:
+    """``hmm/core/kernels`` of ``revision`` (``WORKTREE``: the files on disk) as package ``name`` in ``folder``."""
+    package = folder / name
+    package.mkdir()
+    if revision == "WORKTREE":
+        files = {path.name: path.read_text() for path in (ROOT / KERNELS).glob("*.py")}
+    else:
+        listing = subprocess.run(
+            ["git", "ls-tree", "--name-only", f"{revision}:{KERNELS}"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        files = {
+            file: subprocess.run(
+                ["git", "show", f"{revision}:{KERNELS}/{file}"], cwd=ROOT, check=True, capture_output=True, text=True
+            ).stdout
+            for file in listing
+            if file.endswith(".py")
+        }
+    for file, text in files.items():
+        # the lane vector type is registered by name: each copy needs its own
+        text = text.replace("hmm.core.kernels.", f"{name}.").replace('name=f"LaneVector(', f'name=f"LaneVector_{name}(')
+        (package / file).write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", default="HEAD", help="git revision to compare the working tree with")
+    parser.add_argument("--case", default="categorical K=10", help="a categorical case of benchmarks/library.py")
+    parser.add_argument("--reps", type=int, default=40, help="timed calls of each version")
+    args = parser.parse_args()
+    case = next(c for c in library.CASES if c.label.startswith(args.case) and c.class_name == "CategoricalHMM")
+    rng = np.random.default_rng(0)
+    X, start, _ = case.make(rng, case.n_components, (case.n_sequences, case.length))
+    symbols = np.ascontiguousarray(X[:, 0]).astype(np.int64)
+    offsets = np.arange(0, symbols.shape[0] + 1, case.length, dtype=np.int64)
+    by_symbol = np.ascontiguousarray(start["emissionprob_"].T)
+    n_states = case.n_components
+    per_batch = 65_536 // case.length
+
+    def e_step(kernels: ModuleType) -> list[np.ndarray]:
+        log_likelihoods = np.empty(offsets.shape[0] - 1)
+        start_counts, trans_counts = np.zeros(n_states), np.zeros((n_states, n_states))
+        counts = np.zeros(by_symbol.shape)
+        for s0 in range(0, offsets.shape[0] - 1, per_batch):
+            s1 = min(s0 + per_batch, offsets.shape[0] - 1)
+            failed = kernels.categorical_forward_backward(
+                start["startprob_"],
+                start["transmat_"],
+                by_symbol,
+                symbols[offsets[s0] : offsets[s1]],
+                offsets[s0 : s1 + 1] - offsets[s0],
+                log_likelihoods[s0:s1],
+                start_counts,
+                trans_counts,
+                counts,
+            )
+            assert failed[0] < 0
+        return [log_likelihoods, start_counts, trans_counts, counts]
+
+    with tempfile.TemporaryDirectory() as folder:
+        export(args.against, "kernels_against", Path(folder))
+        export("WORKTREE", "kernels_worktree", Path(folder))
+        sys.path.insert(0, folder)
+        versions = {
+            args.against: importlib.import_module("kernels_against"),
+            "working tree": importlib.import_module("kernels_worktree"),
+        }
+        results = {label: e_step(module) for label, module in versions.items()}  # compiles both
+        first, second = results.values()
+        difference = max(
+            float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-300))) for a, b in zip(first, second, strict=True)
+        )
+        times: dict[str, list[float]] = {label: [] for label in versions}
+        for _ in range(args.reps):
+            for label, module in versions.items():
+                began = time.thread_time()
+                e_step(module)
+                times[label].append(time.thread_time() - began)
+    print(f"{case.label}, {case.n_sequences} x {case.length}, {args.reps} calls each, interleaved; CPU ms per E-step")
+    print(f"largest relative difference of the statistics: {difference:.3g}")
+    for label, values in times.items():
+        ordered = sorted(values)
+        print(f"{label:>14}: min {ordered[0] * 1e3:.2f}  median {ordered[len(ordered) // 2] * 1e3:.2f}")
+
+
+if __name__ == "__main__":
+    main()
