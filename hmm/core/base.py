@@ -529,13 +529,18 @@ class BaseHMM(BaseEstimator):
         for first, stop in batches(offsets, self.frames_per_batch):
             rows = slice(offsets[first], offsets[stop])
             local = offsets[first : stop + 1] - offsets[first]
-            frameprob, log_scale = self._frame_probabilities(X[rows])
             part = result[first:stop]
-            failed = kernels.forward_log_likelihoods(self.startprob_, self.transmat_, frameprob, local, part)
-            self._raise_on_underflow(failed, X[rows], local, first)
-            if log_scale is not None:
-                emissions.add_log_scales(log_scale, local, part)
+            self._raise_on_underflow(self._forward_log_likelihoods(X[rows], local, part), X[rows], local, first)
         return result
+
+    def _forward_log_likelihoods(self, X: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+        """The forward pass over one batch: ``out[i]`` the log-likelihood of sequence i; the kernel's
+        ``(sequence, position)`` of an underflow, or ``(-1, -1)``."""
+        frameprob, log_scale = self._frame_probabilities(X)
+        failed = kernels.forward_log_likelihoods(self.startprob_, self.transmat_, frameprob, offsets, out)
+        if failed[0] < 0 and log_scale is not None:
+            emissions.add_log_scales(log_scale, offsets, out)
+        return failed
 
     def _posteriors(self, X: np.ndarray, offsets: np.ndarray) -> tuple[float, np.ndarray]:
         posteriors = np.empty((X.shape[0], self.n_components))

@@ -215,6 +215,13 @@ class CategoricalHMM(BaseHMM):
         # no log-space detour needed.
         return np.take(self._emissionprob_by_symbol, X, axis=0), None
 
+    def _forward_log_likelihoods(self, X: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+        # Frames read from the symbol table as the E-step reads them: no frames x states array,
+        # and the same bits as the E-step's log-likelihoods.
+        return kernels.categorical_forward_log_likelihoods(
+            self.startprob_, self.transmat_, self._emissionprob_by_symbol, X, offsets, out
+        )
+
     def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):
             return np.log(np.take(self._emissionprob_by_symbol, X, axis=0))

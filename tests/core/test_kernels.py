@@ -282,6 +282,45 @@ def test_categorical_forward_backward_underflow():
     assert failed == (30, 17)
 
 
+@pytest.mark.parametrize("n_states", [1, 3, 10, 13])
+def test_categorical_forward_log_likelihoods_are_the_e_steps_bit_for_bit(n_states):
+    """The forward pass alone over symbols (held-out scores) gives the E-step's log-likelihoods
+    exactly, and the frames x states path's within rounding of nothing (the same frames)."""
+    rng = np.random.default_rng(n_states)
+    startprob, transmat = model(rng, n_states)
+    emissionprob_by_symbol = rng.dirichlet(np.ones(n_states), size=11)  # 11 symbols: a partial 8 x 8 tile
+    offsets = offsets_of(ragged_lengths(rng))
+    symbols = rng.integers(0, 11, size=offsets[-1])
+    want = np.empty(offsets.shape[0] - 1)
+    counts = np.zeros((11, n_states))
+    kernels.categorical_forward_backward(
+        startprob,
+        transmat,
+        emissionprob_by_symbol,
+        symbols,
+        offsets,
+        want,
+        np.zeros(n_states),
+        np.zeros((n_states, n_states)),
+        counts,
+    )
+    got = np.full(offsets.shape[0] - 1, np.nan)
+    failed = kernels.categorical_forward_log_likelihoods(
+        startprob, transmat, emissionprob_by_symbol, symbols, offsets, got
+    )
+    assert failed == (-1, -1)
+    np.testing.assert_array_equal(got, want)
+    by_rows = np.empty(offsets.shape[0] - 1)
+    kernels.forward_log_likelihoods(startprob, transmat, emissionprob_by_symbol[symbols], offsets, by_rows)
+    np.testing.assert_array_equal(got, by_rows)
+    emissionprob_by_symbol[10] = 0.0  # symbol 10: impossible under every state, seen once
+    symbols[symbols == 10] = 0
+    symbols[offsets[30] + 17] = 10
+    assert kernels.categorical_forward_log_likelihoods(
+        startprob, transmat, emissionprob_by_symbol, symbols, offsets, got
+    ) == (30, 17)
+
+
 @pytest.mark.parametrize("n_states", [3, 10])
 def test_non_contiguous_arrays(n_states):
     """Strided frame probabilities and posteriors (views) give the same results."""

@@ -86,7 +86,12 @@ from hmm.core.kernels.cache import clear_stale_caches
 clear_stale_caches(Path(__file__).parent)
 
 from hmm.core.kernels.emissions import scale_frames  # noqa: E402
-from hmm.core.kernels.forward import UNDERFLOW, forward_filter, forward_log_likelihoods  # noqa: E402
+from hmm.core.kernels.forward import (  # noqa: E402
+    UNDERFLOW,
+    categorical_forward_log_likelihoods,
+    forward_filter,
+    forward_log_likelihoods,
+)
 from hmm.core.kernels.forward_backward import (  # noqa: E402
     categorical_forward_backward,
     forward_backward,
@@ -100,6 +105,7 @@ __all__ = [
     "LANES",
     "UNDERFLOW",
     "categorical_forward_backward",
+    "categorical_forward_log_likelihoods",
     "forward_backward",
     "forward_backward_moments",
     "forward_filter",

@@ -15,6 +15,7 @@ from hmm.core.kernels.lanes import (
     _load,
     _load_block,
     _load_frames,
+    _load_symbol_frames,
     _mul,
     _reciprocal,
     _row,
@@ -22,7 +23,9 @@ from hmm.core.kernels.lanes import (
     _rows4,
     _splat,
     _store,
+    _symbol_offsets,
     _where_present,
+    padded_table,
 )
 
 # A forward-pass normaliser below this means the frame is (numerically)
@@ -141,6 +144,27 @@ def forward_log_likelihoods(startprob, transmat, frameprob, offsets, log_likelih
 
     Returns ``(-1, -1)`` or the ``(sequence, position)`` that underflowed.
     """
+    return _forward_log_likelihoods(
+        startprob, transmat, frameprob, np.empty(0, dtype=np.int64), offsets, log_likelihoods
+    )
+
+
+@_jit
+def categorical_forward_log_likelihoods(startprob, transmat, emissionprob_by_symbol, symbols, offsets, log_likelihoods):
+    """:func:`forward_log_likelihoods` with ``frameprob = emissionprob_by_symbol[symbols]``, never written.
+
+    The frames are read from the (small) ``n_symbols x n_states`` table as
+    the categorical E-step reads them, so the log-likelihoods are bit for bit
+    those of :func:`.forward_backward.categorical_forward_backward`: what
+    scoring held-out sequences needs, without a frames x states array.
+    ``symbols`` is int64 (n_frames,), each in ``[0, n_symbols)`` (not checked here).
+    """
+    return _forward_log_likelihoods(startprob, transmat, emissionprob_by_symbol, symbols, offsets, log_likelihoods)
+
+
+@_jit
+def _forward_log_likelihoods(startprob, transmat, table, symbols, offsets, log_likelihoods):
+    """The forward pass over a batch: frames from rows of ``table``, or from its rows by symbol."""
     n_states = startprob.shape[0]
     n_sequences = offsets.shape[0] - 1
     order, alpha, frames, scale = _buffers(n_states, offsets)
@@ -150,9 +174,16 @@ def forward_log_likelihoods(startprob, transmat, frameprob, offsets, log_likelih
     rows = np.empty(LANES, dtype=np.int64)
     ones = np.ones(n_states)
     lane_log_likelihood = np.empty(LANES)
+    by_symbol = symbols.shape[0] > 0
+    symbol_table = padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
+    symbol_offsets = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
-        _load_frames(frameprob, first, length, longest, frames, rows, ones)
+        if by_symbol:
+            _symbol_offsets(symbols, first, length, longest, symbol_table, symbol_offsets)
+            _load_symbol_frames(symbol_table, symbol_offsets, longest, frames)
+        else:
+            _load_frames(table, first, length, longest, frames, rows, ones)
         lane, t = _forward_block(startprob, into, frames, length, longest, alpha, scale, lane_log_likelihood)
         if lane >= 0:
             return order[block_start + lane], t
