@@ -17,6 +17,7 @@ from hmm.core.kernels.lanes import (
     _load_frames,
     _load_symbol_frames,
     _mul,
+    _padded_table,
     _reciprocal,
     _row,
     _rows2,
@@ -25,7 +26,6 @@ from hmm.core.kernels.lanes import (
     _store,
     _symbol_offsets,
     _where_present,
-    padded_table,
 )
 
 # A forward-pass normaliser below this means the frame is (numerically)
@@ -175,7 +175,7 @@ def _forward_log_likelihoods(startprob, transmat, table, symbols, offsets, log_l
     ones = np.ones(n_states)
     lane_log_likelihood = np.empty(LANES)
     by_symbol = symbols.shape[0] > 0
-    symbol_table = padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
+    symbol_table = _padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
     symbol_offsets = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)

@@ -23,6 +23,7 @@ from hmm.core.kernels.lanes import (
     _load_frames,
     _load_symbol_frames,
     _mul,
+    _padded_table,
     _past_end,
     _reciprocal,
     _row,
@@ -34,7 +35,6 @@ from hmm.core.kernels.lanes import (
     _store,
     _sub,
     _symbol_offsets,
-    padded_table,
 )
 
 
@@ -62,7 +62,7 @@ def _backward_block(
     The posteriors of frame t go to ``gamma[t, state, lane]`` if ``gamma`` is
     not empty (zero past the end of a lane's sequence), else to
     ``target[row]`` (``symbols`` empty), or are added to ``counts[symbol of
-    the frame]`` (the padded table of :func:`.lanes.padded_table`, rows at
+    the frame]`` (the padded table of :func:`.lanes._padded_table`, rows at
     ``offsets`` from :func:`.lanes._symbol_offsets`); those of the first
     frames are added to ``start``.
 
@@ -293,8 +293,8 @@ def _expectations(
     order, alpha, frames, scale = _buffers(n_states, offsets)
     by_symbol = symbols.shape[0] > 0
     # categorical: the symbol table and the per-symbol counts padded for 8 x 8 tiles
-    symbol_table = padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
-    counts = padded_table(target, 0.0) if by_symbol else np.empty((0, 0))
+    symbol_table = _padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
+    counts = _padded_table(target, 0.0) if by_symbol else np.empty((0, 0))
     symbol_offsets = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
     means, scales, chol, log_norm = components
     densities = means.shape[0] > 0

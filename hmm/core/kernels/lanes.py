@@ -567,7 +567,7 @@ def _by_tiles(context, builder, n_states, body):
 def _gather_symbols(typingctx, table, offsets, frames, t):
     """``frames[t, j, lane]`` = state j's entry of the row ``offsets[t, lane]`` bytes into ``table``.
 
-    ``table``: the padded symbol table (:func:`padded_table`); ``offsets``
+    ``table``: the padded symbol table (:func:`_padded_table`); ``offsets``
     from :func:`_symbol_offsets` (the last row, ones, past a sequence's end).
     """
     if not (_is_table(table, offsets) and _is_buffer(frames)):
@@ -787,7 +787,7 @@ def _symbol_offsets(symbols, first, length, longest, table, offsets):
 def _load_symbol_frames(table, offsets, longest, frames):
     """:func:`_load_frames` of a categorical block: ``frames[t, state, lane] = table[symbol, state]``.
 
-    ``table`` is padded (:func:`padded_table`, last row ones for frames past
+    ``table`` is padded (:func:`_padded_table`, last row ones for frames past
     the end of a lane's sequence), ``offsets`` from :func:`_symbol_offsets`.
     """
     for t in range(longest):
@@ -825,7 +825,7 @@ def _lane_zeros(n0, n1):
 
 
 @_inline
-def padded_table(table, last):
+def _padded_table(table, last):
     """``table`` (symbols x states) with columns padded to a multiple of 8 and a last row of ``last``.
 
     What :func:`_gather_symbols` reads (``last`` = 1: the probabilities past
