@@ -226,6 +226,10 @@ class CategoricalHMM(BaseHMM):
         with np.errstate(divide="ignore"):
             return np.log(np.take(self._emissionprob_by_symbol, X, axis=0))
 
+    def _lane_work_per_frame(self, dimensions: dict[str, int]) -> int:
+        # and the block's symbol-row offsets: one int64 per lane and frame
+        return super()._lane_work_per_frame(dimensions) + 1
+
     def _new_emission_stats(self) -> dict[str, np.ndarray]:
         return {"obs": np.zeros((self.n_components, self.n_features))}
 
