@@ -38,6 +38,7 @@ import numpy as np
 
 from hmm.core.limits import INIT_SAMPLE_SEQUENCES, max_model_bytes
 from hmm.core.sequences import InvalidSequenceError
+from hmm.distributed import split_cache
 from hmm.distributed.arrow import (
     arrow_sequences,
     batch_record,
@@ -187,7 +188,9 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
     ------
     pyarrow.RecordBatch
         Non-empty batches of ``columns``, at most :data:`BATCH_ROWS` rows and about
-        :data:`BATCH_BYTES` uncompressed bytes each, in file order.
+        :data:`BATCH_BYTES` uncompressed bytes each, in file order: decoded from Parquet, or the
+        same batches memory-mapped from this machine's split cache (:mod:`hmm.distributed.split_cache`)
+        when this process or another on the machine read the split before.
 
     Raises
     ------
@@ -198,6 +201,12 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
     """
     import pyarrow.parquet as pq
 
+    entry = split_cache.entry_for(filesystem, split, columns)
+    if entry is not None:
+        cached = split_cache.load(entry)
+        if cached is not None:
+            yield from cached
+            return
     with filesystem.open_input_file(split.path) as handle:
         parquet = pq.ParquetFile(handle)
         missing = [c for c in columns if c not in parquet.schema_arrow.names]
@@ -212,7 +221,8 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
         batches = parquet.iter_batches(
             batch_size=batch_rows, row_groups=split.row_groups, columns=columns, use_threads=False
         )
-        yield from (batch for batch in batches if batch.num_rows)
+        batches = (batch for batch in batches if batch.num_rows)
+        yield from batches if entry is None else split_cache.cached_batches(entry, batches, rows, size)
 
 
 def split_records(
