@@ -460,8 +460,9 @@ def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str
     return passes
 
 
-def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dict[str, Any]:
-    """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``)."""
+def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool, hmm_em_only: bool = False) -> dict[str, Any]:
+    """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``); only
+    hmm-em's iterations with ``hmm_em_only``."""
     from pyspark import StorageLevel
 
     from hmm.distributed.sources import ParquetSequences, task_groups
@@ -501,6 +502,8 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dic
         row["hmm-em"] = statistics.median(row["hmm-em all"])
         row["memory"] = {"total": memory.total_mb, **memory.parts_mb}
         log(f"N={n_sequences}: hmm-em {row['hmm-em']:.3f} s/iter")
+        if hmm_em_only:
+            return row
 
         # (b) the 2016 design, from the same initial model as hmm-em's warm-up iteration.
         if n_sequences <= LARGEST_2016 or full_2016:
@@ -549,13 +552,25 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dic
         spark.stop()
 
 
-def run_spark(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dict[str, Any]:
-    """``run_size`` in a fresh process, so that each N has its own JVM and its own memory peak."""
+def run_spark(path: Path, n_sequences: int, repeats: int, full_2016: bool, split_cache: bool = True) -> dict[str, Any]:
+    """``run_size`` in a fresh process, so that each N has its own JVM and its own memory peak.
+
+    ``split_cache=False``: only hmm-em's iterations, with the executors' split cache off
+    (``HMM_EM_SPLIT_CACHE=off``, inherited by the JVM and its Python workers), each iteration
+    decoding the Parquet as before the cache.
+    """
+    from hmm.distributed.split_cache import ENVIRONMENT, cache_folder
+
     command = [sys.executable, __file__, "--spark-child", str(path), "--sizes", str(n_sequences)]
     command += ["--repeats", str(repeats)] + (["--full-2016"] if full_2016 else [])
-    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    environment = dict(os.environ)
+    if not split_cache:
+        command.append("--hmm-em-only")
+        environment[ENVIRONMENT] = "off"
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=environment).stdout
     row = json.loads(output.strip().splitlines()[-1])
     row["first_stats"] = SufficientStats.from_bytes(bytes.fromhex(row["first_stats"]))
+    row["split cache"] = (cache_folder() or "off") if split_cache else "off"
     return row
 
 
@@ -591,7 +606,12 @@ def seconds(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def print_report(rows: list[dict[str, Any]], libraries: dict[int, dict[str, Any]], load: str) -> None:
+def print_report(
+    rows: list[dict[str, Any]],
+    libraries: dict[int, dict[str, Any]],
+    load: str,
+    uncached: dict[int, dict[str, Any]] | None = None,
+) -> None:
     # The 2016 design above LARGEST_2016 without --full-2016: linear in N from the largest measured size.
     measured = [r for r in rows if "2016" in r]
     for row in rows:
@@ -684,6 +704,35 @@ def print_report(rows: list[dict[str, Any]], libraries: dict[int, dict[str, Any]
             f"| {memory['python workers']:.0f} | {old} | {libraries[row['n']]['peak_mb']:.0f} |"
         )
 
+    print(f"\nThe executors' split cache (hmm.distributed.split_cache): {rows[0]['split cache']}.")
+    if uncached:
+        print(
+            "\nhmm-em without the split cache (HMM_EM_SPLIT_CACHE=off: every iteration decodes the Parquet), "
+            "in a fresh driver and JVM after the runs above:\n"
+        )
+        print(
+            "| N | s/iter, cache | s/iter, no cache | hmm-em / (library x 2 cores), no cache "
+            "| CPU s without the cache: JVM / Python workers / driver | CPU s: hmm-em / library, no cache |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|")
+        identical = []
+        for row in rows:
+            other = uncached[row["n"]]
+            cpu = other["cpu"]
+            print(
+                f"| {row['n']:,} | {seconds(row['hmm-em'])} | {seconds(other['hmm-em'])} "
+                f"| {other['hmm-em'] / (row['library'] / 2):.2f} "
+                f"| {seconds(cpu['jvm'])} / {seconds(cpu['python workers'])} / {seconds(cpu['driver'])} "
+                f"| {sum(cpu.values()) / row['library cpu']:.2f} |"
+            )
+            if other["first_stats"].to_bytes() == row["first_stats"].to_bytes():
+                identical.append(f"{row['n']:,}")
+
+        print(
+            "\nFirst iteration's statistics bit-identical with and without the cache at N = "
+            f"{', '.join(identical) or 'none'}."
+        )
+
     print("\nChecks (first iteration's statistics from the same initial model, largest relative difference):\n")
     for row in rows:
         library_check = relative_difference(libraries[row["n"]]["first_stats"], row["first_stats"])
@@ -705,6 +754,12 @@ def main() -> None:
     parser.add_argument("--full-2016", action="store_true", help="also measure the 2016 design above 100,000")
     parser.add_argument("--repeats", type=int, default=5, help="timed iterations (median reported)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/hmm-em-bench"), help="Parquet data folder")
+    parser.add_argument(
+        "--compare-split-cache",
+        action="store_true",
+        help="also time hmm-em's iterations with the executors' split cache off (HMM_EM_SPLIT_CACHE=off)",
+    )
+    parser.add_argument("--hmm-em-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--library-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--spark-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -713,7 +768,7 @@ def main() -> None:
         print(json.dumps(library_child(args.library_child, args.repeats)))
         return
     if args.spark_child:
-        print(json.dumps(run_size(args.spark_child, sizes[0], args.repeats, args.full_2016)))
+        print(json.dumps(run_size(args.spark_child, sizes[0], args.repeats, args.full_2016, args.hmm_em_only)))
         return
 
     load_start = os.getloadavg()
@@ -724,8 +779,13 @@ def main() -> None:
         log(f"N={n}: library, one thread")
         libraries[n] = run_library(paths[n], args.repeats)
     rows = [run_spark(paths[n], n, args.repeats, args.full_2016) for n in sizes]
+    uncached = (
+        {n: run_spark(paths[n], n, args.repeats, False, split_cache=False) for n in sizes}
+        if args.compare_split_cache
+        else {}
+    )
     load = " / ".join(" ".join(f"{x:.1f}" for x in v) for v in (load_start, os.getloadavg()))
-    print_report(rows, libraries, load)
+    print_report(rows, libraries, load, uncached)
 
 
 if __name__ == "__main__":
