@@ -357,7 +357,8 @@ def test_s3_data_is_cached_by_its_size_and_modification_time(s3_root, tmp_path, 
     expected = records_without_cache(source, monkeypatch, model=model, statistics=True)
     assert source.records(model, statistics=True) == expected
     entry = split_cache.entry_for(filesystem, source.splits()[0], ["sequence"])
-    assert entry.identity[:2] == ("s3", os.environ["AWS_ENDPOINT_URL_S3"]) or entry.identity[0] == "s3"
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ["AWS_ENDPOINT_URL"]
+    assert entry.identity[:2] == ("s3", endpoint)  # the same bucket and key at another endpoint is other data
     assert split_cache.load(entry) is not None
     assert source.records(model, statistics=True) == expected
 
