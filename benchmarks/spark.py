@@ -39,8 +39,17 @@ DataFrame takes (``hmm.distributed.spark.e_step``: the JVM reads the Parquet and
 ``mapInArrow`` hands Arrow batches to Python), over the Parquet and over a
 persisted DataFrame, interleaved.
 
+The executors' split cache (``hmm.distributed.split_cache``) is on, as in a
+training: the first warm-up iteration decodes the Parquet and writes the cache
+(unless an earlier run did), the timed ones memory-map it;
+``--compare-split-cache`` also times hmm-em's iterations with it off, in a
+fresh driver and JVM.
+
 Spark keeps its defaults apart from driver memory (4g) and 10,000 rows per
-Arrow batch. hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
+Arrow batch; ``--local-java-options`` runs its JVM with the JVM options of the
+DAG's local-mode steps and Spark Connect server (C1 JIT only: measured, C2
+compiling Spark's code took 0.1-0.2 of the JVM's 0.2-0.3 CPU-s per iteration
+from the 4th to the 20th iteration at 1M). hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
 1,000,000) into one task per core, as ``hmm.distributed.sources.task_groups`` does for any
 data under 128 MB per core; the 2016 design and the DataFrame path read the
 Spark DataFrame, which packs the files into 2 partitions (one per core). The 2016
@@ -229,10 +238,12 @@ def run_library(path: Path, repeats: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ Spark
 
 
-def start_spark() -> Any:
+def start_spark(local_java_options: bool = False) -> Any:
+    """The local[2] session; ``local_java_options``: its JVM with the JVM options of the DAG's local-mode
+    steps and Spark Connect server (``hmm.orchestration.decisions.LOCAL_JAVA_OPTIONS``: C1 JIT only)."""
     from pyspark.sql import SparkSession
 
-    spark = (
+    builder = (
         SparkSession.builder.master("local[2]")
         .appName("hmm-em-benchmark")
         .config("spark.driver.memory", "4g")
@@ -240,8 +251,12 @@ def start_spark() -> Any:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
     )
+    if local_java_options:
+        from hmm.orchestration.decisions import LOCAL_JAVA_OPTIONS
+
+        builder = builder.config("spark.driver.extraJavaOptions", " ".join(LOCAL_JAVA_OPTIONS))
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -460,7 +475,14 @@ def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str
     return passes
 
 
-def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool, hmm_em_only: bool = False) -> dict[str, Any]:
+def run_size(
+    path: Path,
+    n_sequences: int,
+    repeats: int,
+    full_2016: bool,
+    hmm_em_only: bool = False,
+    local_java_options: bool = False,
+) -> dict[str, Any]:
     """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``); only
     hmm-em's iterations with ``hmm_em_only``."""
     from pyspark import StorageLevel
@@ -469,7 +491,7 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool, hmm_em
     from hmm.distributed.spark import e_step
 
     log(f"N={n_sequences}: starting Spark")
-    spark = start_spark()
+    spark = start_spark(local_java_options)
     try:
         jvm = jvm_process(spark)
         row: dict[str, Any] = {"n": n_sequences, "parquet_mb": directory_mb(path), "machine": machine(spark)}
@@ -552,7 +574,14 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool, hmm_em
         spark.stop()
 
 
-def run_spark(path: Path, n_sequences: int, repeats: int, full_2016: bool, split_cache: bool = True) -> dict[str, Any]:
+def run_spark(
+    path: Path,
+    n_sequences: int,
+    repeats: int,
+    full_2016: bool,
+    split_cache: bool = True,
+    local_java_options: bool = False,
+) -> dict[str, Any]:
     """``run_size`` in a fresh process, so that each N has its own JVM and its own memory peak.
 
     ``split_cache=False``: only hmm-em's iterations, with the executors' split cache off
@@ -563,6 +592,7 @@ def run_spark(path: Path, n_sequences: int, repeats: int, full_2016: bool, split
 
     command = [sys.executable, __file__, "--spark-child", str(path), "--sizes", str(n_sequences)]
     command += ["--repeats", str(repeats)] + (["--full-2016"] if full_2016 else [])
+    command += ["--local-java-options"] if local_java_options else []
     environment = dict(os.environ)
     if not split_cache:
         command.append("--hmm-em-only")
@@ -593,10 +623,12 @@ def machine(spark: Any) -> str:
     import pyarrow
 
     java = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
+    java_options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "")
     return (
         f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB RAM; "
         f"Python {platform.python_version()}, Java {java}, Spark {spark.version} local[2] "
-        f"(driver memory 4g, {BATCH_ROWS} rows per Arrow batch), pyarrow {pyarrow.__version__}, "
+        f"(driver memory 4g, {BATCH_ROWS} rows per Arrow batch, JVM options: {java_options or 'none'}), "
+        f"pyarrow {pyarrow.__version__}, "
         f"numpy {np.__version__}, numba {numba.__version__}, hmmlearn {hmmlearn.__version__}, "
         f"hmm-em {hmm.__version__}"
     )
@@ -759,6 +791,11 @@ def main() -> None:
         action="store_true",
         help="also time hmm-em's iterations with the executors' split cache off (HMM_EM_SPLIT_CACHE=off)",
     )
+    parser.add_argument(
+        "--local-java-options",
+        action="store_true",
+        help="run Spark's JVM with the DAG's local-mode JVM options (C1 JIT only) instead of Java's defaults",
+    )
     parser.add_argument("--hmm-em-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--library-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--spark-child", type=Path, help=argparse.SUPPRESS)
@@ -768,7 +805,13 @@ def main() -> None:
         print(json.dumps(library_child(args.library_child, args.repeats)))
         return
     if args.spark_child:
-        print(json.dumps(run_size(args.spark_child, sizes[0], args.repeats, args.full_2016, args.hmm_em_only)))
+        print(
+            json.dumps(
+                run_size(
+                    args.spark_child, sizes[0], args.repeats, args.full_2016, args.hmm_em_only, args.local_java_options
+                )
+            )
+        )
         return
 
     load_start = os.getloadavg()
@@ -778,9 +821,10 @@ def main() -> None:
     for n in sizes:
         log(f"N={n}: library, one thread")
         libraries[n] = run_library(paths[n], args.repeats)
-    rows = [run_spark(paths[n], n, args.repeats, args.full_2016) for n in sizes]
+    java = args.local_java_options
+    rows = [run_spark(paths[n], n, args.repeats, args.full_2016, local_java_options=java) for n in sizes]
     uncached = (
-        {n: run_spark(paths[n], n, args.repeats, False, split_cache=False) for n in sizes}
+        {n: run_spark(paths[n], n, args.repeats, False, split_cache=False, local_java_options=java) for n in sizes}
         if args.compare_split_cache
         else {}
     )
