@@ -383,3 +383,29 @@ def test_spark_executors_cache_their_splits_and_give_the_same_statistics(spark, 
     filesystem = pafs.LocalFileSystem()
     cached = [split_cache.entry_for(filesystem, split, COLUMNS) for split in on_spark.splits()]
     assert all(split_cache.load(entry) is not None for entry in cached)
+
+
+def test_named_symbols_and_dictionary_ids_come_back_the_same(tmp_path, cache, monkeypatch):
+    data = tmp_path / "named"
+    data.mkdir()
+    rows = [["a", "b"], ["c"], ["b", "a", "z"]] * 50
+    ids = pa.array([f"user-{i % 37}-{i}" for i in range(len(rows))]).dictionary_encode()  # read back as dictionary
+    table = pa.table({"sequence": pa.array(rows, pa.list_(pa.string())), "id": ids})
+    pq.write_table(table, data / "part-0.parquet", row_group_size=40)
+    monkeypatch.setattr(sources, "BATCH_ROWS", 30)
+    source = ParquetSequences(f"file://{data}", id_col="id", engine="local")
+    monkeypatch.setenv(split_cache.ENVIRONMENT, "off")
+    plain = batches_of(source)
+    model = hmm.CategoricalHMM(2, symbols=["a", "b", "c", "z"], init_params="")
+    model.startprob_ = np.array([0.6, 0.4])
+    model.transmat_ = np.array([[0.7, 0.3], [0.2, 0.8]])
+    model.emissionprob_ = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
+    model._check()
+    kwargs = {"model": model, "statistics": True, "holdout_fraction": 0.3}
+    expected = source.records(**kwargs)
+    monkeypatch.setenv(split_cache.ENVIRONMENT, str(cache))
+    assert_same_batches(batches_of(source), plain)
+    assert entries(cache)
+    no_parquet(monkeypatch)
+    assert_same_batches(batches_of(source), plain)
+    assert source.records(**kwargs) == expected and all(r["error"] is None for r in expected)
