@@ -21,7 +21,9 @@ splits:
   one machine reads in reasonable time and for fast tests.
 
 Records come back keyed by (split, batch) and are added in that order, so
-both engines give bit-identical statistics on every run.
+both engines give bit-identical statistics on every run. A process that reads a
+split again (the next iteration) memory-maps the batches it kept the first
+time instead of decoding the Parquet again (:mod:`hmm.distributed.split_cache`).
 """
 
 from __future__ import annotations
