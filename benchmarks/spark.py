@@ -623,11 +623,13 @@ def machine(spark: Any) -> str:
     import pyarrow
 
     java = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
-    java_options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "")
+    # pyspark's launcher puts its own --add-opens in extraJavaOptions: name only the JIT setting.
+    options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "").split()
+    jit = [option for option in options if option.startswith("-XX:TieredStopAtLevel")]
     return (
         f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB RAM; "
         f"Python {platform.python_version()}, Java {java}, Spark {spark.version} local[2] "
-        f"(driver memory 4g, {BATCH_ROWS} rows per Arrow batch, JVM options: {java_options or 'none'}), "
+        f"(driver memory 4g, {BATCH_ROWS} rows per Arrow batch, JIT: {' '.join(jit) or 'Java defaults'}), "
         f"pyarrow {pyarrow.__version__}, "
         f"numpy {np.__version__}, numba {numba.__version__}, hmmlearn {hmmlearn.__version__}, "
         f"hmm-em {hmm.__version__}"

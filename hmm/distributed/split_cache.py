@@ -40,10 +40,12 @@ Rules that keep it safe:
   file, Arrow IPC footer, the key and row count kept in its schema metadata,
   every batch validated with its offsets); anything else is a miss, and the
   entry is written again.
-* Disk: an entry is written only if its file system keeps at least
-  :data:`MIN_FREE_BYTES` and :data:`MIN_FREE_SHARE` of its size free after
-  it; to make room, entries unused for :data:`STALE_SECONDS` (a hit touches
-  its entry) and stray temporary files that old are deleted first.
+* Disk: an entry is written only if, after it, its file system keeps at
+  least :data:`MIN_FREE_BYTES` (1 GiB) and :data:`MIN_FREE_SHARE` (15%) of
+  its size free and the cache holds at most :data:`MAX_SHARE_OF_AVAILABLE`
+  (half) of the space that is free or already its own; to make room, entries
+  unused for :data:`STALE_SECONDS` (an hour; a hit touches its entry) and
+  stray temporary files that old are deleted first, least recently used first.
 """
 
 from __future__ import annotations
@@ -76,8 +78,10 @@ FORMAT_VERSION = 1
 SETTLE_SECONDS = 2.0
 #: Free space an entry must leave on its file system: at least this many bytes ...
 MIN_FREE_BYTES = 2**30
-#: ... and this share of the file system.
-MIN_FREE_SHARE = 0.10
+#: ... and this share of the file system (YARN marks a node unhealthy at 90% disk use) ...
+MIN_FREE_SHARE = 0.15
+#: ... and the cache holds at most this share of the space that is free or already its own.
+MAX_SHARE_OF_AVAILABLE = 0.5
 #: Entries (and temporary files) untouched this long may be deleted to make room for new ones.
 STALE_SECONDS = 3600.0
 
@@ -335,31 +339,46 @@ class _Writer:
 
 
 def _room_for(folder: str, size: int) -> bool:
-    """Whether an entry of ``size`` bytes leaves the free space the rule asks, after deleting stale files."""
-    if _leaves_room(folder, size):
+    """Whether an entry of ``size`` bytes fits the disk rule, after deleting stale files if it does not."""
+    listing = _listing(folder)
+    if listing is None:
+        return False
+    if _fits(folder, size, listing):
         return True
     now = time.time()
-    stale = []
-    try:
-        with os.scandir(folder) as listing:
-            for item in listing:
-                if item.name.endswith(_SUFFIX) and item.is_file(follow_symlinks=False):
-                    used = item.stat(follow_symlinks=False).st_mtime
-                    if used < now - STALE_SECONDS:
-                        stale.append((used, item.path))
-    except OSError:
-        return False
-    for _, path in sorted(stale):  # least recently used first
+    stale = sorted((used, path) for path, (used, _) in listing.items() if used < now - STALE_SECONDS)
+    for _, path in stale:  # least recently used first
         with contextlib.suppress(OSError):
             os.unlink(path)
-        if _leaves_room(folder, size):
+        del listing[path]
+        if _fits(folder, size, listing):
             return True
     return False
 
 
-def _leaves_room(folder: str, size: int) -> bool:
+def _listing(folder: str) -> dict[str, tuple[float, int]] | None:
+    """The folder's entries and temporary files: last use (modification time) and size, by path."""
+    found = {}
+    try:
+        with os.scandir(folder) as items:
+            for item in items:
+                if item.name.endswith(_SUFFIX) and item.is_file(follow_symlinks=False):
+                    info = item.stat(follow_symlinks=False)
+                    found[item.path] = (info.st_mtime, info.st_blocks * 512)
+    except OSError:
+        return None
+    return found
+
+
+def _fits(folder: str, size: int, listing: dict[str, tuple[float, int]]) -> bool:
+    """The disk rule: after the entry, the file system keeps :data:`MIN_FREE_BYTES` and :data:`MIN_FREE_SHARE`
+    of its size free, and the cache holds at most :data:`MAX_SHARE_OF_AVAILABLE` of the space that is free
+    or its own."""
     try:
         usage = shutil.disk_usage(folder)
     except OSError:
         return False
-    return usage.free - size >= max(MIN_FREE_BYTES, MIN_FREE_SHARE * usage.total)
+    held = sum(used for _, used in listing.values())
+    return usage.free - size >= max(
+        MIN_FREE_BYTES, MIN_FREE_SHARE * usage.total
+    ) and held + size <= MAX_SHARE_OF_AVAILABLE * (usage.free + held)

@@ -130,7 +130,7 @@ def test_a_read_stopped_early_writes_nothing(data, cache, monkeypatch):
     assert [p.name.startswith(".tmp-") for p in cache.iterdir()] == [True]  # being written, not under its name
     batches.close()
     assert entries(cache) == []
-    X, offsets = source.sample(model_for(), n_sequences=10)  # the driver's sample reads only a few rows
+    _, offsets = source.sample(model_for(), n_sequences=10)  # the driver's sample reads only a few rows
     assert entries(cache) == [] and len(offsets) == 11
 
 
@@ -240,6 +240,11 @@ def test_the_free_space_rule_deletes_stale_entries_first_and_never_fills_the_dis
     assert entries(cache) == [recent.name]  # stale files deleted to try, the recent entry kept, nothing written
     monkeypatch.setattr(split_cache, "MIN_FREE_BYTES", 0)
     monkeypatch.setattr(split_cache, "MIN_FREE_SHARE", 0.0)
+    # The cache's own share: here no more than what it already holds.
+    monkeypatch.setattr(split_cache, "MAX_SHARE_OF_AVAILABLE", recent.stat().st_blocks * 512 / (free + 2**20))
+    batches_of(source)
+    assert entries(cache) == [recent.name]
+    monkeypatch.setattr(split_cache, "MAX_SHARE_OF_AVAILABLE", 0.5)
     batches_of(source)
     assert len(entries(cache)) == 1 + len(source.splits())
 
