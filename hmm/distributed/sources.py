@@ -203,7 +203,7 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
     """
     import pyarrow.parquet as pq
 
-    entry = split_cache.entry_for(filesystem, split, columns)
+    entry = split_cache.entry_for(filesystem, split, columns, (BATCH_ROWS, BATCH_BYTES))
     if entry is not None:
         cached = split_cache.load(entry)
         if cached is not None:

@@ -24,10 +24,10 @@ fails.
 
 Rules that keep it safe:
 
-* The key is everything that identifies the bytes read: the file system, the
-  file's path, its size, modification time (and on a local disk its device,
-  inode and change time), the row groups, the columns, and
-  :data:`FORMAT_VERSION`. The file is stat'ed at every read, so a file
+* The key is everything that identifies the batches read: the file system,
+  the file's path, its size, modification time (and on a local disk its
+  device, inode and change time), the row groups, the columns, the rows and
+  bytes per batch, and :data:`FORMAT_VERSION`. The file is stat'ed at every read, so a file
   rewritten in place is a miss, never an old entry.
 * Only settled files are cached: modified at least :data:`SETTLE_SECONDS`
   ago, and unchanged (same stat) from before to after the read; so a rewrite
@@ -140,11 +140,13 @@ class Entry:
         return os.path.join(self.folder, hashlib.sha256(self.key.encode()).hexdigest() + _SUFFIX)
 
 
-def entry_for(filesystem: pafs.FileSystem, split: Split, columns: list[str]) -> Entry | None:
+def entry_for(filesystem: pafs.FileSystem, split: Split, columns: list[str], batching: tuple[int, ...]) -> Entry | None:
     """The cache entry of ``split``'s ``columns`` as the data file is now; None if it is not cached.
 
-    None when the cache is off (:func:`cache_folder`), the file cannot be stat'ed, or it changed
-    less than :data:`SETTLE_SECONDS` ago.
+    ``batching``: what the batch boundaries follow besides the file (the reader's rows and bytes
+    per batch), so another batching is another entry. None when the cache is off
+    (:func:`cache_folder`), the file cannot be stat'ed, or it changed less than
+    :data:`SETTLE_SECONDS` ago.
     """
     folder = cache_folder()
     if folder is None:
@@ -158,6 +160,7 @@ def entry_for(filesystem: pafs.FileSystem, split: Split, columns: list[str]) -> 
             "file": identity,
             "row_groups": None if split.row_groups is None else list(split.row_groups),
             "columns": list(columns),
+            "batching": list(batching),
         },
         sort_keys=True,
     )

@@ -18,6 +18,11 @@ from tests.distributed.test_sources import model_for, one_file
 COLUMNS = ["sequence", "id"]
 
 
+def batching():
+    """What read_split keys its entries by besides the file (as the tests have patched it)."""
+    return (sources.BATCH_ROWS, sources.BATCH_BYTES)
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """A cache folder of the test's own, files cached as soon as written (no settling time in this process)."""
@@ -251,7 +256,7 @@ def test_the_free_space_rule_deletes_stale_entries_first_and_never_fills_the_dis
 
 def entry_paths(source, columns=COLUMNS):
     filesystem = pafs.LocalFileSystem()
-    return [split_cache.entry_for(filesystem, split, columns).path for split in source.splits()]
+    return [split_cache.entry_for(filesystem, split, columns, batching()).path for split in source.splits()]
 
 
 @pytest.mark.parametrize(
@@ -277,7 +282,7 @@ def test_a_damaged_entry_is_a_miss_and_is_replaced(data, cache, monkeypatch, dam
     else:
         os.unlink(first)
         os.mkdir(first)
-    entry = split_cache.entry_for(pafs.LocalFileSystem(), source.splits()[0], COLUMNS)
+    entry = split_cache.entry_for(pafs.LocalFileSystem(), source.splits()[0], COLUMNS, batching())
     assert split_cache.load(entry) is None
     assert_same_batches(batches_of(source), expected)
     if damage != "a directory":  # a rename cannot replace a directory: the split stays uncached
@@ -293,7 +298,7 @@ def test_a_symbolic_link_at_an_entry_is_not_followed(data, cache, monkeypatch, t
     elsewhere = tmp_path / "elsewhere.arrow"
     os.replace(first, elsewhere)
     os.symlink(elsewhere, first)  # a valid entry, but through a link
-    entry = split_cache.entry_for(pafs.LocalFileSystem(), source.splits()[0], COLUMNS)
+    entry = split_cache.entry_for(pafs.LocalFileSystem(), source.splits()[0], COLUMNS, batching())
     assert split_cache.load(entry) is None
     before = elsewhere.read_bytes()
     assert_same_batches(batches_of(source), expected)
@@ -305,7 +310,7 @@ def test_two_writers_of_one_entry_each_rename_a_complete_file(data, cache):
     source = ParquetSequences(f"file://{data}", engine="local")
     split = source.splits()[0]
     filesystem = pafs.LocalFileSystem()
-    entry = split_cache.entry_for(filesystem, split, COLUMNS)
+    entry = split_cache.entry_for(filesystem, split, COLUMNS, batching())
     first, second = read_split(filesystem, split, COLUMNS), read_split(filesystem, split, COLUMNS)
     a = [next(first)]
     b = [next(second)]
@@ -347,7 +352,7 @@ def test_a_file_changed_less_than_the_settling_time_ago_is_not_cached(data, cach
     source = ParquetSequences(f"file://{data}", engine="local")
     batches_of(source)
     assert not cache.exists() or entries(cache) == []
-    assert split_cache.entry_for(pafs.LocalFileSystem(), source.splits()[0], COLUMNS) is None
+    assert split_cache.entry_for(pafs.LocalFileSystem(), source.splits()[0], COLUMNS, batching()) is None
 
 
 def test_s3_data_is_cached_by_its_size_and_modification_time(s3_root, tmp_path, cache, monkeypatch):
@@ -361,7 +366,7 @@ def test_s3_data_is_cached_by_its_size_and_modification_time(s3_root, tmp_path, 
     model = model_for()
     expected = records_without_cache(source, monkeypatch, model=model, statistics=True)
     assert source.records(model, statistics=True) == expected
-    entry = split_cache.entry_for(filesystem, source.splits()[0], ["sequence"])
+    entry = split_cache.entry_for(filesystem, source.splits()[0], ["sequence"], batching())
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ["AWS_ENDPOINT_URL"]
     assert entry.identity[:2] == ("s3", endpoint)  # the same bucket and key at another endpoint is other data
     assert split_cache.load(entry) is not None
@@ -386,7 +391,7 @@ def test_spark_executors_cache_their_splits_and_give_the_same_statistics(spark, 
     for _ in range(2):  # a miss, then a hit
         assert on_spark.records(model, statistics=True, holdout_fraction=0.25) == expected
     filesystem = pafs.LocalFileSystem()
-    cached = [split_cache.entry_for(filesystem, split, COLUMNS) for split in on_spark.splits()]
+    cached = [split_cache.entry_for(filesystem, split, COLUMNS, batching()) for split in on_spark.splits()]
     assert all(split_cache.load(entry) is not None for entry in cached)
 
 
@@ -414,3 +419,15 @@ def test_named_symbols_and_dictionary_ids_come_back_the_same(tmp_path, cache, mo
     no_parquet(monkeypatch)
     assert_same_batches(batches_of(source), plain)
     assert source.records(**kwargs) == expected and all(r["error"] is None for r in expected)
+
+
+def test_another_batch_size_is_another_entry(data, cache, monkeypatch):
+    source = ParquetSequences(f"file://{data}", engine="local")
+    batches_of(source)  # cached with 70 rows per batch
+    monkeypatch.setattr(sources, "BATCH_ROWS", 50)
+    monkeypatch.setenv(split_cache.ENVIRONMENT, "off")
+    plain = batches_of(source)
+    monkeypatch.setenv(split_cache.ENVIRONMENT, str(cache))
+    assert_same_batches(batches_of(source), plain)  # not the entries of 70 rows per batch
+    assert max(b.num_rows for split in plain for b in split) == 50
+    assert len(entries(cache)) == 2 * len(source.splits())
