@@ -222,7 +222,7 @@ def load(entry: Entry) -> list[pa.RecordBatch] | None:
         mapped = mmap.mmap(descriptor, 0, access=mmap.ACCESS_READ)
         with contextlib.suppress(OSError):
             os.utime(descriptor)
-    except OSError:
+    except (OSError, ValueError):
         return None
     finally:
         os.close(descriptor)
