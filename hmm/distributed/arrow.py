@@ -275,8 +275,8 @@ def batch_record(
     dict
         A record of :data:`RECORD_FIELDS`: ``n_sequences``, ``n_observations``, ``max_symbol``
         (categorical, without ``statistics``) or ``n_features``, ``stats``
-        (:meth:`SufficientStats.to_bytes`, with ``statistics``) or ``error``; ``n_sequences`` and ``n_observations`` count held-out
-        sequences too.
+        (:meth:`SufficientStats.to_bytes`, with ``statistics``) or ``error``; ``n_sequences`` and
+        ``n_observations`` count held-out sequences too.
     """
     record = _blank_record(partition, index, batch.num_rows)
     try:
