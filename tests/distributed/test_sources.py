@@ -274,3 +274,10 @@ def test_string_ids_are_held_out_from_the_arrow_buffers_as_from_python_strings(k
     for start, stop in ((0, len(ids)), (17, 2_003), (2_990, len(ids))):  # sliced batches read their own rows
         expected = holdout_mask(np.array(ids[start:stop], dtype=object), 0.3)
         np.testing.assert_array_equal(holdout_rows(batch.slice(start, stop - start), "id", None, 0.3), expected)
+
+
+def test_only_a_scan_finds_the_largest_symbol_an_e_step_skips_that_pass(tmp_path):
+    rows = one_file(tmp_path / "data" / "part-0.parquet", n_sequences=50)
+    source = ParquetSequences(f"file://{tmp_path}/data", engine="local")
+    assert [r["max_symbol"] for r in source.records(model_for(), statistics=True)] == [None]
+    assert [r["max_symbol"] for r in source.records(model_for(), statistics=False)] == [max(max(r) for r in rows)]
