@@ -449,7 +449,7 @@ def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str
         def read_split_rows(group: Any) -> Any:
             filesystem = filesystem_spec.open()
             for index, split in group:
-                rows = sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+                rows = sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"], "sequence"))
                 yield {"partition": index, "batch": 0, "rows": rows}
 
         passes["empty tasks"] = lambda: source.map_splits(empty_split, indexed)
@@ -466,7 +466,7 @@ def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str
             freeze_worker_heap()
             filesystem = filesystem_spec.open()
             for _, split in group:
-                yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+                yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"], "sequence"))
 
         passes["empty tasks"] = lambda: context.parallelize(groups, len(groups)).flatMap(empty_task).collect()
         passes["read"] = lambda: context.parallelize(groups, len(groups)).flatMap(read_batches).collect()

@@ -174,7 +174,9 @@ class Split:
         return f"file {name} (row groups {self.row_groups[0]}-{self.row_groups[-1]})"
 
 
-def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) -> Iterator[pa.RecordBatch]:
+def read_split(
+    filesystem: pafs.FileSystem, split: Split, columns: list[str], symbols: str | None = None
+) -> Iterator[pa.RecordBatch]:
     """The split's record batches: ``BATCH_ROWS`` rows each, fewer for wide rows.
 
     Parameters
@@ -185,6 +187,11 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
         The file, or the run of its row groups, to read.
     columns : list of str
         The columns to read.
+    symbols : str, optional
+        One of ``columns`` whose integer symbols the reader converts to int64 whatever their
+        type (a categorical model without named symbols): when the split's Parquet statistics put
+        all of them in [0, 255], the split cache keeps them as ``list<uint8>`` (a quarter of the
+        bytes to map and widen), and batches read back from it have that type; the same values.
 
     Yields
     ------
@@ -203,7 +210,7 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
     """
     import pyarrow.parquet as pq
 
-    entry = split_cache.entry_for(filesystem, split, columns, (BATCH_ROWS, BATCH_BYTES))
+    entry = split_cache.entry_for(filesystem, split, columns, (BATCH_ROWS, BATCH_BYTES), symbols)
     if entry is not None:
         cached = split_cache.load(entry)
         if cached is not None:
@@ -224,7 +231,29 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
             batch_size=batch_rows, row_groups=split.row_groups, columns=columns, use_threads=False
         )
         batches = (batch for batch in batches if batch.num_rows)
-        yield from batches if entry is None else split_cache.cached_batches(entry, batches, rows, size)
+        if entry is None:
+            yield from batches
+            return
+        narrow = symbols if symbols is not None and _symbols_fit_a_byte(parquet, groups, symbols) else None
+        yield from split_cache.cached_batches(entry, batches, rows, size, narrow)
+
+
+def _symbols_fit_a_byte(parquet: Any, groups: Iterable[int], column: str) -> bool:
+    """``column`` is a ``list<integer>`` whose statistics put every value of ``groups`` in [0, 255]."""
+    import pyarrow as pa
+
+    kind = parquet.schema_arrow.field(column).type
+    if not pa.types.is_list(kind) or not pa.types.is_integer(kind.value_type):
+        return False
+    metadata = parquet.metadata
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path.split(".")[0] == column]
+    if len(leaves) != 1:
+        return False
+    for group in groups:
+        found = metadata.row_group(group).column(leaves[0]).statistics
+        if found is None or not found.has_min_max or found.min < 0 or found.max > 255:
+            return False
+    return True
 
 
 def split_records(
@@ -287,7 +316,11 @@ def split_records(
     where = split.describe(base)
     try:
         row = first_row
-        for number, batch in enumerate(read_split(filesystem, split, columns)):
+        # Integer symbols the model converts to int64 anyway may come back from the cache as uint8; a model
+        # with named symbols names the integers' type in its error, so its data keeps it.
+        narrowable = model.observes_symbols and getattr(model, "symbols", None) is None
+        batches = read_split(filesystem, split, columns, sequence_col if narrowable else None)
+        for number, batch in enumerate(batches):
             yield batch_record(
                 model, batch, sequence_col, id_col, index, number, statistics, where, limit, holdout_fraction, row
             )

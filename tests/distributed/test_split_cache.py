@@ -366,7 +366,7 @@ def test_s3_data_is_cached_by_its_size_and_modification_time(s3_root, tmp_path, 
     model = model_for()
     expected = records_without_cache(source, monkeypatch, model=model, statistics=True)
     assert source.records(model, statistics=True) == expected
-    entry = split_cache.entry_for(filesystem, source.splits()[0], ["sequence"], batching())
+    entry = split_cache.entry_for(filesystem, source.splits()[0], ["sequence"], batching(), "sequence")
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ["AWS_ENDPOINT_URL"]
     assert entry.identity[:2] == ("s3", endpoint)  # the same bucket and key at another endpoint is other data
     assert split_cache.load(entry) is not None
@@ -391,7 +391,7 @@ def test_spark_executors_cache_their_splits_and_give_the_same_statistics(spark, 
     for _ in range(2):  # a miss, then a hit
         assert on_spark.records(model, statistics=True, holdout_fraction=0.25) == expected
     filesystem = pafs.LocalFileSystem()
-    cached = [split_cache.entry_for(filesystem, split, COLUMNS, batching()) for split in on_spark.splits()]
+    cached = [split_cache.entry_for(filesystem, split, COLUMNS, batching(), "sequence") for split in on_spark.splits()]
     assert all(split_cache.load(entry) is not None for entry in cached)
 
 
@@ -431,3 +431,80 @@ def test_another_batch_size_is_another_entry(data, cache, monkeypatch):
     assert_same_batches(batches_of(source), plain)  # not the entries of 70 rows per batch
     assert max(b.num_rows for split in plain for b in split) == 50
     assert len(entries(cache)) == 2 * len(source.splits())
+
+
+def symbol_entries(source, columns=COLUMNS):
+    """What the E-step of a categorical model without named symbols finds in the cache, split by split."""
+    filesystem = pafs.LocalFileSystem()
+    return [
+        split_cache.load(split_cache.entry_for(filesystem, split, columns, batching(), "sequence"))
+        for split in source.splits()
+    ]
+
+
+def test_symbols_that_fit_a_byte_are_kept_as_uint8_with_the_same_records(data, cache, monkeypatch):
+    source = ParquetSequences(f"file://{data}", id_col="id", engine="local")
+    model = model_for()
+    plain = records_without_cache(source, monkeypatch, model=model, statistics=True, holdout_fraction=0.2)
+    assert source.records(model, statistics=True, holdout_fraction=0.2) == plain
+    kept = symbol_entries(source)
+    assert all(b.schema.field("sequence").type == pa.list_(pa.uint8()) for split in kept for b in split)
+    as_read = batches_of(source)  # the same columns as Parquet has them: another entry, int32
+    for narrow, wide in zip((b for split in kept for b in split), (b for split in as_read for b in split), strict=True):
+        assert narrow.column("sequence").to_pylist() == wide.column("sequence").to_pylist()
+        assert narrow.column("id").equals(wide.column("id"))
+    no_parquet(monkeypatch)
+    assert source.records(model, statistics=True, holdout_fraction=0.2) == plain
+
+
+def write_symbols(path, rows, **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"id": pa.array(range(len(rows)), pa.int64()), "sequence": pa.array(rows, pa.list_(pa.int32()))})
+    pq.write_table(table, path, **options)
+
+
+@pytest.mark.parametrize(
+    ("rows", "options"),
+    [
+        ([[0, 1, 2], [3, 300, 5]], {}),  # a symbol above 255 (and above n_features)
+        ([[0, 1, 2], [3, -1, 5]], {}),  # a negative symbol
+        ([[0, 1, 2], [3, 4, 5]], {"write_statistics": False}),  # no statistics to go by
+    ],
+    ids=["above-255", "negative", "no-statistics"],
+)
+def test_symbols_that_may_not_fit_a_byte_are_kept_as_they_are(tmp_path, cache, monkeypatch, rows, options):
+    write_symbols(tmp_path / "data" / "part-0.parquet", rows, **options)
+    source = ParquetSequences(f"file://{tmp_path}/data", id_col="id", engine="local")
+    model = model_for()
+    plain = records_without_cache(source, monkeypatch, model=model, statistics=True)
+    assert source.records(model, statistics=True) == plain
+    (kept,) = symbol_entries(source)
+    assert [b.schema.field("sequence").type for b in kept] == [pa.list_(pa.int32())]
+    no_parquet(monkeypatch)
+    assert source.records(model, statistics=True) == plain
+
+
+def test_statistics_that_lie_about_the_symbols_drop_the_entry(tmp_path, cache, monkeypatch):
+    write_symbols(tmp_path / "data" / "part-0.parquet", [[0, 1, 2], [3, 300, 5]])
+    monkeypatch.setattr(sources, "_symbols_fit_a_byte", lambda *args: True)
+    source = ParquetSequences(f"file://{tmp_path}/data", id_col="id", engine="local")
+    model = model_for()
+    plain = records_without_cache(source, monkeypatch, model=model, statistics=True)
+    assert "symbol 300 is outside [0, 6)" in plain[0]["error"]
+    assert source.records(model, statistics=True) == plain
+    assert entries(cache) == []  # the cast refused 300: nothing kept, nothing half-written
+
+
+def test_a_model_with_named_symbols_sees_integer_data_as_it_is(data, cache, monkeypatch):
+    source = ParquetSequences(f"file://{data}", engine="local")
+    model = hmm.CategoricalHMM(2, symbols=["a", "b"], init_params="")
+    model.startprob_ = np.array([0.5, 0.5])
+    model.transmat_ = np.array([[0.5, 0.5], [0.5, 0.5]])
+    model.emissionprob_ = np.array([[0.5, 0.5], [0.5, 0.5]])
+    model._check()
+    plain = records_without_cache(source, monkeypatch, model=model, statistics=True)
+    assert "dtype int32" in plain[0]["error"]  # its message names the integers' type
+    assert source.records(model, statistics=True) == plain
+    assert entries(cache)
+    no_parquet(monkeypatch)
+    assert source.records(model, statistics=True) == plain
