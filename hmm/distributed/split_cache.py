@@ -8,8 +8,9 @@ writes the batches it yields to an uncompressed Arrow IPC file in a local
 folder; a later read of the same split on the same machine (the next
 iteration on ``local[*]``, the Python workers of a Spark Connect server that
 live from step to step, an EMR node that gets the same split again)
-memory-maps that file instead: the same batches, row for row and batch for
-batch, so every record is bit-identical with and without the cache.
+memory-maps that file instead: the same rows in the same batches (integer
+symbols possibly narrowed, below), so every record is bit-identical with and
+without the cache.
 
 Configuration: the environment variable :data:`ENVIRONMENT`
 (``HMM_EM_SPLIT_CACHE``) of the process that reads (a Spark executor's own):
@@ -33,7 +34,8 @@ Rules that keep it safe:
 * The key is everything that identifies the batches read: the file system,
   the file's path, its size, modification time (and on a local disk its
   device, inode and change time), the row groups, the columns, the rows and
-  bytes per batch, and :data:`FORMAT_VERSION`. The file is stat'ed at every read, so a file
+  bytes per batch, the column that may be narrowed, and
+  :data:`FORMAT_VERSION`. The file is stat'ed at every read, so a file
   rewritten in place is a miss, never an old entry.
 * Only settled files are cached: modified at least :data:`SETTLE_SECONDS`
   ago, and unchanged (same stat) from before to after the read; so a rewrite
