@@ -506,15 +506,22 @@ class ParquetSequences:
         if not indexed:
             return []
         if self.engine == "spark":
-            from hmm.distributed.spark import default_parallelism
+            from hmm.distributed.spark import default_parallelism, is_connect
 
             groups = task_groups(indexed, default_parallelism(self.spark))
-            # DataFrame API only (Spark Connect has no RDDs): row t of a range with one row per
-            # partition is task t, which runs ``work`` over groups[t] (in the pickled closure) and
-            # returns each record pickled, whatever its fields (E-step or decode records).
-            tasks = self.spark.range(0, len(groups), 1, len(groups))
-            rows = tasks.mapInArrow(_spark_task(work, groups), "record binary").collect()
-            records = [pickle.loads(row.record) for row in rows]
+            if is_connect(self.spark):
+                # Spark Connect has no RDDs: row t of a range with one row per partition is task t,
+                # which runs ``work`` over groups[t] (in the pickled closure) and returns each record
+                # pickled, whatever its fields (E-step or decode records).
+                tasks = self.spark.range(0, len(groups), 1, len(groups))
+                rows = tasks.mapInArrow(_spark_task(work, groups), "record binary").collect()
+                records = [pickle.loads(row.record) for row in rows]
+            else:
+                # A classic session runs the same tasks as an RDD of the task numbers: no SQL query to
+                # plan and compile per iteration (measured at 1M, warm: the JVM's CPU per iteration
+                # 0.10-0.14 -> 0.04-0.06 s, the wall 0.04 s shorter, the same records).
+                numbers = self.spark.sparkContext.parallelize(range(len(groups)), len(groups))
+                records = [pickle.loads(record) for record in numbers.mapPartitions(_rdd_task(work, groups)).collect()]
         else:
             records = list(work(indexed))
         return sorted(records, key=lambda r: (r["partition"], r["batch"]))
@@ -760,6 +767,21 @@ def _spark_task(work: Any, groups: list[list[tuple[int, Split]]]) -> Any:
                         pickled, size = [], 0
                 if pickled:
                     yield message(pickled)
+
+    return task
+
+
+def _rdd_task(work: Any, groups: list[list[tuple[int, Split]]]) -> Any:
+    """The function ``mapPartitions`` runs over the task numbers of a classic session: as :func:`_spark_task`,
+    each record pickled (pyspark batches them into few messages itself)."""
+
+    def task(numbers: Iterable[int]) -> Iterator[bytes]:
+        from hmm.distributed.spark import freeze_worker_heap
+
+        freeze_worker_heap()
+        for number in numbers:
+            for record in work(groups[number]):
+                yield pickle.dumps(record)
 
     return task
 

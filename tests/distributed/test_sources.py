@@ -242,6 +242,22 @@ def test_spark_tasks_freeze_the_heap_the_local_engine_leaves_it(tmp_path):
         gc.unfreeze()
 
 
+def test_a_classic_sessions_task_freezes_the_heap_and_pickles_each_record_in_order():
+    import gc
+    import pickle
+
+    records = [{"partition": p, "batch": b} for p in (3, 4) for b in range(2)]
+    task = sources._rdd_task(
+        lambda group: [dict(r, freeze=gc.get_freeze_count()) for r in records if r["partition"] in group], [[3], [4, 9]]
+    )
+    try:
+        out = [pickle.loads(record) for record in task(iter([0, 1]))]
+        assert [(r["partition"], r["batch"]) for r in out] == [(3, 0), (3, 1), (4, 0), (4, 1)]
+        assert all(r["freeze"] > 1000 for r in out)  # frozen before the work ran
+    finally:
+        gc.unfreeze()
+
+
 def test_a_spark_task_sends_its_records_in_few_arrow_batches_in_order(monkeypatch):
     import pickle
 
