@@ -39,8 +39,17 @@ DataFrame takes (``hmm.distributed.spark.e_step``: the JVM reads the Parquet and
 ``mapInArrow`` hands Arrow batches to Python), over the Parquet and over a
 persisted DataFrame, interleaved.
 
+The executors' split cache (``hmm.distributed.split_cache``) is on, as in a
+training: the first warm-up iteration decodes the Parquet and writes the cache
+(unless an earlier run did), the timed ones memory-map it;
+``--compare-split-cache`` also times hmm-em's iterations with it off, in a
+fresh driver and JVM.
+
 Spark keeps its defaults apart from driver memory (4g) and 10,000 rows per
-Arrow batch. hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
+Arrow batch; ``--local-java-options`` runs its JVM with the JVM options of the
+DAG's local-mode steps and Spark Connect server (C1 JIT only: measured, C2
+compiling Spark's code took 0.1-0.2 of the JVM's 0.2-0.3 CPU-s per iteration
+from the 4th to the 20th iteration at 1M). hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
 1,000,000) into one task per core, as ``hmm.distributed.sources.task_groups`` does for any
 data under 128 MB per core; the 2016 design and the DataFrame path read the
 Spark DataFrame, which packs the files into 2 partitions (one per core). The 2016
@@ -229,10 +238,12 @@ def run_library(path: Path, repeats: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ Spark
 
 
-def start_spark() -> Any:
+def start_spark(local_java_options: bool = False) -> Any:
+    """The local[2] session; ``local_java_options``: its JVM with the JVM options of the DAG's local-mode
+    steps and Spark Connect server (``hmm.orchestration.decisions.LOCAL_JAVA_OPTIONS``: C1 JIT only)."""
     from pyspark.sql import SparkSession
 
-    spark = (
+    builder = (
         SparkSession.builder.master("local[2]")
         .appName("hmm-em-benchmark")
         .config("spark.driver.memory", "4g")
@@ -240,8 +251,12 @@ def start_spark() -> Any:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
     )
+    if local_java_options:
+        from hmm.orchestration.decisions import LOCAL_JAVA_OPTIONS
+
+        builder = builder.config("spark.driver.extraJavaOptions", " ".join(LOCAL_JAVA_OPTIONS))
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
@@ -434,7 +449,7 @@ def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str
         def read_split_rows(group: Any) -> Any:
             filesystem = filesystem_spec.open()
             for index, split in group:
-                rows = sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+                rows = sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"], "sequence"))
                 yield {"partition": index, "batch": 0, "rows": rows}
 
         passes["empty tasks"] = lambda: source.map_splits(empty_split, indexed)
@@ -451,7 +466,7 @@ def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str
             freeze_worker_heap()
             filesystem = filesystem_spec.open()
             for _, split in group:
-                yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"]))
+                yield sum(batch.num_rows for batch in read_split(filesystem, split, ["sequence"], "sequence"))
 
         passes["empty tasks"] = lambda: context.parallelize(groups, len(groups)).flatMap(empty_task).collect()
         passes["read"] = lambda: context.parallelize(groups, len(groups)).flatMap(read_batches).collect()
@@ -460,15 +475,23 @@ def split_passes(spark: Any, source: Any, model: hmm.CategoricalHMM) -> dict[str
     return passes
 
 
-def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dict[str, Any]:
-    """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``)."""
+def run_size(
+    path: Path,
+    n_sequences: int,
+    repeats: int,
+    full_2016: bool,
+    hmm_em_only: bool = False,
+    local_java_options: bool = False,
+) -> dict[str, Any]:
+    """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``); only
+    hmm-em's iterations with ``hmm_em_only``."""
     from pyspark import StorageLevel
 
     from hmm.distributed.sources import ParquetSequences, task_groups
     from hmm.distributed.spark import e_step
 
     log(f"N={n_sequences}: starting Spark")
-    spark = start_spark()
+    spark = start_spark(local_java_options)
     try:
         jvm = jvm_process(spark)
         row: dict[str, Any] = {"n": n_sequences, "parquet_mb": directory_mb(path), "machine": machine(spark)}
@@ -501,6 +524,8 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dic
         row["hmm-em"] = statistics.median(row["hmm-em all"])
         row["memory"] = {"total": memory.total_mb, **memory.parts_mb}
         log(f"N={n_sequences}: hmm-em {row['hmm-em']:.3f} s/iter")
+        if hmm_em_only:
+            return row
 
         # (b) the 2016 design, from the same initial model as hmm-em's warm-up iteration.
         if n_sequences <= LARGEST_2016 or full_2016:
@@ -549,13 +574,33 @@ def run_size(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dic
         spark.stop()
 
 
-def run_spark(path: Path, n_sequences: int, repeats: int, full_2016: bool) -> dict[str, Any]:
-    """``run_size`` in a fresh process, so that each N has its own JVM and its own memory peak."""
+def run_spark(
+    path: Path,
+    n_sequences: int,
+    repeats: int,
+    full_2016: bool,
+    split_cache: bool = True,
+    local_java_options: bool = False,
+) -> dict[str, Any]:
+    """``run_size`` in a fresh process, so that each N has its own JVM and its own memory peak.
+
+    ``split_cache=False``: only hmm-em's iterations, with the executors' split cache off
+    (``HMM_EM_SPLIT_CACHE=off``, inherited by the JVM and its Python workers), each iteration
+    decoding the Parquet as before the cache.
+    """
+    from hmm.distributed.split_cache import ENVIRONMENT, cache_folder
+
     command = [sys.executable, __file__, "--spark-child", str(path), "--sizes", str(n_sequences)]
     command += ["--repeats", str(repeats)] + (["--full-2016"] if full_2016 else [])
-    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    command += ["--local-java-options"] if local_java_options else []
+    environment = dict(os.environ)
+    if not split_cache:
+        command.append("--hmm-em-only")
+        environment[ENVIRONMENT] = "off"
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=environment).stdout
     row = json.loads(output.strip().splitlines()[-1])
     row["first_stats"] = SufficientStats.from_bytes(bytes.fromhex(row["first_stats"]))
+    row["split cache"] = (cache_folder() or "off") if split_cache else "off"
     return row
 
 
@@ -578,10 +623,14 @@ def machine(spark: Any) -> str:
     import pyarrow
 
     java = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
+    # pyspark's launcher puts its own --add-opens in extraJavaOptions: name only the JIT setting.
+    options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions", "").split()
+    jit = [option for option in options if option.startswith("-XX:TieredStopAtLevel")]
     return (
         f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB RAM; "
         f"Python {platform.python_version()}, Java {java}, Spark {spark.version} local[2] "
-        f"(driver memory 4g, {BATCH_ROWS} rows per Arrow batch), pyarrow {pyarrow.__version__}, "
+        f"(driver memory 4g, {BATCH_ROWS} rows per Arrow batch, JIT: {' '.join(jit) or 'Java defaults'}), "
+        f"pyarrow {pyarrow.__version__}, "
         f"numpy {np.__version__}, numba {numba.__version__}, hmmlearn {hmmlearn.__version__}, "
         f"hmm-em {hmm.__version__}"
     )
@@ -591,7 +640,12 @@ def seconds(value: float) -> str:
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def print_report(rows: list[dict[str, Any]], libraries: dict[int, dict[str, Any]], load: str) -> None:
+def print_report(
+    rows: list[dict[str, Any]],
+    libraries: dict[int, dict[str, Any]],
+    load: str,
+    uncached: dict[int, dict[str, Any]] | None = None,
+) -> None:
     # The 2016 design above LARGEST_2016 without --full-2016: linear in N from the largest measured size.
     measured = [r for r in rows if "2016" in r]
     for row in rows:
@@ -684,6 +738,35 @@ def print_report(rows: list[dict[str, Any]], libraries: dict[int, dict[str, Any]
             f"| {memory['python workers']:.0f} | {old} | {libraries[row['n']]['peak_mb']:.0f} |"
         )
 
+    print(f"\nThe executors' split cache (hmm.distributed.split_cache): {rows[0]['split cache']}.")
+    if uncached:
+        print(
+            "\nhmm-em without the split cache (HMM_EM_SPLIT_CACHE=off: every iteration decodes the Parquet), "
+            "in a fresh driver and JVM after the runs above:\n"
+        )
+        print(
+            "| N | s/iter, cache | s/iter, no cache | hmm-em / (library x 2 cores), no cache "
+            "| CPU s without the cache: JVM / Python workers / driver | CPU s: hmm-em / library, no cache |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|")
+        identical = []
+        for row in rows:
+            other = uncached[row["n"]]
+            cpu = other["cpu"]
+            print(
+                f"| {row['n']:,} | {seconds(row['hmm-em'])} | {seconds(other['hmm-em'])} "
+                f"| {other['hmm-em'] / (row['library'] / 2):.2f} "
+                f"| {seconds(cpu['jvm'])} / {seconds(cpu['python workers'])} / {seconds(cpu['driver'])} "
+                f"| {sum(cpu.values()) / row['library cpu']:.2f} |"
+            )
+            if other["first_stats"].to_bytes() == row["first_stats"].to_bytes():
+                identical.append(f"{row['n']:,}")
+
+        print(
+            "\nFirst iteration's statistics bit-identical with and without the cache at N = "
+            f"{', '.join(identical) or 'none'}."
+        )
+
     print("\nChecks (first iteration's statistics from the same initial model, largest relative difference):\n")
     for row in rows:
         library_check = relative_difference(libraries[row["n"]]["first_stats"], row["first_stats"])
@@ -705,6 +788,17 @@ def main() -> None:
     parser.add_argument("--full-2016", action="store_true", help="also measure the 2016 design above 100,000")
     parser.add_argument("--repeats", type=int, default=5, help="timed iterations (median reported)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/hmm-em-bench"), help="Parquet data folder")
+    parser.add_argument(
+        "--compare-split-cache",
+        action="store_true",
+        help="also time hmm-em's iterations with the executors' split cache off (HMM_EM_SPLIT_CACHE=off)",
+    )
+    parser.add_argument(
+        "--local-java-options",
+        action="store_true",
+        help="run Spark's JVM with the DAG's local-mode JVM options (C1 JIT only) instead of Java's defaults",
+    )
+    parser.add_argument("--hmm-em-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--library-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--spark-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -713,7 +807,13 @@ def main() -> None:
         print(json.dumps(library_child(args.library_child, args.repeats)))
         return
     if args.spark_child:
-        print(json.dumps(run_size(args.spark_child, sizes[0], args.repeats, args.full_2016)))
+        print(
+            json.dumps(
+                run_size(
+                    args.spark_child, sizes[0], args.repeats, args.full_2016, args.hmm_em_only, args.local_java_options
+                )
+            )
+        )
         return
 
     load_start = os.getloadavg()
@@ -723,9 +823,15 @@ def main() -> None:
     for n in sizes:
         log(f"N={n}: library, one thread")
         libraries[n] = run_library(paths[n], args.repeats)
-    rows = [run_spark(paths[n], n, args.repeats, args.full_2016) for n in sizes]
+    java = args.local_java_options
+    rows = [run_spark(paths[n], n, args.repeats, args.full_2016, local_java_options=java) for n in sizes]
+    uncached = (
+        {n: run_spark(paths[n], n, args.repeats, False, split_cache=False, local_java_options=java) for n in sizes}
+        if args.compare_split_cache
+        else {}
+    )
     load = " / ".join(" ".join(f"{x:.1f}" for x in v) for v in (load_start, os.getloadavg()))
-    print_report(rows, libraries, load)
+    print_report(rows, libraries, load, uncached)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,16 @@ import pytest
 
 from infra.local.s3 import local_s3
 
+# The executors' split cache (hmm.distributed.split_cache) of this test run: a folder of its own,
+# set before any Spark starts so that its Python workers inherit it, removed at the end.
+if "HMM_EM_SPLIT_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["HMM_EM_SPLIT_CACHE"] = tempfile.mkdtemp(prefix="hmm-em-test-split-cache-")
+    atexit.register(shutil.rmtree, os.environ["HMM_EM_SPLIT_CACHE"], ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint():

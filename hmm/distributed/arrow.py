@@ -274,9 +274,9 @@ def batch_record(
     -------
     dict
         A record of :data:`RECORD_FIELDS`: ``n_sequences``, ``n_observations``, ``max_symbol``
-        (categorical) or ``n_features``, ``stats`` (:meth:`SufficientStats.to_bytes`, with
-        ``statistics``) or ``error``; ``n_sequences`` and ``n_observations`` count held-out
-        sequences too.
+        (categorical, without ``statistics``) or ``n_features``, ``stats``
+        (:meth:`SufficientStats.to_bytes`, with ``statistics``) or ``error``; ``n_sequences`` and
+        ``n_observations`` count held-out sequences too.
     """
     record = _blank_record(partition, index, batch.num_rows)
     try:
@@ -297,7 +297,8 @@ def batch_record(
         observations = model.check_batch(X, offsets, limit)
         record["n_observations"] = int(offsets[-1])
         if model.observes_symbols:
-            record["max_symbol"] = int(observations.max())
+            # What a scan needs to size a model; an E-step's model has its size (one pass less per batch).
+            record["max_symbol"] = None if statistics else int(observations.max())
         else:
             record["n_features"] = int(observations.shape[1])
         if statistics and holdout_fraction > 0:

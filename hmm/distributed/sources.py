@@ -21,7 +21,9 @@ splits:
   one machine reads in reasonable time and for fast tests.
 
 Records come back keyed by (split, batch) and are added in that order, so
-both engines give bit-identical statistics on every run.
+both engines give bit-identical statistics on every run. A process that reads a
+split again (the next iteration) memory-maps the batches it kept the first
+time instead of decoding the Parquet again (:mod:`hmm.distributed.split_cache`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 
 from hmm.core.limits import INIT_SAMPLE_SEQUENCES, max_model_bytes
 from hmm.core.sequences import InvalidSequenceError
+from hmm.distributed import split_cache
 from hmm.distributed.arrow import (
     arrow_sequences,
     batch_record,
@@ -171,7 +174,9 @@ class Split:
         return f"file {name} (row groups {self.row_groups[0]}-{self.row_groups[-1]})"
 
 
-def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) -> Iterator[pa.RecordBatch]:
+def read_split(
+    filesystem: pafs.FileSystem, split: Split, columns: list[str], symbols: str | None = None
+) -> Iterator[pa.RecordBatch]:
     """The split's record batches: ``BATCH_ROWS`` rows each, fewer for wide rows.
 
     Parameters
@@ -182,12 +187,19 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
         The file, or the run of its row groups, to read.
     columns : list of str
         The columns to read.
+    symbols : str, optional
+        One of ``columns`` whose integer symbols the reader converts to int64 whatever their
+        type (a categorical model without named symbols): when the split's Parquet statistics put
+        all of them in [0, 255], the split cache keeps them as ``list<uint8>`` (a quarter of the
+        bytes to map and widen), and batches read back from it have that type; the same values.
 
     Yields
     ------
     pyarrow.RecordBatch
         Non-empty batches of ``columns``, at most :data:`BATCH_ROWS` rows and about
-        :data:`BATCH_BYTES` uncompressed bytes each, in file order.
+        :data:`BATCH_BYTES` uncompressed bytes each, in file order: decoded from Parquet, or the
+        same batches memory-mapped from this machine's split cache (:mod:`hmm.distributed.split_cache`)
+        when this process or another on the machine read the split before.
 
     Raises
     ------
@@ -198,6 +210,12 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
     """
     import pyarrow.parquet as pq
 
+    entry = split_cache.entry_for(filesystem, split, columns, (BATCH_ROWS, BATCH_BYTES), symbols)
+    if entry is not None:
+        cached = split_cache.load(entry)
+        if cached is not None:
+            yield from cached
+            return
     with filesystem.open_input_file(split.path) as handle:
         parquet = pq.ParquetFile(handle)
         missing = [c for c in columns if c not in parquet.schema_arrow.names]
@@ -212,7 +230,30 @@ def read_split(filesystem: pafs.FileSystem, split: Split, columns: list[str]) ->
         batches = parquet.iter_batches(
             batch_size=batch_rows, row_groups=split.row_groups, columns=columns, use_threads=False
         )
-        yield from (batch for batch in batches if batch.num_rows)
+        batches = (batch for batch in batches if batch.num_rows)
+        if entry is None:
+            yield from batches
+            return
+        narrow = symbols if symbols is not None and _symbols_fit_a_byte(parquet, groups, symbols) else None
+        yield from split_cache.cached_batches(entry, batches, rows, size, narrow)
+
+
+def _symbols_fit_a_byte(parquet: Any, groups: Iterable[int], column: str) -> bool:
+    """``column`` is a ``list<integer>`` whose statistics put every value of ``groups`` in [0, 255]."""
+    import pyarrow as pa
+
+    kind = parquet.schema_arrow.field(column).type
+    if not pa.types.is_list(kind) or not pa.types.is_integer(kind.value_type):
+        return False
+    metadata = parquet.metadata
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path.split(".")[0] == column]
+    if len(leaves) != 1:
+        return False
+    for group in groups:
+        found = metadata.row_group(group).column(leaves[0]).statistics
+        if found is None or not found.has_min_max or found.min < 0 or found.max > 255:
+            return False
+    return True
 
 
 def split_records(
@@ -275,7 +316,11 @@ def split_records(
     where = split.describe(base)
     try:
         row = first_row
-        for number, batch in enumerate(read_split(filesystem, split, columns)):
+        # Integer symbols the model converts to int64 anyway may come back from the cache as uint8; a model
+        # with named symbols names the integers' type in its error, so its data keeps it.
+        narrowable = model.observes_symbols and getattr(model, "symbols", None) is None
+        batches = read_split(filesystem, split, columns, sequence_col if narrowable else None)
+        for number, batch in enumerate(batches):
             yield batch_record(
                 model, batch, sequence_col, id_col, index, number, statistics, where, limit, holdout_fraction, row
             )
@@ -461,15 +506,22 @@ class ParquetSequences:
         if not indexed:
             return []
         if self.engine == "spark":
-            from hmm.distributed.spark import default_parallelism
+            from hmm.distributed.spark import default_parallelism, is_connect
 
             groups = task_groups(indexed, default_parallelism(self.spark))
-            # DataFrame API only (Spark Connect has no RDDs): row t of a range with one row per
-            # partition is task t, which runs ``work`` over groups[t] (in the pickled closure) and
-            # returns each record pickled, whatever its fields (E-step or decode records).
-            tasks = self.spark.range(0, len(groups), 1, len(groups))
-            rows = tasks.mapInArrow(_spark_task(work, groups), "record binary").collect()
-            records = [pickle.loads(row.record) for row in rows]
+            if is_connect(self.spark):
+                # Spark Connect has no RDDs: row t of a range with one row per partition is task t,
+                # which runs ``work`` over groups[t] (in the pickled closure) and returns each record
+                # pickled, whatever its fields (E-step or decode records).
+                tasks = self.spark.range(0, len(groups), 1, len(groups))
+                rows = tasks.mapInArrow(_spark_task(work, groups), "record binary").collect()
+                records = [pickle.loads(row.record) for row in rows]
+            else:
+                # A classic session runs the same tasks as an RDD of the task numbers: no SQL query to
+                # plan and compile per iteration (measured at 1M, warm: the JVM's CPU per iteration
+                # 0.10-0.14 -> 0.04-0.06 s, the wall 0.04 s shorter, the same records).
+                numbers = self.spark.sparkContext.parallelize(range(len(groups)), len(groups))
+                records = [pickle.loads(record) for record in numbers.mapPartitions(_rdd_task(work, groups)).collect()]
         else:
             records = list(work(indexed))
         return sorted(records, key=lambda r: (r["partition"], r["batch"]))
@@ -715,6 +767,21 @@ def _spark_task(work: Any, groups: list[list[tuple[int, Split]]]) -> Any:
                         pickled, size = [], 0
                 if pickled:
                     yield message(pickled)
+
+    return task
+
+
+def _rdd_task(work: Any, groups: list[list[tuple[int, Split]]]) -> Any:
+    """The function ``mapPartitions`` runs over the task numbers of a classic session: as :func:`_spark_task`,
+    each record pickled (pyspark batches them into few messages itself)."""
+
+    def task(numbers: Iterable[int]) -> Iterator[bytes]:
+        from hmm.distributed.spark import freeze_worker_heap
+
+        freeze_worker_heap()
+        for number in numbers:
+            for record in work(groups[number]):
+                yield pickle.dumps(record)
 
     return task
 

@@ -242,6 +242,22 @@ def test_spark_tasks_freeze_the_heap_the_local_engine_leaves_it(tmp_path):
         gc.unfreeze()
 
 
+def test_a_classic_sessions_task_freezes_the_heap_and_pickles_each_record_in_order():
+    import gc
+    import pickle
+
+    records = [{"partition": p, "batch": b} for p in (3, 4) for b in range(2)]
+    task = sources._rdd_task(
+        lambda group: [dict(r, freeze=gc.get_freeze_count()) for r in records if r["partition"] in group], [[3], [4, 9]]
+    )
+    try:
+        out = [pickle.loads(record) for record in task(iter([0, 1]))]
+        assert [(r["partition"], r["batch"]) for r in out] == [(3, 0), (3, 1), (4, 0), (4, 1)]
+        assert all(r["freeze"] > 1000 for r in out)  # frozen before the work ran
+    finally:
+        gc.unfreeze()
+
+
 def test_a_spark_task_sends_its_records_in_few_arrow_batches_in_order(monkeypatch):
     import pickle
 
@@ -274,3 +290,10 @@ def test_string_ids_are_held_out_from_the_arrow_buffers_as_from_python_strings(k
     for start, stop in ((0, len(ids)), (17, 2_003), (2_990, len(ids))):  # sliced batches read their own rows
         expected = holdout_mask(np.array(ids[start:stop], dtype=object), 0.3)
         np.testing.assert_array_equal(holdout_rows(batch.slice(start, stop - start), "id", None, 0.3), expected)
+
+
+def test_only_a_scan_finds_the_largest_symbol_an_e_step_skips_that_pass(tmp_path):
+    rows = one_file(tmp_path / "data" / "part-0.parquet", n_sequences=50)
+    source = ParquetSequences(f"file://{tmp_path}/data", engine="local")
+    assert [r["max_symbol"] for r in source.records(model_for(), statistics=True)] == [None]
+    assert [r["max_symbol"] for r in source.records(model_for(), statistics=False)] == [max(max(r) for r in rows)]
