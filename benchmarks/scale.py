@@ -35,22 +35,24 @@ def main() -> None:
     parser.add_argument(
         "--spark-seconds",
         type=float,
-        default=1.496,
-        help="seconds per iteration of 10^8 observations (1M x 100, K=10, F=20) on local[2] "
-        "(benchmarks/spark.py at 17e7683, the median of three runs: 1.363, 1.496, 1.574)",
+        default=1.056,
+        help="seconds per iteration of 10^8 observations (1M x 100, K=10, F=20) on local[2] with the split "
+        "cache off: an EMR step's executors decode the Parquet unless their node read the split before "
+        "(benchmarks/spark.py --compare-split-cache at 68d4fdf, the median of three runs: 1.032, 1.056, 1.066; "
+        "0.841-0.889 with the cache)",
     )
     parser.add_argument(
         "--k30-library-seconds",
         type=float,
-        default=0.0091,
-        help="library seconds per iteration, K=30 F=20 1000 x 100, one thread (make bench at 17e7683)",
+        default=0.0081,
+        help="library seconds per iteration, K=30 F=20 1000 x 100, one thread (make bench at 5bab4ae)",
     )
     parser.add_argument(
         "--library-seconds",
         type=float,
-        default=2.109,
-        help="library seconds per iteration of the K=10 1M data, one thread (benchmarks/spark.py at 17e7683, "
-        "the same run)",
+        default=1.395,
+        help="library seconds per iteration of the K=10 1M data, one thread (benchmarks/spark.py at 68d4fdf, "
+        "the same runs: 1.373, 1.395, 1.418)",
     )
     parser.add_argument(
         "--step-seconds",
