@@ -530,17 +530,17 @@ class BaseHMM(BaseEstimator):
             rows = slice(offsets[first], offsets[stop])
             local = offsets[first : stop + 1] - offsets[first]
             part = result[first:stop]
-            self._raise_on_underflow(self._forward_log_likelihoods(X[rows], local, part), X[rows], local, first)
+            failed, log_scale = self._forward_log_likelihoods(X[rows], local, part)
+            self._checked(failed, part, log_scale, X[rows], local, first)
         return result
 
-    def _forward_log_likelihoods(self, X: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> tuple[int, int]:
-        """The forward pass over one batch: ``out[i]`` the log-likelihood of sequence i; the kernel's
-        ``(sequence, position)`` of an underflow, or ``(-1, -1)``."""
+    def _forward_log_likelihoods(
+        self, X: np.ndarray, offsets: np.ndarray, out: np.ndarray
+    ) -> tuple[tuple[int, int], np.ndarray | None]:
+        """The forward pass over one batch into ``out``: the kernel's ``(sequence, position)`` of an
+        underflow (or ``(-1, -1)``) and the frames' log scales still to add (None: none)."""
         frameprob, log_scale = self._frame_probabilities(X)
-        failed = kernels.forward_log_likelihoods(self.startprob_, self.transmat_, frameprob, offsets, out)
-        if failed[0] < 0 and log_scale is not None:
-            emissions.add_log_scales(log_scale, offsets, out)
-        return failed
+        return kernels.forward_log_likelihoods(self.startprob_, self.transmat_, frameprob, offsets, out), log_scale
 
     def _posteriors(self, X: np.ndarray, offsets: np.ndarray) -> tuple[float, np.ndarray]:
         posteriors = np.empty((X.shape[0], self.n_components))

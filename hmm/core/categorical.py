@@ -215,12 +215,15 @@ class CategoricalHMM(BaseHMM):
         # no log-space detour needed.
         return np.take(self._emissionprob_by_symbol, X, axis=0), None
 
-    def _forward_log_likelihoods(self, X: np.ndarray, offsets: np.ndarray, out: np.ndarray) -> tuple[int, int]:
+    def _forward_log_likelihoods(
+        self, X: np.ndarray, offsets: np.ndarray, out: np.ndarray
+    ) -> tuple[tuple[int, int], np.ndarray | None]:
         # Frames read from the symbol table as the E-step reads them: no frames x states array,
         # and the same bits as the E-step's log-likelihoods.
-        return kernels.categorical_forward_log_likelihoods(
+        failed = kernels.categorical_forward_log_likelihoods(
             self.startprob_, self.transmat_, self._emissionprob_by_symbol, X, offsets, out
         )
+        return failed, None
 
     def _frame_log_likelihood(self, X: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore"):

@@ -776,7 +776,7 @@ def _symbol_offsets(symbols, first, length, longest, table, offsets):
     last = (table.shape[0] - 1) * row_bytes
     for lane in range(LANES):
         start = first[lane]
-        n = min(length[lane], longest)
+        n = length[lane]
         for t in range(n):
             offsets[t, lane] = symbols[start + t] * row_bytes
         for t in range(n, longest):
