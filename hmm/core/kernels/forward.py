@@ -18,13 +18,15 @@ from hmm.core.kernels.lanes import (
     _load_symbol_frames,
     _mul,
     _padded_table,
+    _permute_table,
     _reciprocal,
     _row,
     _rows2,
     _rows4,
+    _rows5,
     _splat,
     _store,
-    _symbol_offsets,
+    _symbol_rows,
     _where_present,
 )
 
@@ -73,8 +75,16 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
                 total = _emit_alpha(alpha, frames, 0, j, _splat(startprob[j]), total)
         else:
             # alpha_t[j] = frame_t[j] * sum_i alpha_{t-1}[i] transmat[i, j]
-            in_fours = n_states - n_states % 4
-            for j in range(0, in_fours, 4):
+            in_fives = n_states - n_states % 5
+            for j in range(0, in_fives, 5):
+                a0, a1, a2, a3, a4 = _rows5(into, j, alpha, t - 1)
+                total = _emit_alpha(alpha, frames, t, j, a0, total)
+                total = _emit_alpha(alpha, frames, t, j + 1, a1, total)
+                total = _emit_alpha(alpha, frames, t, j + 2, a2, total)
+                total = _emit_alpha(alpha, frames, t, j + 3, a3, total)
+                total = _emit_alpha(alpha, frames, t, j + 4, a4, total)
+            in_fours = in_fives + (n_states - in_fives) // 4 * 4
+            for j in range(in_fives, in_fours, 4):
                 a0, a1, a2, a3 = _rows4(into, j, alpha, t - 1)
                 total = _emit_alpha(alpha, frames, t, j, a0, total)
                 total = _emit_alpha(alpha, frames, t, j + 1, a1, total)
@@ -84,7 +94,7 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
                 a0, a1 = _rows2(into, in_fours, alpha, t - 1)
                 total = _emit_alpha(alpha, frames, t, in_fours, a0, total)
                 total = _emit_alpha(alpha, frames, t, in_fours + 1, a1, total)
-            if n_states % 2:
+            if (n_states - in_fours) % 2:
                 j = n_states - 1
                 total = _emit_alpha(alpha, frames, t, j, _row(into, j, alpha, t - 1), total)
         _store(scale, 0, t, total)
@@ -176,12 +186,13 @@ def _forward_log_likelihoods(startprob, transmat, table, symbols, offsets, log_l
     lane_log_likelihood = np.empty(LANES)
     by_symbol = symbols.shape[0] > 0
     symbol_table = _padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
-    symbol_offsets = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
+    by_state = _permute_table(table) if by_symbol else _permute_table(np.empty((0, 0)))
+    symbol_rows = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
     for block_start in range(0, n_sequences, LANES):
         longest = _load_block(order, block_start, offsets, first, length)
         if by_symbol:
-            _symbol_offsets(symbols, first, length, longest, symbol_table, symbol_offsets)
-            _load_symbol_frames(symbol_table, symbol_offsets, longest, frames)
+            _symbol_rows(symbols, first, length, longest, symbol_table, symbol_rows)
+            _load_symbol_frames(symbol_table, by_state, symbol_rows, longest, frames)
         else:
             _load_frames(table, first, length, longest, frames, rows, ones)
         lane, t = _forward_block(startprob, into, frames, length, longest, alpha, scale, lane_log_likelihood)

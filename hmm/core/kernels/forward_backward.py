@@ -10,6 +10,7 @@ from hmm.core.kernels.lanes import (
     LANES,
     _add,
     _buffers,
+    _fma_half,
     _fmav,
     _frame_rows,
     _gather_frame,
@@ -21,10 +22,12 @@ from hmm.core.kernels.lanes import (
     _load,
     _load_block,
     _load_frames,
+    _load_half,
     _load_symbol_frames,
     _mul,
     _padded_table,
     _past_end,
+    _permute_table,
     _reciprocal,
     _row,
     _rows2,
@@ -33,8 +36,9 @@ from hmm.core.kernels.lanes import (
     _scatter_frame,
     _splat,
     _store,
+    _store_half,
     _sub,
-    _symbol_offsets,
+    _symbol_rows,
 )
 
 
@@ -55,7 +59,7 @@ def _backward_block(
     start,
     gamma,
     counts,
-    offsets,
+    symbol_rows,
 ):
     """Backward sweep of one block: posteriors out, ``frames`` overwritten.
 
@@ -63,7 +67,7 @@ def _backward_block(
     not empty (zero past the end of a lane's sequence), else to
     ``target[row]`` (``symbols`` empty), or are added to ``counts[symbol of
     the frame]`` (the padded table of :func:`.lanes._padded_table`, rows at
-    ``offsets`` from :func:`.lanes._symbol_offsets`); those of the first
+    ``symbol_rows`` from :func:`.lanes._symbol_rows`); those of the first
     frames are added to ``start``.
 
     ``frames[t + 1]`` is replaced by ``w_t[j] = b_{t+1}(j) beta_{t+1}(j) /
@@ -122,7 +126,7 @@ def _backward_block(
                 _store(gamma, t, i, _mul(_load(beta, 1, i), inverse))
             continue
         if symbols.shape[0] > 0:
-            _scatter_add_symbols(counts, offsets, t, beta, 1, inverse)
+            _scatter_add_symbols(counts, symbol_rows, t, beta, 1, inverse)
         else:
             _frame_rows(first, length, t, rows)
             _scatter_frame(target, rows, sink, beta, 1, inverse)
@@ -195,6 +199,101 @@ def _tile_2x4(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0):
     _store(outer, i1, j0 + 3, a13)
 
 
+@_inline
+def _tile_5x5_half(a, a_start, b, b_start, u0, u1, outer, i0, j0, half):
+    """The 5 x 5 tile at (i0, j0) of :func:`_frame_products` over frames [u0, u1), lanes 8 half .. 8 half + 7.
+
+    25 accumulators, 5 rows of ``a`` and one column of ``b`` at a time: 31 of the 32 vector
+    registers. Written out because numba keeps named locals in registers (a list would live
+    in memory)."""
+    a00 = _load_half(outer, i0, j0, half)
+    a01 = _load_half(outer, i0, j0 + 1, half)
+    a02 = _load_half(outer, i0, j0 + 2, half)
+    a03 = _load_half(outer, i0, j0 + 3, half)
+    a04 = _load_half(outer, i0, j0 + 4, half)
+    a10 = _load_half(outer, i0 + 1, j0, half)
+    a11 = _load_half(outer, i0 + 1, j0 + 1, half)
+    a12 = _load_half(outer, i0 + 1, j0 + 2, half)
+    a13 = _load_half(outer, i0 + 1, j0 + 3, half)
+    a14 = _load_half(outer, i0 + 1, j0 + 4, half)
+    a20 = _load_half(outer, i0 + 2, j0, half)
+    a21 = _load_half(outer, i0 + 2, j0 + 1, half)
+    a22 = _load_half(outer, i0 + 2, j0 + 2, half)
+    a23 = _load_half(outer, i0 + 2, j0 + 3, half)
+    a24 = _load_half(outer, i0 + 2, j0 + 4, half)
+    a30 = _load_half(outer, i0 + 3, j0, half)
+    a31 = _load_half(outer, i0 + 3, j0 + 1, half)
+    a32 = _load_half(outer, i0 + 3, j0 + 2, half)
+    a33 = _load_half(outer, i0 + 3, j0 + 3, half)
+    a34 = _load_half(outer, i0 + 3, j0 + 4, half)
+    a40 = _load_half(outer, i0 + 4, j0, half)
+    a41 = _load_half(outer, i0 + 4, j0 + 1, half)
+    a42 = _load_half(outer, i0 + 4, j0 + 2, half)
+    a43 = _load_half(outer, i0 + 4, j0 + 3, half)
+    a44 = _load_half(outer, i0 + 4, j0 + 4, half)
+    for u in range(u0, u1):
+        x0 = _load_half(a, a_start + u, i0, half)
+        x1 = _load_half(a, a_start + u, i0 + 1, half)
+        x2 = _load_half(a, a_start + u, i0 + 2, half)
+        x3 = _load_half(a, a_start + u, i0 + 3, half)
+        x4 = _load_half(a, a_start + u, i0 + 4, half)
+        y = _load_half(b, b_start + u, j0, half)
+        a00 = _fma_half(a00, x0, y)
+        a10 = _fma_half(a10, x1, y)
+        a20 = _fma_half(a20, x2, y)
+        a30 = _fma_half(a30, x3, y)
+        a40 = _fma_half(a40, x4, y)
+        y = _load_half(b, b_start + u, j0 + 1, half)
+        a01 = _fma_half(a01, x0, y)
+        a11 = _fma_half(a11, x1, y)
+        a21 = _fma_half(a21, x2, y)
+        a31 = _fma_half(a31, x3, y)
+        a41 = _fma_half(a41, x4, y)
+        y = _load_half(b, b_start + u, j0 + 2, half)
+        a02 = _fma_half(a02, x0, y)
+        a12 = _fma_half(a12, x1, y)
+        a22 = _fma_half(a22, x2, y)
+        a32 = _fma_half(a32, x3, y)
+        a42 = _fma_half(a42, x4, y)
+        y = _load_half(b, b_start + u, j0 + 3, half)
+        a03 = _fma_half(a03, x0, y)
+        a13 = _fma_half(a13, x1, y)
+        a23 = _fma_half(a23, x2, y)
+        a33 = _fma_half(a33, x3, y)
+        a43 = _fma_half(a43, x4, y)
+        y = _load_half(b, b_start + u, j0 + 4, half)
+        a04 = _fma_half(a04, x0, y)
+        a14 = _fma_half(a14, x1, y)
+        a24 = _fma_half(a24, x2, y)
+        a34 = _fma_half(a34, x3, y)
+        a44 = _fma_half(a44, x4, y)
+    _store_half(outer, i0, j0, half, a00)
+    _store_half(outer, i0, j0 + 1, half, a01)
+    _store_half(outer, i0, j0 + 2, half, a02)
+    _store_half(outer, i0, j0 + 3, half, a03)
+    _store_half(outer, i0, j0 + 4, half, a04)
+    _store_half(outer, i0 + 1, j0, half, a10)
+    _store_half(outer, i0 + 1, j0 + 1, half, a11)
+    _store_half(outer, i0 + 1, j0 + 2, half, a12)
+    _store_half(outer, i0 + 1, j0 + 3, half, a13)
+    _store_half(outer, i0 + 1, j0 + 4, half, a14)
+    _store_half(outer, i0 + 2, j0, half, a20)
+    _store_half(outer, i0 + 2, j0 + 1, half, a21)
+    _store_half(outer, i0 + 2, j0 + 2, half, a22)
+    _store_half(outer, i0 + 2, j0 + 3, half, a23)
+    _store_half(outer, i0 + 2, j0 + 4, half, a24)
+    _store_half(outer, i0 + 3, j0, half, a30)
+    _store_half(outer, i0 + 3, j0 + 1, half, a31)
+    _store_half(outer, i0 + 3, j0 + 2, half, a32)
+    _store_half(outer, i0 + 3, j0 + 3, half, a33)
+    _store_half(outer, i0 + 3, j0 + 4, half, a34)
+    _store_half(outer, i0 + 4, j0, half, a40)
+    _store_half(outer, i0 + 4, j0 + 1, half, a41)
+    _store_half(outer, i0 + 4, j0 + 2, half, a42)
+    _store_half(outer, i0 + 4, j0 + 3, half, a43)
+    _store_half(outer, i0 + 4, j0 + 4, half, a44)
+
+
 # Columns per register tile of the frame products: 2 x 4 lane vectors of
 # accumulators where the CPU has 32 vector registers (AVX-512: 16 registers
 # of accumulators, each loaded vector feeds 2 or 4 multiply-adds), 2 x 2 on
@@ -210,24 +309,42 @@ def _frame_products(a, a_start, b, b_start, count, outer):
     expected transitions (``a`` alpha, ``b`` the backward factors w one frame
     later) and the posteriors' moments (``a`` the posteriors, ``b`` the moment
     columns of a chunk of frames). A register tile of (i, j) pairs per pass
-    (2 x 4, or 2 x 2: :data:`_TILE_COLUMNS`) keeps its accumulators in
-    registers, so every loaded vector feeds several multiply-adds. An odd
-    last row or column is computed twice from the same accumulator (both
-    copies agree). Each sum runs over the frames in order whatever the tile,
-    so the tiling never changes a bit. The lanes are summed by the caller,
-    once per batch.
+    keeps its accumulators in registers, so every loaded vector feeds several
+    multiply-adds: 5 x 5 tiles of eight lanes at a time where the CPU has 32
+    vector registers (25 accumulators, 10 loads per 25 multiply-adds), over
+    the rows and columns up to a multiple of 5; the rest (and everything on
+    AVX2) in 2 x 4 or 2 x 2 tiles of whole lane vectors (:func:`_small_tiles`).
+    Each sum runs over the frames in order whatever the tile, so the tiling
+    never changes a bit. The lanes are summed by the caller, once per batch.
     """
     n_rows, n_columns = a.shape[1], b.shape[1]
     chunk = _chunk_frames(max(n_rows, n_columns))
-    wide = n_columns - n_columns % 4 if _TILE_COLUMNS == 4 else 0
+    rows5 = n_rows - n_rows % 5 if LANES >= 16 else 0
+    columns5 = n_columns - n_columns % 5 if rows5 > 0 else 0
+    if columns5 == 0:
+        rows5 = 0
     for u0 in range(0, count, chunk):
         u1 = min(u0 + chunk, count)
-        for i0 in range(0, n_rows, 2):
-            i1 = min(i0 + 1, n_rows - 1)
-            for j0 in range(0, wide, 4):
-                _tile_2x4(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0)
-            for j0 in range(wide, n_columns, 2):
-                _tile_2x2(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0, min(j0 + 1, n_columns - 1))
+        for half in range(LANES // 8 if rows5 > 0 else 0):
+            for i0 in range(0, rows5, 5):
+                for j0 in range(0, columns5, 5):
+                    _tile_5x5_half(a, a_start, b, b_start, u0, u1, outer, i0, j0, half)
+        _small_tiles(a, a_start, b, b_start, u0, u1, outer, 0, n_rows, columns5, n_columns)
+        _small_tiles(a, a_start, b, b_start, u0, u1, outer, rows5, n_rows, 0, columns5)
+
+
+@_inline
+def _small_tiles(a, a_start, b, b_start, u0, u1, outer, r0, r1, c0, c1):
+    """:func:`_frame_products` over frames [u0, u1) for rows [r0, r1) x columns [c0, c1), in 2 x 4 tiles
+    (AVX-512; 2 x 2 on AVX2: :data:`_TILE_COLUMNS`) of whole lane vectors. An odd last row or column
+    is computed twice from the same accumulator (both copies agree)."""
+    wide = c0 + (c1 - c0) // 4 * 4 if _TILE_COLUMNS == 4 else c0
+    for i0 in range(r0, r1, 2):
+        i1 = min(i0 + 1, r1 - 1)
+        for j0 in range(c0, wide, 4):
+            _tile_2x4(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0)
+        for j0 in range(wide, c1, 2):
+            _tile_2x2(a, a_start, b, b_start, u0, u1, outer, i0, i1, j0, min(j0 + 1, c1 - 1))
 
 
 @_inline
@@ -294,8 +411,9 @@ def _expectations(
     by_symbol = symbols.shape[0] > 0
     # categorical: the symbol table and the per-symbol counts padded for 8 x 8 tiles
     symbol_table = _padded_table(table, 1.0) if by_symbol else np.empty((0, 0))
+    by_state = _permute_table(table) if by_symbol else _permute_table(np.empty((0, 0)))
     counts = _padded_table(target, 0.0) if by_symbol else np.empty((0, 0))
-    symbol_offsets = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
+    symbol_rows = np.empty((alpha.shape[0] if by_symbol else 0, LANES), dtype=np.int64)
     means, scales, chol, log_norm = components
     densities = means.shape[0] > 0
     with_moments = moments.shape[0] > 0
@@ -332,8 +450,8 @@ def _expectations(
                 log_scale = _add(log_scale, _mul(largest, _sub(_splat(1.0), _past_end(length, t))))
             _store(lane_log_scale, 0, 0, log_scale)
         elif by_symbol:
-            _symbol_offsets(symbols, first, length, longest, symbol_table, symbol_offsets)
-            _load_symbol_frames(symbol_table, symbol_offsets, longest, frames)
+            _symbol_rows(symbols, first, length, longest, symbol_table, symbol_rows)
+            _load_symbol_frames(symbol_table, by_state, symbol_rows, longest, frames)
         else:
             _load_frames(table, first, length, longest, frames, rows, ones)
         failed_lane, failed_t = _forward_block(
@@ -359,7 +477,7 @@ def _expectations(
             start_counts,
             gamma,
             counts,
-            symbol_offsets,
+            symbol_rows,
         )
         _frame_products(alpha, 0, frames, 1, longest - 1, outer)
         if with_moments:

@@ -133,6 +133,71 @@ def _store(typingctx, a, t, k, v):
     return types.void(a, types.intp, types.intp, lane_vector), codegen
 
 
+# Eight of a lane vector's lanes: one zmm register. Tiles of the frame products that
+# need more accumulators than 16-lane vectors leave registers for work on 8 lanes at a time.
+
+
+class HalfVector(types.Type):
+    """Lanes 8 half .. 8 half + 7 of a 16-lane vector (:func:`_load_half`), as an LLVM ``<8 x double>``."""
+
+    def __init__(self) -> None:
+        super().__init__(name="HalfVector(8)")
+
+
+half_vector = HalfVector()
+_HALF = ir.VectorType(ir.DoubleType(), 8)
+
+
+@register_model(HalfVector)
+class _HalfVectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _HALF)
+
+
+def _half_address(context, builder, array_type, array, t, k, half):
+    """Address of ``array[t, k, 8 half]`` as a pointer to 8 doubles (``half`` an LLVM value)."""
+    pointer = builder.bitcast(_vector_pointer(context, builder, array_type, array, t, k), _HALF.as_pointer())
+    return builder.gep(pointer, [half])
+
+
+@_intrinsic
+def _load_half(typingctx, a, t, k, half):
+    """``a[t, k, 8 half : 8 half + 8]``."""
+    if not _is_buffer(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_half_address(context, builder, sig.args[0], args[0], args[1], args[2], args[3]), align=8)
+
+    return half_vector(a, types.intp, types.intp, types.intp), codegen
+
+
+@_intrinsic
+def _store_half(typingctx, a, t, k, half, v):
+    """``a[t, k, 8 half : 8 half + 8] = v``."""
+    if not _is_buffer(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pointer = _half_address(context, builder, sig.args[0], args[0], args[1], args[2], args[3])
+        builder.store(args[4], pointer, align=8)
+
+    return types.void(a, types.intp, types.intp, types.intp, half_vector), codegen
+
+
+@_intrinsic
+def _fma_half(typingctx, acc, x, y):
+    """``acc + x * y`` on eight lanes (one fused multiply-add)."""
+
+    def codegen(context, builder, sig, args):
+        fmuladd = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_HALF, [_HALF] * 3), "llvm.fmuladd.v8f64"
+        )
+        return builder.call(fmuladd, [args[1], args[2], args[0]])
+
+    return half_vector(half_vector, half_vector, half_vector), codegen
+
+
 @_intrinsic
 def _splat(typingctx, s):
     """``s`` in every lane."""
@@ -484,7 +549,9 @@ def _gather_frame(typingctx, array, rows, ones, frames, t):
 # posteriors go back into a padded per-symbol table the same way. Loading
 # 4-wide pieces and gathering them into 16-lane vectors took 1.1 and 1.4 ms
 # of a 7 ms E-step (K=10, F=20, 4000 x 100); hardware gathers were slower
-# still on this CPU.
+# still on this CPU. With up to 31 symbols and AVX-512 the frames come from a
+# states x 32 table instead, each state's row in registers and 8 lanes' entries
+# picked by permutes (:func:`_permute_symbols`): no padded states moved.
 
 _TILE = 8
 _EIGHT = ir.VectorType(ir.DoubleType(), _TILE)
@@ -514,29 +581,31 @@ def _transpose8(builder, vectors):
     return columns
 
 
-def _is_table(table, offsets):
+def _is_table(table, rows):
     return (
         isinstance(table, types.Array)
         and table.ndim == 2
         and table.dtype == types.float64
         and table.layout == "C"
-        and isinstance(offsets, types.Array)
-        and offsets.ndim == 2
-        and offsets.dtype == types.int64
-        and offsets.layout == "C"
+        and isinstance(rows, types.Array)
+        and rows.ndim == 2
+        and rows.dtype == types.int64
+        and rows.layout == "C"
     )
 
 
-def _table_rows(context, builder, table_type, table_value, offsets_type, offsets_value, t):
-    """Per lane: the address of its row of frame ``t`` in the padded table (``offsets[t, lane]`` bytes in)."""
+def _table_rows(context, builder, table_type, table_value, rows_type, rows_value, t):
+    """Per lane: the address of its row of frame ``t`` in the padded table (row ``rows[t, lane]``)."""
     table = context.make_array(table_type)(context, builder, table_value)
-    offsets = context.make_array(offsets_type)(context, builder, offsets_value)
+    rows = context.make_array(rows_type)(context, builder, rows_value)
     intp = context.get_value_type(types.intp)
     base = builder.bitcast(table.data, ir.IntType(8).as_pointer())
+    width = cgutils.unpack_tuple(builder, table.shape, 2)[1]
+    row_bytes = builder.mul(width, ir.Constant(intp, 8))
     addresses = []
     for lane in range(LANES):
-        pointer = cgutils.get_item_pointer(context, builder, offsets_type, offsets, [t, ir.Constant(intp, lane)])
-        addresses.append(builder.gep(base, [builder.load(pointer)]))
+        pointer = cgutils.get_item_pointer(context, builder, rows_type, rows, [t, ir.Constant(intp, lane)])
+        addresses.append(builder.gep(base, [builder.mul(builder.load(pointer), row_bytes)]))
     return addresses
 
 
@@ -564,13 +633,13 @@ def _by_tiles(context, builder, n_states, body):
 
 
 @_intrinsic
-def _gather_symbols(typingctx, table, offsets, frames, t):
-    """``frames[t, j, lane]`` = state j's entry of the row ``offsets[t, lane]`` bytes into ``table``.
+def _gather_symbols(typingctx, table, rows, frames, t):
+    """``frames[t, j, lane]`` = state j's entry of row ``rows[t, lane]`` of ``table``.
 
-    ``table``: the padded symbol table (:func:`_padded_table`); ``offsets``
-    from :func:`_symbol_offsets` (the last row, ones, past a sequence's end).
+    ``table``: the padded symbol table (:func:`_padded_table`); ``rows``
+    from :func:`_symbol_rows` (the last row, ones, past a sequence's end).
     """
-    if not (_is_table(table, offsets) and _is_buffer(frames)):
+    if not (_is_table(table, rows) and _is_buffer(frames)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -591,19 +660,82 @@ def _gather_symbols(typingctx, table, offsets, frames, t):
         _by_tiles(context, builder, n_states, body)
         return context.get_dummy_value()
 
-    return types.void(table, offsets, frames, types.intp), codegen
+    return types.void(table, rows, frames, types.intp), codegen
+
+
+def _permute_pair(builder, low, index, high):
+    """``(low ++ high)[index & 15]`` per element: one two-table permute on AVX-512 (``vpermi2pd``).
+
+    Elsewhere element by element (never run there: :func:`_permute_table` is empty without
+    AVX-512, but the kernels are compiled for every CPU)."""
+    if LANES >= 16:
+        permute = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(_EIGHT, [_EIGHT, index.type, _EIGHT]), "llvm.x86.avx512.vpermi2var.pd.512"
+        )
+        return builder.call(permute, [low, index, high])
+    both = builder.shuffle_vector(low, high, _i32(range(2 * _TILE)))
+    value = ir.Constant(_EIGHT, ir.Undefined)
+    for k in range(_TILE):
+        position = builder.and_(
+            builder.extract_element(index, ir.Constant(ir.IntType(32), k)), ir.Constant(ir.IntType(64), 15)
+        )
+        value = builder.insert_element(value, builder.extract_element(both, position), ir.Constant(ir.IntType(32), k))
+    return value
 
 
 @_intrinsic
-def _scatter_add_symbols(typingctx, counts, offsets, t, source, k, factor):
-    """``source[k, j, lane] * factor[lane]`` added to state j's entry of the row ``offsets[t, lane]``
-    bytes into ``counts`` (frame t's symbol), for every state j of ``source``.
+def _permute_symbols(typingctx, by_state, rows, frames, t):
+    """``frames[t, j, lane] = by_state[j, rows[t, lane]]`` for every state j.
+
+    ``by_state`` from :func:`_permute_table` (states x :data:`PERMUTE_SYMBOLS`),
+    ``rows`` from :func:`_symbol_rows`. A state's 32 entries are four 8-wide
+    vectors; the entries of 8 lanes are two two-table permutes (symbols 0-15,
+    16-31) and a select: 6 instructions per state and 16 lanes, where the
+    8 x 8 transposes of :func:`_gather_symbols` move whole padded rows.
+    """
+    if not (_is_table(by_state, rows) and _is_buffer(frames)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        table = context.make_array(sig.args[0])(context, builder, args[0])
+        rows_array = context.make_array(sig.args[1])(context, builder, args[1])
+        n_states = cgutils.unpack_tuple(builder, table.shape, 2)[0]
+        intp = context.get_value_type(types.intp)
+        index_type = ir.VectorType(ir.IntType(64), _TILE)
+        sixteen = ir.Constant(index_type, [16] * _TILE)
+        indices, upper = [], []
+        for half in range(LANES // _TILE):
+            pointer = cgutils.get_item_pointer(
+                context, builder, sig.args[1], rows_array, [args[3], ir.Constant(intp, half * _TILE)]
+            )
+            index = builder.load(builder.bitcast(pointer, index_type.as_pointer()), align=8)
+            indices.append(index)
+            upper.append(builder.icmp_signed(">=", index, sixteen))
+        base = builder.bitcast(table.data, _EIGHT.as_pointer())
+        with cgutils.for_range(builder, n_states) as loop:
+            row = builder.gep(base, [builder.mul(loop.index, ir.Constant(intp, PERMUTE_SYMBOLS // _TILE))])
+            quarters = [builder.load(builder.gep(row, [ir.Constant(intp, q)]), align=8) for q in range(4)]
+            for half in range(LANES // _TILE):
+                low = _permute_pair(builder, quarters[0], indices[half], quarters[1])
+                high = _permute_pair(builder, quarters[2], indices[half], quarters[3])
+                value = builder.select(upper[half], high, low)
+                pointer = _half_pointer(context, builder, sig.args[2], args[2], args[3], loop.index, half)
+                builder.store(value, pointer, align=8)
+        return context.get_dummy_value()
+
+    return types.void(by_state, rows, frames, types.intp), codegen
+
+
+@_intrinsic
+def _scatter_add_symbols(typingctx, counts, rows, t, source, k, factor):
+    """``source[k, j, lane] * factor[lane]`` added to state j's entry of row ``rows[t, lane]``
+    of ``counts`` (frame t's symbol), for every state j of ``source``.
 
     ``counts``: a padded table shaped like the symbol table, whose last row
     takes what lanes past their sequence's end add. Lane by lane in order, as
     two lanes may add to the same row.
     """
-    if not (_is_table(counts, offsets) and _is_buffer(source)):
+    if not (_is_table(counts, rows) and _is_buffer(source)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -636,7 +768,7 @@ def _scatter_add_symbols(typingctx, counts, offsets, t, source, k, factor):
         _by_tiles(context, builder, n_states, body)
         return context.get_dummy_value()
 
-    return types.void(counts, offsets, types.intp, source, types.intp, lane_vector), codegen
+    return types.void(counts, rows, types.intp, source, types.intp, lane_vector), codegen
 
 
 @_intrinsic
@@ -681,6 +813,24 @@ def _scatter_frame(typingctx, array, rows, sink, source, t, factor):
         return context.get_dummy_value()
 
     return types.void(array, rows, sink, source, types.intp, lane_vector), codegen
+
+
+@_inline
+def _rows5(m, r, x, t):
+    """Lane vectors ``sum over c of m[r + k, c] * x[t, c]`` for k = 0..4 (as :func:`_rows4`)."""
+    a0 = _splat(0.0)
+    a1 = _splat(0.0)
+    a2 = _splat(0.0)
+    a3 = _splat(0.0)
+    a4 = _splat(0.0)
+    for c in range(m.shape[1]):
+        v = _load(x, t, c)
+        a0 = _fma(a0, m[r, c], v)
+        a1 = _fma(a1, m[r + 1, c], v)
+        a2 = _fma(a2, m[r + 2, c], v)
+        a3 = _fma(a3, m[r + 3, c], v)
+        a4 = _fma(a4, m[r + 4, c], v)
+    return a0, a1, a2, a3, a4
 
 
 @_inline
@@ -765,33 +915,55 @@ def _load_frames(frameprob, first, length, longest, frames, rows, ones):
 
 
 @_jit
-def _symbol_offsets(symbols, first, length, longest, table, offsets):
-    """``offsets[t, lane]``: where the row of the symbol of frame t of the lane's sequence starts in
-    ``table`` (a padded table), in bytes; its last row past the sequence's end.
+def _symbol_rows(symbols, first, length, longest, table, rows):
+    """``rows[t, lane]``: the row of ``table`` (a padded table) of the symbol of frame t of the
+    lane's sequence; its last row past the sequence's end.
 
     Once per block, for both the gather of the frames and the scatter of the
     posteriors (each frame's 16 rows were looked up twice before, lane by lane).
     """
-    row_bytes = table.shape[1] * 8
-    last = (table.shape[0] - 1) * row_bytes
+    last = table.shape[0] - 1
     for lane in range(LANES):
         start = first[lane]
         n = length[lane]
         for t in range(n):
-            offsets[t, lane] = symbols[start + t] * row_bytes
+            rows[t, lane] = symbols[start + t]
         for t in range(n, longest):
-            offsets[t, lane] = last
+            rows[t, lane] = last
 
 
 @_jit
-def _load_symbol_frames(table, offsets, longest, frames):
+def _load_symbol_frames(table, by_state, rows, longest, frames):
     """:func:`_load_frames` of a categorical block: ``frames[t, state, lane] = table[symbol, state]``.
 
     ``table`` is padded (:func:`_padded_table`, last row ones for frames past
-    the end of a lane's sequence), ``offsets`` from :func:`_symbol_offsets`.
+    the end of a lane's sequence), ``rows`` from :func:`_symbol_rows`; with a
+    non-empty ``by_state`` (:func:`_permute_table`) the frames are permuted out of it instead.
     """
-    for t in range(longest):
-        _gather_symbols(table, offsets, frames, t)
+    if by_state.shape[0] > 0:
+        for t in range(longest):
+            _permute_symbols(by_state, rows, frames, t)
+    else:
+        for t in range(longest):
+            _gather_symbols(table, rows, frames, t)
+
+
+# Symbols (the padded table's rows, with the one past a sequence's end) up to which the frames
+# are permuted out of registers (:func:`_permute_symbols`): a state's 32 entries are 4 zmm registers.
+PERMUTE_SYMBOLS = 32
+
+
+@_inline
+def _permute_table(table):
+    """states x 32: ``table`` transposed, then a column of ones; empty unless it fits and the CPU has AVX-512."""
+    n_rows, n_columns = table.shape
+    if LANES < 16 or n_rows + 1 > PERMUTE_SYMBOLS:
+        return _aligned_empty(0).reshape((0, PERMUTE_SYMBOLS))
+    out = _aligned_empty(n_columns * PERMUTE_SYMBOLS).reshape((n_columns, PERMUTE_SYMBOLS))
+    out[:] = 0.0
+    out[:, :n_rows] = table.T
+    out[:, n_rows] = 1.0
+    return out
 
 
 # A lane vector is two of the CPU's widest registers; work arrays start on a
