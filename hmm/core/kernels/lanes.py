@@ -727,6 +727,40 @@ def _permute_symbols(typingctx, by_state, rows, frames, t):
 
 
 @_intrinsic
+def _transpose_symbols(typingctx, symbols, first, rows, t, half):
+    """``rows[t + k, 8 half + m] = symbols[first[8 half + m] + t + k]`` for k, m < 8: eight lanes'
+    next eight symbols, read as one vector per lane and transposed in registers."""
+    if not (isinstance(symbols, types.Array) and symbols.ndim == 1 and symbols.dtype == types.int64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        symbols_array = context.make_array(sig.args[0])(context, builder, args[0])
+        first_array = context.make_array(sig.args[1])(context, builder, args[1])
+        rows_array = context.make_array(sig.args[2])(context, builder, args[2])
+        intp = context.get_value_type(types.intp)
+        index_type = ir.VectorType(ir.IntType(64), _TILE)
+        lane0 = builder.mul(args[4], ir.Constant(intp, _TILE))
+        tile = []
+        for m in range(_TILE):
+            lane = builder.add(lane0, ir.Constant(intp, m))
+            start = builder.load(cgutils.get_item_pointer(context, builder, sig.args[1], first_array, [lane]))
+            pointer = cgutils.get_item_pointer(
+                context, builder, sig.args[0], symbols_array, [builder.add(start, args[3])]
+            )
+            vector = builder.load(builder.bitcast(pointer, index_type.as_pointer()), align=8)
+            tile.append(builder.bitcast(vector, _EIGHT))
+        for k, column in enumerate(_transpose8(builder, tile)):
+            row = builder.add(args[3], ir.Constant(intp, k))
+            pointer = cgutils.get_item_pointer(context, builder, sig.args[2], rows_array, [row, lane0])
+            builder.store(
+                builder.bitcast(column, index_type), builder.bitcast(pointer, index_type.as_pointer()), align=8
+            )
+        return context.get_dummy_value()
+
+    return types.void(symbols, first, rows, types.intp, types.intp), codegen
+
+
+@_intrinsic
 def _scatter_add_symbols(typingctx, counts, rows, t, source, k, factor):
     """``source[k, j, lane] * factor[lane]`` added to state j's entry of row ``rows[t, lane]``
     of ``counts`` (frame t's symbol), for every state j of ``source``.
@@ -923,10 +957,18 @@ def _symbol_rows(symbols, first, length, longest, table, rows):
     posteriors (each frame's 16 rows were looked up twice before, lane by lane).
     """
     last = table.shape[0] - 1
+    # the frames every lane has, 8 x 8 (frames x lanes) tiles at a time
+    common = longest
+    for lane in range(LANES):
+        common = min(common, length[lane])
+    common -= common % _TILE
+    for t in range(0, common, _TILE):
+        for half in range(LANES // _TILE):
+            _transpose_symbols(symbols, first, rows, t, half)
     for lane in range(LANES):
         start = first[lane]
         n = length[lane]
-        for t in range(n):
+        for t in range(common, n):
             rows[t, lane] = symbols[start + t]
         for t in range(n, longest):
             rows[t, lane] = last
