@@ -156,6 +156,23 @@ def test_one_dimensional_symbols_are_accepted():
     np.testing.assert_array_equal(two_d.emissionprob_, one_d.emissionprob_)
 
 
+def test_uint8_symbols_are_read_as_they_are():
+    """uint8 symbols (what the Spark split cache hands over) skip the widening to int64 and give the
+    int64 symbols' results bit for bit; one outside [0, n_features) is named as before."""
+    X, lengths = sample_data(seed=3)
+    narrow = X.astype(np.uint8)
+    wide = hmm.CategoricalHMM(3, random_state=1, n_iter=3).fit(X, lengths)
+    read = hmm.CategoricalHMM(3, random_state=1, n_iter=3).fit(narrow, lengths)
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        np.testing.assert_array_equal(getattr(read, name), getattr(wide, name))
+    assert read.score(narrow, lengths) == wide.score(X, lengths)
+    np.testing.assert_array_equal(read.predict(narrow, lengths), wide.predict(X, lengths))
+    np.testing.assert_array_equal(read.predict_proba(narrow, lengths), wide.predict_proba(X, lengths))
+    narrow[5] = wide.n_features
+    with pytest.raises(ValueError, match=f"symbol {wide.n_features} is outside"):
+        read.score(narrow, lengths)
+
+
 def test_small_batches_give_the_same_result():
     """Statistics summed over many kernel batches equal one big batch."""
     X, lengths = sample_data(seed=10, n_sequences=200)

@@ -224,10 +224,10 @@ def test_viterbi_matches_hmmlearn(n_states):
         np.testing.assert_array_equal(states[rows], path)
 
 
+@pytest.mark.parametrize("n_symbols", [7, 40])  # frames permuted out of registers (<= 31), or 8 x 8 tiles
 @pytest.mark.parametrize("n_states", STATES)
-def test_categorical_forward_backward_is_forward_backward_then_counts(n_states):
+def test_categorical_forward_backward_is_forward_backward_then_counts(n_states, n_symbols):
     rng = np.random.default_rng(n_states)
-    n_symbols = 7
     startprob, transmat = model(rng, n_states)
     offsets = offsets_of(ragged_lengths(rng))
     emissionprob_by_symbol = rng.dirichlet(np.ones(n_symbols), size=n_states).T.copy()
@@ -258,6 +258,32 @@ def test_categorical_forward_backward_is_forward_backward_then_counts(n_states):
     np.testing.assert_allclose(start_counts, want_start, rtol=1e-14)
     np.testing.assert_allclose(trans_counts, want_trans, rtol=1e-14)
     np.testing.assert_allclose(counts, want_counts, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_states", [3, 10])
+def test_categorical_kernels_read_uint8_symbols_as_int64(n_states):
+    """uint8 symbols (the Spark split cache's) give the int64 symbols' statistics bit for bit, with
+    ragged lengths (each block's common frames transposed 8 x 8, the rest one by one)."""
+    rng = np.random.default_rng(n_states)
+    startprob, transmat = model(rng, n_states)
+    emissionprob_by_symbol = rng.dirichlet(np.ones(n_states), size=200)  # up to 199: uint8, 8 x 8 tiles
+    offsets = offsets_of(ragged_lengths(rng))
+    symbols = rng.integers(0, 200, size=offsets[-1])
+    results = []
+    for typed in (symbols, symbols.astype(np.uint8)):
+        log_likelihoods = np.empty(offsets.shape[0] - 1)
+        start, trans, counts = np.zeros(n_states), np.zeros((n_states, n_states)), np.zeros((200, n_states))
+        failed = kernels.categorical_forward_backward(
+            startprob, transmat, emissionprob_by_symbol, typed, offsets, log_likelihoods, start, trans, counts
+        )
+        assert failed == (-1, -1)
+        forward_only = np.empty(offsets.shape[0] - 1)
+        assert kernels.categorical_forward_log_likelihoods(
+            startprob, transmat, emissionprob_by_symbol, typed, offsets, forward_only
+        ) == (-1, -1)
+        results.append((log_likelihoods, start, trans, counts, forward_only))
+    for want, got in zip(*results, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_categorical_forward_backward_underflow():

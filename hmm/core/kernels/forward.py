@@ -167,7 +167,7 @@ def categorical_forward_log_likelihoods(startprob, transmat, emissionprob_by_sym
     the categorical E-step reads them, so the log-likelihoods are bit for bit
     those of :func:`.forward_backward.categorical_forward_backward`: what
     scoring held-out sequences needs, without a frames x states array.
-    ``symbols`` is int64 (n_frames,), each in ``[0, n_symbols)`` (not checked here).
+    ``symbols`` is int64 or uint8 (n_frames,), each in ``[0, n_symbols)`` (not checked here).
     """
     return _forward_log_likelihoods(startprob, transmat, emissionprob_by_symbol, symbols, offsets, log_likelihoods)
 

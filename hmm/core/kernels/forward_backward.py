@@ -641,7 +641,7 @@ def categorical_forward_backward(
     probabilities are read from the (small) ``n_symbols x n_states`` table and
     each frame's posteriors are added to ``counts_by_symbol[symbol]`` straight
     from registers, so neither ``frameprob`` nor the posteriors (two arrays of
-    n_frames x n_states) are ever written. ``symbols`` is int64 (n_frames,),
+    n_frames x n_states) are ever written. ``symbols`` is int64 or uint8 (n_frames,),
     each in ``[0, n_symbols)`` (not checked here).
     """
     no_moments = np.empty((0, 0))

@@ -729,8 +729,8 @@ def _permute_symbols(typingctx, by_state, rows, frames, t):
 @_intrinsic
 def _transpose_symbols(typingctx, symbols, first, rows, t, half):
     """``rows[t + k, 8 half + m] = symbols[first[8 half + m] + t + k]`` for k, m < 8: eight lanes'
-    next eight symbols, read as one vector per lane and transposed in registers."""
-    if not (isinstance(symbols, types.Array) and symbols.ndim == 1 and symbols.dtype == types.int64):
+    next eight symbols, read as one vector per lane (int64 or uint8 symbols) and transposed in registers."""
+    if not (isinstance(symbols, types.Array) and symbols.ndim == 1 and symbols.dtype in (types.int64, types.uint8)):
         return None
 
     def codegen(context, builder, sig, args):
@@ -747,7 +747,11 @@ def _transpose_symbols(typingctx, symbols, first, rows, t, half):
             pointer = cgutils.get_item_pointer(
                 context, builder, sig.args[0], symbols_array, [builder.add(start, args[3])]
             )
-            vector = builder.load(builder.bitcast(pointer, index_type.as_pointer()), align=8)
+            if sig.args[0].dtype == types.uint8:
+                narrow = ir.VectorType(ir.IntType(8), _TILE)
+                vector = builder.zext(builder.load(builder.bitcast(pointer, narrow.as_pointer()), align=1), index_type)
+            else:
+                vector = builder.load(builder.bitcast(pointer, index_type.as_pointer()), align=8)
             tile.append(builder.bitcast(vector, _EIGHT))
         for k, column in enumerate(_transpose8(builder, tile)):
             row = builder.add(args[3], ir.Constant(intp, k))
