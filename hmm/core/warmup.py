@@ -46,6 +46,8 @@ def warm_up() -> list[str]:
     n_frames = int(lengths.sum())
     models: list[tuple[str, object, np.ndarray]] = [
         ("categorical", CategoricalHMM(2, n_iter=2, random_state=0), rng.integers(0, 3, (n_frames, 1))),
+        # the kernels read uint8 symbols as they are: what the Spark split cache hands the executors
+        ("categorical uint8", CategoricalHMM(2, n_iter=2, random_state=0), rng.integers(0, 3, (n_frames, 1), np.uint8)),
         ("poisson", PoissonHMM(2, n_iter=2, random_state=0), rng.poisson(3.0, (n_frames, 2))),
     ]
     continuous = rng.normal(size=(n_frames, 2))
