@@ -5,10 +5,11 @@ shared 2-core VM the same kernel's time moves by 10-20% between processes, more 
 changes to a kernel are worth, so both versions run in the same process, one call after the
 other, and the minimum of many calls is compared. ``hmm/core/kernels`` of ``REV`` (default
 ``HEAD``) is exported with ``git show`` into a temporary package (its imports renamed), next to
-the working tree's; both run ``categorical_forward_backward`` over the library benchmark's data
-(``benchmarks/library.py``'s case, in the batches of 65,536 frames the model uses) and must give
-the same statistics up to rounding (the largest relative difference is printed: 0.0 means the
-same bits).
+the working tree's; a child process compiles both into numba's on-disk cache, and this process
+loads them from there, as a user's process does (see :func:`main`). Both run
+``categorical_forward_backward`` over the library benchmark's data (``benchmarks/library.py``'s
+case, in the batches of 65,536 frames the model uses) and must give the same statistics up to
+rounding (the largest relative difference is printed: 0.0 means the same bits).
 """
 
 from __future__ import annotations
