@@ -59,8 +59,12 @@ def export(revision: str, name: str, folder: Path) -> None:
             if file.endswith(".py")
         }
     for file, text in files.items():
-        # the lane vector type is registered by name: each copy needs its own
-        text = text.replace("hmm.core.kernels.", f"{name}.").replace('name=f"LaneVector(', f'name=f"LaneVector_{name}(')
+        # the lane vector types are registered by name: each copy needs its own
+        text = (
+            text.replace("hmm.core.kernels.", f"{name}.")
+            .replace('name=f"LaneVector(', f'name=f"LaneVector_{name}(')
+            .replace('name="HalfVector(', f'name="HalfVector_{name}(')
+        )
         (package / file).write_text(text)
 
 

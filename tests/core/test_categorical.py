@@ -173,6 +173,31 @@ def test_uint8_symbols_are_read_as_they_are():
         read.score(narrow, lengths)
 
 
+@pytest.mark.parametrize(
+    ("X", "lengths", "message"),
+    [
+        (np.zeros((0, 1), np.uint8), None, "X has no samples"),
+        (np.zeros((10, 2), np.uint8), None, r"X must have shape \(n_samples, 1\)"),
+        (np.zeros((20, 1), np.uint8), [5, 5], "lengths sum to 10 but X has 20 samples"),
+    ],
+)
+def test_uint8_symbols_are_checked_like_int64(X, lengths, message):
+    with pytest.raises(ValueError, match=message):
+        hmm.CategoricalHMM(2, n_iter=2, random_state=0).fit(X, lengths)
+
+
+def test_read_only_and_strided_uint8_symbols():
+    """Arrow hands the Spark E-step read-only arrays; a column of a 2-D array is strided."""
+    X, lengths = sample_data(seed=4)
+    want = hmm.CategoricalHMM(3, random_state=1, n_iter=2).fit(X, lengths).emissionprob_
+    read_only = X.astype(np.uint8)
+    read_only.setflags(write=False)
+    strided = np.repeat(X.astype(np.uint8), 2, axis=1)[:, :1]
+    for narrow in (read_only, strided):
+        got = hmm.CategoricalHMM(3, random_state=1, n_iter=2).fit(narrow, lengths).emissionprob_
+        np.testing.assert_array_equal(got, want)
+
+
 def test_small_batches_give_the_same_result():
     """Statistics summed over many kernel batches equal one big batch."""
     X, lengths = sample_data(seed=10, n_sequences=200)
