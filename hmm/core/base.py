@@ -47,6 +47,12 @@ IMPLEMENTATIONS = frozenset(("log", "scaling"))
 #: Copies of the parameters the estimate counts: the parameters, their expected counts
 #: (statistics of the same shapes) and the new values of an M-step.
 _PARAMETER_COPIES = 3
+#: How many times ``frames_per_batch`` an E-step batch holds when its kernel keeps nothing per frame
+#: (the categorical and Gaussian kernels read the frames and add the posteriors up in their lanes:
+#: their memory grows with the batch's sequences and its longest one, not its frames). Fewer calls
+#: save each call's set-up and statistics record: a K=10 categorical iteration over 400,000 frames
+#: in one call instead of seven took ~4.5% less time.
+FUSED_BATCH_FACTOR = 16
 
 
 class ModelTooLargeError(InvalidParameterError):
@@ -399,10 +405,16 @@ class BaseHMM(BaseEstimator):
     def _e_step(self, X: np.ndarray, offsets: np.ndarray) -> SufficientStats:
         """Expected counts over all sequences, one kernel call per batch."""
         total = self._empty_stats()
-        for first, stop in batches(offsets, self.frames_per_batch):
+        for first, stop in batches(offsets, self._e_step_frames_per_batch()):
             rows = slice(offsets[first], offsets[stop])
             total += self._batch_statistics(X[rows], offsets[first : stop + 1] - offsets[first], first)
         return total
+
+    def _e_step_frames_per_batch(self) -> int:
+        """Frames per kernel call of :meth:`_e_step`: ``frames_per_batch``, since the E-step's arrays
+        of frames x states (frame probabilities, posteriors) are what the batch size bounds. A model
+        whose E-step kernel holds no such array returns :data:`FUSED_BATCH_FACTOR` times more."""
+        return self.frames_per_batch
 
     def _batch_statistics(self, X: np.ndarray, offsets: np.ndarray, first_sequence: int = 0) -> SufficientStats:
         """E-step over one batch of sequences (the unit a Spark task runs)."""

@@ -14,7 +14,7 @@ from scipy.special import xlogy
 from sklearn.utils import check_random_state
 
 from hmm.core import kernels
-from hmm.core.base import BaseHMM, check_distribution, check_shape, normalize, real_array
+from hmm.core.base import FUSED_BATCH_FACTOR, BaseHMM, check_distribution, check_shape, normalize, real_array
 from hmm.core.engines import engine_for
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, offsets_from_lengths, where
 from hmm.core.stats import SufficientStats
@@ -239,6 +239,10 @@ class CategoricalHMM(BaseHMM):
 
     def _new_emission_stats(self) -> dict[str, np.ndarray]:
         return {"obs": np.zeros((self.n_components, self.n_features))}
+
+    def _e_step_frames_per_batch(self) -> int:
+        # the fused kernel below holds no frames x states array
+        return FUSED_BATCH_FACTOR * self.frames_per_batch
 
     def _accumulate(
         self, stats: SufficientStats, X: np.ndarray, offsets: np.ndarray, first_sequence: int

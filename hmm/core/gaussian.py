@@ -8,7 +8,7 @@ import numpy as np
 from sklearn import cluster
 
 from hmm.core import kernels
-from hmm.core.base import BaseHMM, check_shape, real_array
+from hmm.core.base import FUSED_BATCH_FACTOR, BaseHMM, check_shape, real_array
 from hmm.core.covariance import (
     Components,
     check_array_shape,
@@ -205,7 +205,7 @@ class GaussianHMM(BaseHMM):
         return gaussian_components(self.means_, self._covars_, self.covariance_type)
 
     def _frame_probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if type(self)._frame_log_likelihood is not GaussianHMM._frame_log_likelihood:
+        if not self._densities_in_lanes():
             return super()._frame_probabilities(X)  # a subclass's own densities
         # densities, maximum and exp in one compiled pass over blocks of frames
         frameprob = np.empty((X.shape[0], self.n_components))
@@ -222,6 +222,14 @@ class GaussianHMM(BaseHMM):
             stats["obs*obs.T"] = np.zeros((nc, nf, nf))
         return stats
 
+    def _densities_in_lanes(self) -> bool:
+        """Whether the E-step computes the densities in the kernel's lanes (not a subclass's own)."""
+        return type(self)._frame_log_likelihood is GaussianHMM._frame_log_likelihood
+
+    def _e_step_frames_per_batch(self) -> int:
+        # with the densities in the lanes, the fused kernel holds no frames x states array
+        return FUSED_BATCH_FACTOR * self.frames_per_batch if self._densities_in_lanes() else self.frames_per_batch
+
     def _accumulate(
         self, stats: SufficientStats, X: np.ndarray, offsets: np.ndarray, first_sequence: int
     ) -> np.ndarray:
@@ -231,7 +239,7 @@ class GaussianHMM(BaseHMM):
         nc, nf = self.n_components, self.n_features
         diagonal = self.covariance_type in ("spherical", "diag")
         moments = np.zeros((nc, nf + 1 + (nf if diagonal else nf * (nf + 1) // 2)))
-        if type(self)._frame_log_likelihood is not GaussianHMM._frame_log_likelihood:
+        if not self._densities_in_lanes():
             # a subclass's own densities, as frame probabilities
             log_likelihoods = self._forward_backward_moments(X, offsets, first_sequence, stats, moments)
         else:
