@@ -42,6 +42,15 @@ from hmm.core.kernels.lanes import (
 )
 
 
+@_inline
+def _posterior(alpha, beta, t, i, value, total):
+    """``beta[0, i] = value`` (beta_t[i]), ``beta[1, i] = alpha[t, i] * value``; returns ``total + beta[1, i]``."""
+    _store(beta, 0, i, value)
+    g = _mul(_load(alpha, t, i), value)
+    _store(beta, 1, i, g)
+    return _add(total, g)
+
+
 @_jit
 def _backward_block(
     transmat,
@@ -88,27 +97,27 @@ def _backward_block(
             restart = _past_end(length, t + 1)
             for j in range(n_states):
                 _store(frames, t + 1, j, _mul(_mul(_load(frames, t + 1, j), _load(beta, 0, j)), factor))
-            # beta_t[i] = sum_j transmat[i, j] w_t[j]
+            # beta_t[i] = sum_j transmat[i, j] w_t[j], and the posterior numerators
+            # alpha_t[i] beta_t[i] from the registers
+            total = _splat(0.0)
             in_fours = n_states - n_states % 4
             for i in range(0, in_fours, 4):
                 a0, a1, a2, a3 = _rows4(transmat, i, frames, t + 1)
-                _store(beta, 0, i, _add(a0, restart))
-                _store(beta, 0, i + 1, _add(a1, restart))
-                _store(beta, 0, i + 2, _add(a2, restart))
-                _store(beta, 0, i + 3, _add(a3, restart))
+                total = _posterior(alpha, beta, t, i, _add(a0, restart), total)
+                total = _posterior(alpha, beta, t, i + 1, _add(a1, restart), total)
+                total = _posterior(alpha, beta, t, i + 2, _add(a2, restart), total)
+                total = _posterior(alpha, beta, t, i + 3, _add(a3, restart), total)
             if n_states - in_fours >= 2:
                 a0, a1 = _rows2(transmat, in_fours, frames, t + 1)
-                _store(beta, 0, in_fours, _add(a0, restart))
-                _store(beta, 0, in_fours + 1, _add(a1, restart))
+                total = _posterior(alpha, beta, t, in_fours, _add(a0, restart), total)
+                total = _posterior(alpha, beta, t, in_fours + 1, _add(a1, restart), total)
             if n_states % 2:
                 i = n_states - 1
-                _store(beta, 0, i, _add(_row(transmat, i, frames, t + 1), restart))
-        # posteriors of frame t, normalised as hmmlearn does
-        total = _splat(0.0)
-        for i in range(n_states):
-            g = _mul(_load(alpha, t, i), _load(beta, 0, i))
-            _store(beta, 1, i, g)
-            total = _add(total, g)
+                total = _posterior(alpha, beta, t, i, _add(_row(transmat, i, frames, t + 1), restart), total)
+        else:
+            total = _splat(0.0)
+            for i in range(n_states):
+                total = _posterior(alpha, beta, t, i, _load(beta, 0, i), total)
         inverse = _reciprocal(total)
         if t == 0:
             for i in range(n_states):

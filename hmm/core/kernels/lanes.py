@@ -621,6 +621,20 @@ def _half_pointer(context, builder, array_type, array, t, k, half):
     return builder.gep(pointer, [ir.Constant(ir.IntType(32), half)])
 
 
+def _masked_load(builder, pointer, inside, fill):
+    """The 8 doubles at ``pointer`` if ``inside`` (an i1), else ``fill``, without touching memory."""
+    load = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(_EIGHT, [_EIGHT.as_pointer(), ir.IntType(32), ir.VectorType(ir.IntType(1), _TILE), _EIGHT]),
+        "llvm.masked.load.v8f64.p0",
+    )
+    mask = builder.insert_element(
+        ir.Constant(ir.VectorType(ir.IntType(1), _TILE), ir.Undefined), inside, ir.Constant(ir.IntType(32), 0)
+    )
+    mask = builder.shuffle_vector(mask, mask, _i32([0] * _TILE))
+    return builder.call(load, [pointer, ir.Constant(ir.IntType(32), 8), mask, fill])
+
+
 def _by_tiles(context, builder, n_states, body):
     """``body(first_state)`` for the tiles of 8 states covering ``range(n_states)``."""
     intp = context.get_value_type(types.intp)
@@ -787,18 +801,16 @@ def _scatter_add_symbols(typingctx, counts, rows, t, source, k, factor):
         zeros = ir.Constant(_EIGHT, [0.0] * _TILE)
 
         def body(first):
-            last = builder.sub(n_states, ir.Constant(n_states.type, 1))
             for half in range(LANES // _TILE):
                 tile = []
                 for k in range(_TILE):
                     state = builder.add(first, ir.Constant(first.type, k))
                     inside = builder.icmp_signed("<", state, n_states)
-                    # a state past the last reads the last one's (harmless) and adds zero
-                    pointer = _half_pointer(
-                        context, builder, sig.args[3], args[3], args[4], builder.select(inside, state, last), half
-                    )
-                    value = builder.fmul(builder.load(pointer, align=8), factors[half])
-                    tile.append(builder.select(inside, value, zeros))
+                    # a state past the last loads nothing and adds zero: a masked load, as a select
+                    # around a load becomes a branch per state
+                    pointer = _half_pointer(context, builder, sig.args[3], args[3], args[4], state, half)
+                    value = _masked_load(builder, pointer, inside, zeros)
+                    tile.append(builder.fmul(value, factors[half]))
                 for k, row in enumerate(_transpose8(builder, tile)):
                     pointer = _tile_pointer(builder, addresses[half * _TILE + k], first)
                     builder.store(builder.fadd(builder.load(pointer, align=8), row), pointer, align=8)
