@@ -581,6 +581,43 @@ def _transpose8(builder, vectors):
     return columns
 
 
+def _transpose2(builder, vectors):
+    """Two 8-wide vectors (states) as eight 2-wide pieces (lanes): piece L = (v0[L], v1[L])."""
+    even = builder.shuffle_vector(vectors[0], vectors[1], _i32([0, 8, 2, 10, 4, 12, 6, 14]))
+    odd = builder.shuffle_vector(vectors[0], vectors[1], _i32([1, 9, 3, 11, 5, 13, 7, 15]))
+    undefined = ir.Constant(_EIGHT, ir.Undefined)
+    pieces = []
+    for lane in range(_TILE):
+        source = even if lane % 2 == 0 else odd
+        pieces.append(builder.shuffle_vector(source, undefined, _i32([lane - lane % 2, lane - lane % 2 + 1])))
+    return pieces
+
+
+def _transpose4(builder, vectors):
+    """Four 8-wide vectors (states) as eight 4-wide pieces (lanes): piece L = (v0[L], .., v3[L])."""
+    evens, odds = [], []
+    for i in (0, 2):
+        evens.append(builder.shuffle_vector(vectors[i], vectors[i + 1], _i32([0, 8, 2, 10, 4, 12, 6, 14])))
+        odds.append(builder.shuffle_vector(vectors[i], vectors[i + 1], _i32([1, 9, 3, 11, 5, 13, 7, 15])))
+    low, high = _i32([0, 1, 8, 9, 2, 3, 10, 11]), _i32([4, 5, 12, 13, 6, 7, 14, 15])
+    # lanes (0, 2), (4, 6), (1, 3), (5, 7): each a pair of 4-wide pieces
+    pairs = {
+        0: builder.shuffle_vector(evens[0], evens[1], low),
+        4: builder.shuffle_vector(evens[0], evens[1], high),
+        1: builder.shuffle_vector(odds[0], odds[1], low),
+        5: builder.shuffle_vector(odds[0], odds[1], high),
+    }
+    undefined = ir.Constant(_EIGHT, ir.Undefined)
+    pieces = [None] * _TILE
+    for lane, pair in pairs.items():
+        pieces[lane] = builder.shuffle_vector(pair, undefined, _i32([0, 1, 2, 3]))
+        pieces[lane + 2] = builder.shuffle_vector(pair, undefined, _i32([4, 5, 6, 7]))
+    return pieces
+
+
+_TRANSPOSES = {2: _transpose2, 4: _transpose4, _TILE: _transpose8}
+
+
 def _is_table(table, rows):
     return (
         isinstance(table, types.Array)
@@ -800,22 +837,45 @@ def _scatter_add_symbols(typingctx, counts, rows, t, source, k, factor):
         ]
         zeros = ir.Constant(_EIGHT, [0.0] * _TILE)
 
-        def body(first):
+        def tile(first, width, masked):
+            # states first .. first + width - 1 of 8 lanes at a time, transposed to one piece of
+            # `width` states per lane, added to the lane's row lane by lane
             for half in range(LANES // _TILE):
-                tile = []
-                for k in range(_TILE):
+                values = []
+                for k in range(width):
                     state = builder.add(first, ir.Constant(first.type, k))
-                    inside = builder.icmp_signed("<", state, n_states)
-                    # a state past the last loads nothing and adds zero: a masked load, as a select
-                    # around a load becomes a branch per state
                     pointer = _half_pointer(context, builder, sig.args[3], args[3], args[4], state, half)
-                    value = _masked_load(builder, pointer, inside, zeros)
-                    tile.append(builder.fmul(value, factors[half]))
-                for k, row in enumerate(_transpose8(builder, tile)):
-                    pointer = _tile_pointer(builder, addresses[half * _TILE + k], first)
-                    builder.store(builder.fadd(builder.load(pointer, align=8), row), pointer, align=8)
+                    if masked:
+                        # a state past the last loads nothing and adds zero (a masked load: a
+                        # select around a load becomes a branch per state)
+                        inside = builder.icmp_signed("<", state, n_states)
+                        value = _masked_load(builder, pointer, inside, zeros)
+                    else:
+                        value = builder.load(pointer, align=8)
+                    values.append(builder.fmul(value, factors[half]))
+                piece_type = ir.VectorType(ir.DoubleType(), width)
+                for k, piece in enumerate(_TRANSPOSES[width](builder, values)):
+                    address = builder.gep(addresses[half * _TILE + k], [builder.mul(first, ir.Constant(first.type, 8))])
+                    pointer = builder.bitcast(address, piece_type.as_pointer())
+                    builder.store(builder.fadd(builder.load(pointer, align=8), piece), pointer, align=8)
 
-        _by_tiles(context, builder, n_states, body)
+        intp = context.get_value_type(types.intp)
+        eight = ir.Constant(intp, _TILE)
+        rest = builder.srem(n_states, eight)
+        whole = builder.sub(n_states, rest)
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), whole, eight) as (first, _):
+            tile(first, _TILE, masked=False)
+        # the last states in a tile of 2, 4 or 8 (K=10: 2 states need 2 shuffles per 8 lanes, not 24)
+        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(intp, 0))):
+            narrow = builder.icmp_signed("<=", rest, ir.Constant(intp, 2))
+            with builder.if_else(narrow) as (two, wider):
+                with two:
+                    tile(whole, 2, masked=True)
+                with wider, builder.if_else(builder.icmp_signed("<=", rest, ir.Constant(intp, 4))) as (four, wide):
+                    with four:
+                        tile(whole, 4, masked=True)
+                    with wide:
+                        tile(whole, _TILE, masked=True)
         return context.get_dummy_value()
 
     return types.void(counts, rows, types.intp, source, types.intp, lane_vector), codegen
