@@ -21,6 +21,7 @@ from hmm.core.kernels.lanes import (
     _permute_table,
     _reciprocal,
     _row,
+    _row_groups,
     _rows2,
     _rows4,
     _rows5,
@@ -58,6 +59,7 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
     and frame whose probability underflowed (the earliest frame of the block).
     """
     n_states = startprob.shape[0]
+    into5 = _row_groups(into, 5)
     # The log-likelihoods follow the frames in lane vectors: each lane's
     # product of normalisers, folded into ``log_likelihood`` with one log
     # when it gets small. A lane with a normaliser below _FOLD_BELOW (or
@@ -77,7 +79,7 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
             # alpha_t[j] = frame_t[j] * sum_i alpha_{t-1}[i] transmat[i, j]
             in_fives = n_states - n_states % 5
             for j in range(0, in_fives, 5):
-                a0, a1, a2, a3, a4 = _rows5(into, j, alpha, t - 1)
+                a0, a1, a2, a3, a4 = _rows5(into5, j // 5, alpha, t - 1)
                 total = _emit_alpha(alpha, frames, t, j, a0, total)
                 total = _emit_alpha(alpha, frames, t, j + 1, a1, total)
                 total = _emit_alpha(alpha, frames, t, j + 2, a2, total)

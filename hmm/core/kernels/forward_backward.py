@@ -30,8 +30,10 @@ from hmm.core.kernels.lanes import (
     _permute_table,
     _reciprocal,
     _row,
+    _row_groups,
     _rows2,
     _rows4,
+    _rows5,
     _scatter_add_symbols,
     _scatter_frame,
     _splat,
@@ -87,6 +89,7 @@ def _backward_block(
     ``sink`` receives what lanes past their sequence's end would write.
     """
     n_states = transmat.shape[0]
+    transmat5 = _row_groups(transmat, 5)
     for j in range(n_states):
         _store(beta, 0, j, _splat(1.0))
     for t in range(longest - 1, -1, -1):
@@ -100,8 +103,16 @@ def _backward_block(
             # beta_t[i] = sum_j transmat[i, j] w_t[j], and the posterior numerators
             # alpha_t[i] beta_t[i] from the registers
             total = _splat(0.0)
-            in_fours = n_states - n_states % 4
-            for i in range(0, in_fours, 4):
+            in_fives = n_states - n_states % 5
+            for i in range(0, in_fives, 5):
+                a0, a1, a2, a3, a4 = _rows5(transmat5, i // 5, frames, t + 1)
+                total = _posterior(alpha, beta, t, i, _add(a0, restart), total)
+                total = _posterior(alpha, beta, t, i + 1, _add(a1, restart), total)
+                total = _posterior(alpha, beta, t, i + 2, _add(a2, restart), total)
+                total = _posterior(alpha, beta, t, i + 3, _add(a3, restart), total)
+                total = _posterior(alpha, beta, t, i + 4, _add(a4, restart), total)
+            in_fours = in_fives + (n_states - in_fives) // 4 * 4
+            for i in range(in_fives, in_fours, 4):
                 a0, a1, a2, a3 = _rows4(transmat, i, frames, t + 1)
                 total = _posterior(alpha, beta, t, i, _add(a0, restart), total)
                 total = _posterior(alpha, beta, t, i + 1, _add(a1, restart), total)
@@ -111,7 +122,7 @@ def _backward_block(
                 a0, a1 = _rows2(transmat, in_fours, frames, t + 1)
                 total = _posterior(alpha, beta, t, in_fours, _add(a0, restart), total)
                 total = _posterior(alpha, beta, t, in_fours + 1, _add(a1, restart), total)
-            if n_states % 2:
+            if (n_states - in_fours) % 2:
                 i = n_states - 1
                 total = _posterior(alpha, beta, t, i, _add(_row(transmat, i, frames, t + 1), restart), total)
         else:

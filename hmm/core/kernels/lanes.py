@@ -926,20 +926,38 @@ def _scatter_frame(typingctx, array, rows, sink, source, t, factor):
 
 
 @_inline
-def _rows5(m, r, x, t):
-    """Lane vectors ``sum over c of m[r + k, c] * x[t, c]`` for k = 0..4 (as :func:`_rows4`)."""
+def _row_groups(m, width):
+    """``groups[g, c, k] = m[width g + k, c]`` for the rows up to a multiple of ``width``.
+
+    What :func:`_rows5` reads: a group's entries of column c side by side, at one base
+    address per group. ``m[r + k, c]`` for k < 5 costs five row addresses per group, each
+    with numba's fix-up for a negative index, in registers the loop needs for its accumulators.
+    """
+    n_groups = m.shape[0] // width
+    groups = np.empty((n_groups, m.shape[1], width))
+    for g in range(n_groups):
+        for c in range(m.shape[1]):
+            for k in range(width):
+                groups[g, c, k] = m[width * g + k, c]
+    return groups
+
+
+@_inline
+def _rows5(groups, g, x, t):
+    """Lane vectors ``sum over c of m[5 g + k, c] * x[t, c]`` for k = 0..4 (as :func:`_rows4`),
+    ``groups`` from :func:`_row_groups` of ``m``."""
     a0 = _splat(0.0)
     a1 = _splat(0.0)
     a2 = _splat(0.0)
     a3 = _splat(0.0)
     a4 = _splat(0.0)
-    for c in range(m.shape[1]):
+    for c in range(groups.shape[1]):
         v = _load(x, t, c)
-        a0 = _fma(a0, m[r, c], v)
-        a1 = _fma(a1, m[r + 1, c], v)
-        a2 = _fma(a2, m[r + 2, c], v)
-        a3 = _fma(a3, m[r + 3, c], v)
-        a4 = _fma(a4, m[r + 4, c], v)
+        a0 = _fma(a0, groups[g, c, 0], v)
+        a1 = _fma(a1, groups[g, c, 1], v)
+        a2 = _fma(a2, groups[g, c, 2], v)
+        a3 = _fma(a3, groups[g, c, 3], v)
+        a4 = _fma(a4, groups[g, c, 4], v)
     return a0, a1, a2, a3, a4
 
 
