@@ -45,11 +45,12 @@ from hmm.core.kernels.lanes import (
 
 
 @_inline
-def _posterior(alpha, beta, t, i, value, total):
-    """``beta[0, i] = value`` (beta_t[i]), ``beta[1, i] = alpha[t, i] * value``; returns ``total + beta[1, i]``."""
-    _store(beta, 0, i, value)
+def _posterior(alpha, frames, numerators, t, i, value, factor, total):
+    """From ``value`` = beta_t[i]: ``frames[t, i]`` becomes w_{t-1}[i] (times ``factor``, 1 / c_t),
+    ``numerators[0, i] = alpha[t, i] * value``; returns ``total + numerators[0, i]``."""
+    _store(frames, t, i, _mul(_mul(_load(frames, t, i), value), factor))
     g = _mul(_load(alpha, t, i), value)
-    _store(beta, 1, i, g)
+    _store(numerators, 0, i, g)
     return _add(total, g)
 
 
@@ -62,7 +63,7 @@ def _backward_block(
     alpha,
     frames,
     scale,
-    beta,
+    numerators,
     rows,
     sink,
     symbols,
@@ -83,73 +84,71 @@ def _backward_block(
 
     ``frames[t + 1]`` is replaced by ``w_t[j] = b_{t+1}(j) beta_{t+1}(j) /
     c_{t+1}`` (zero past the end of a lane's sequence), the factor the
-    expected transitions ``alpha_t[i] transmat[i, j] w_t[j]`` need; frame
-    ``t + 1`` is not read again once ``w_t`` is known, so it reuses the memory.
-    ``beta[0]`` holds beta_t, ``beta[1]`` alpha_t * beta_t. ``rows`` is scratch,
-    ``sink`` receives what lanes past their sequence's end would write.
+    expected transitions ``alpha_t[i] transmat[i, j] w_t[j]`` need and from
+    which beta_t is computed; it is written as soon as beta_{t+1}(j) is in a
+    register, as frame t + 1 is not read again. ``numerators[0]`` holds
+    alpha_t * beta_t. ``rows`` is scratch, ``sink`` receives what lanes past
+    their sequence's end would write.
     """
     n_states = transmat.shape[0]
     transmat5 = _row_groups(transmat, 5)
-    for j in range(n_states):
-        _store(beta, 0, j, _splat(1.0))
     for t in range(longest - 1, -1, -1):
+        # 1 / c_t, or 0 where frame t is past the end of the lane's sequence: there
+        # w_{t-1} = 0 (and beta_{t-1} restarts at 1)
+        factor = _load(scale, 1, t)
+        total = _splat(0.0)
         if t < longest - 1:
-            # 1 / c_{t+1}, or 0 where frame t+1 is past the end of the lane's
-            # sequence: there w_t = 0 and beta restarts at 1.
-            factor = _load(scale, 1, t + 1)
             restart = _past_end(length, t + 1)
-            for j in range(n_states):
-                _store(frames, t + 1, j, _mul(_mul(_load(frames, t + 1, j), _load(beta, 0, j)), factor))
-            # beta_t[i] = sum_j transmat[i, j] w_t[j], and the posterior numerators
-            # alpha_t[i] beta_t[i] from the registers
-            total = _splat(0.0)
+            # beta_t[i] = sum_j transmat[i, j] w_t[j]; from the registers, w_{t-1}[i] and
+            # the posterior numerators alpha_t[i] beta_t[i]
             in_fives = n_states - n_states % 5
             for i in range(0, in_fives, 5):
                 a0, a1, a2, a3, a4 = _rows5(transmat5, i // 5, frames, t + 1)
-                total = _posterior(alpha, beta, t, i, _add(a0, restart), total)
-                total = _posterior(alpha, beta, t, i + 1, _add(a1, restart), total)
-                total = _posterior(alpha, beta, t, i + 2, _add(a2, restart), total)
-                total = _posterior(alpha, beta, t, i + 3, _add(a3, restart), total)
-                total = _posterior(alpha, beta, t, i + 4, _add(a4, restart), total)
+                total = _posterior(alpha, frames, numerators, t, i, _add(a0, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, i + 1, _add(a1, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, i + 2, _add(a2, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, i + 3, _add(a3, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, i + 4, _add(a4, restart), factor, total)
             in_fours = in_fives + (n_states - in_fives) // 4 * 4
             for i in range(in_fives, in_fours, 4):
                 a0, a1, a2, a3 = _rows4(transmat, i, frames, t + 1)
-                total = _posterior(alpha, beta, t, i, _add(a0, restart), total)
-                total = _posterior(alpha, beta, t, i + 1, _add(a1, restart), total)
-                total = _posterior(alpha, beta, t, i + 2, _add(a2, restart), total)
-                total = _posterior(alpha, beta, t, i + 3, _add(a3, restart), total)
+                total = _posterior(alpha, frames, numerators, t, i, _add(a0, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, i + 1, _add(a1, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, i + 2, _add(a2, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, i + 3, _add(a3, restart), factor, total)
             if n_states - in_fours >= 2:
                 a0, a1 = _rows2(transmat, in_fours, frames, t + 1)
-                total = _posterior(alpha, beta, t, in_fours, _add(a0, restart), total)
-                total = _posterior(alpha, beta, t, in_fours + 1, _add(a1, restart), total)
+                total = _posterior(alpha, frames, numerators, t, in_fours, _add(a0, restart), factor, total)
+                total = _posterior(alpha, frames, numerators, t, in_fours + 1, _add(a1, restart), factor, total)
             if (n_states - in_fours) % 2:
                 i = n_states - 1
-                total = _posterior(alpha, beta, t, i, _add(_row(transmat, i, frames, t + 1), restart), total)
+                total = _posterior(
+                    alpha, frames, numerators, t, i, _add(_row(transmat, i, frames, t + 1), restart), factor, total
+                )
         else:
-            total = _splat(0.0)
             for i in range(n_states):
-                total = _posterior(alpha, beta, t, i, _load(beta, 0, i), total)
+                total = _posterior(alpha, frames, numerators, t, i, _splat(1.0), factor, total)
         inverse = _reciprocal(total)
         if t == 0:
             for i in range(n_states):
-                _store(beta, 1, i, _mul(_load(beta, 1, i), inverse))
+                _store(numerators, 0, i, _mul(_load(numerators, 0, i), inverse))
             inverse = _splat(1.0)
             for lane in range(LANES):
                 if length[lane] > 0:
                     for i in range(n_states):
-                        start[i] += beta[1, i, lane]
+                        start[i] += numerators[0, i, lane]
         if gamma.shape[0] > 0:
             # kept in the lane layout for the moment sums (no transposes, no
             # frames x states array): zero where the lane's sequence has ended
             inverse = _mul(inverse, _sub(_splat(1.0), _past_end(length, t)))
             for i in range(n_states):
-                _store(gamma, t, i, _mul(_load(beta, 1, i), inverse))
+                _store(gamma, t, i, _mul(_load(numerators, 0, i), inverse))
             continue
         if symbols.shape[0] > 0:
-            _scatter_add_symbols(counts, symbol_rows, t, beta, 1, inverse)
+            _scatter_add_symbols(counts, symbol_rows, t, numerators, 0, inverse)
         else:
             _frame_rows(first, length, t, rows)
-            _scatter_frame(target, rows, sink, beta, 1, inverse)
+            _scatter_frame(target, rows, sink, numerators, 0, inverse)
 
 
 # Frames per pass of the frame products: the chunk's rows of both operands
@@ -452,7 +451,7 @@ def _expectations(
     rows = np.empty(LANES, dtype=np.int64)
     ones = np.ones(n_states)
     lane_log_likelihood = np.empty(LANES)
-    beta = _lane_buffer(2, n_states)
+    numerators = _lane_buffer(1, n_states)
     # written instead of the posteriors of frames past the end of a sequence
     sink = np.zeros(n_states)
     # sum over t and lanes of alpha_t[i] * w_t[j]; the transition matrix is
@@ -489,7 +488,7 @@ def _expectations(
             alpha,
             frames,
             scale,
-            beta,
+            numerators,
             rows,
             sink,
             symbols,
