@@ -73,8 +73,8 @@ def run_kernel(case: str, seconds: float, folder: Path, functions: list[str]) ->
             short = short_name(name)
             symbols.write(f"{address:x} {size:x} {short}\n")
             if any(wanted in short for wanted in functions):
-                (folder / f"{short}.bin").write_bytes(ctypes.string_at(address, size))
-                (folder / f"{short}.address").write_text(f"{address:x}")
+                # a function can have several specialisations, each its own code
+                (folder / f"{short}@{address:x}.bin").write_bytes(ctypes.string_at(address, size))
     began = time.time()
     while time.time() - began < seconds:
         benchmark.e_step(package, data)
@@ -108,8 +108,8 @@ def report(data: Path, folder: Path, functions: list[str], top: int) -> None:
     for name, count in by_function.most_common(12):
         print(f"  {100 * count / total:5.1f}%  {name}")
     for code in sorted(folder.glob("*.bin")):
-        name = code.stem
-        base = int((folder / f"{name}.address").read_text(), 16)
+        name, address = code.stem.split("@")
+        base = int(address, 16)
         listing = subprocess.run(
             ["objdump", "-D", "-b", "binary", "-m", "i386:x86-64", f"--adjust-vma={base:#x}", str(code)],
             capture_output=True,
