@@ -35,24 +35,24 @@ def main() -> None:
     parser.add_argument(
         "--spark-seconds",
         type=float,
-        default=1.056,
+        default=0.873,
         help="seconds per iteration of 10^8 observations (1M x 100, K=10, F=20) on local[2] with the split "
         "cache off: an EMR step's executors decode the Parquet unless their node read the split before "
-        "(benchmarks/spark.py --compare-split-cache at 68d4fdf, the median of three runs: 1.032, 1.056, 1.066; "
-        "0.841-0.889 with the cache)",
+        "(benchmarks/spark.py --compare-split-cache at c52d221, the median of three runs: 0.859, 0.873, 0.896; "
+        "0.657-0.681 with the cache)",
     )
     parser.add_argument(
         "--k30-library-seconds",
         type=float,
-        default=0.0081,
-        help="library seconds per iteration, K=30 F=20 1000 x 100, one thread (make bench at 5bab4ae)",
+        default=0.0068,
+        help="library seconds per iteration, K=30 F=20 1000 x 100, one thread (make bench at c52d221)",
     )
     parser.add_argument(
         "--library-seconds",
         type=float,
-        default=1.395,
-        help="library seconds per iteration of the K=10 1M data, one thread (benchmarks/spark.py at 68d4fdf, "
-        "the same runs: 1.373, 1.395, 1.418)",
+        default=1.098,
+        help="library seconds per iteration of the K=10 1M data, one thread (benchmarks/spark.py at c52d221, "
+        "the same runs: 1.094, 1.098, 1.142)",
     )
     parser.add_argument(
         "--step-seconds",
