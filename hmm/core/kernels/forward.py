@@ -25,6 +25,7 @@ from hmm.core.kernels.lanes import (
     _rows2,
     _rows4,
     _rows5,
+    _rows5_normalising,
     _splat,
     _store,
     _symbol_rows,
@@ -70,6 +71,7 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
         log_likelihood[lane] = 0.0
     spill = _lane_buffer(1, 1)
     in_lanes = True
+    inverse = _splat(1.0)
     for t in range(longest):
         total = _splat(0.0)
         if t == 0:
@@ -78,8 +80,15 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
         else:
             # alpha_t[j] = frame_t[j] * sum_i alpha_{t-1}[i] transmat[i, j]
             in_fives = n_states - n_states % 5
+            if in_fives == 0:
+                for j in range(n_states):
+                    _store(alpha, t - 1, j, _mul(_load(alpha, t - 1, j), inverse))
             for j in range(0, in_fives, 5):
-                a0, a1, a2, a3, a4 = _rows5(into5, j // 5, alpha, t - 1)
+                if j == 0:
+                    # frame t - 1 normalised as this loop reads it
+                    a0, a1, a2, a3, a4 = _rows5_normalising(into5, 0, alpha, t - 1, inverse)
+                else:
+                    a0, a1, a2, a3, a4 = _rows5(into5, j // 5, alpha, t - 1)
                 total = _emit_alpha(alpha, frames, t, j, a0, total)
                 total = _emit_alpha(alpha, frames, t, j + 1, a1, total)
                 total = _emit_alpha(alpha, frames, t, j + 2, a2, total)
@@ -116,8 +125,9 @@ def _forward_block(startprob, into, frames, length, longest, alpha, scale, log_l
                             log_likelihood[lane] += np.log(spill[0, 0, lane])
                             spill[0, 0, lane] = 1.0
                     product = _load(spill, 0, 0)
+    if longest > 0:
         for j in range(n_states):
-            _store(alpha, t, j, _mul(_load(alpha, t, j), inverse))
+            _store(alpha, longest - 1, j, _mul(_load(alpha, longest - 1, j), inverse))
     if in_lanes:
         _store(spill, 0, 0, product)
         for lane in range(LANES):

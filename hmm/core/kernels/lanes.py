@@ -962,6 +962,26 @@ def _rows5(groups, g, x, t):
 
 
 @_inline
+def _rows5_normalising(groups, g, x, t, factor):
+    """:func:`_rows5` of ``x[t] * factor``, storing ``x[t] * factor`` back into ``x[t]`` as it goes
+    (the forward pass normalises the previous frame in the loop that reads it)."""
+    a0 = _splat(0.0)
+    a1 = _splat(0.0)
+    a2 = _splat(0.0)
+    a3 = _splat(0.0)
+    a4 = _splat(0.0)
+    for c in range(groups.shape[1]):
+        v = _mul(_load(x, t, c), factor)
+        _store(x, t, c, v)
+        a0 = _fma(a0, groups[g, c, 0], v)
+        a1 = _fma(a1, groups[g, c, 1], v)
+        a2 = _fma(a2, groups[g, c, 2], v)
+        a3 = _fma(a3, groups[g, c, 3], v)
+        a4 = _fma(a4, groups[g, c, 4], v)
+    return a0, a1, a2, a3, a4
+
+
+@_inline
 def _rows4(m, r, x, t):
     """Lane vectors ``sum over c of m[r + k, c] * x[t, c]`` for k = 0..3.
 
