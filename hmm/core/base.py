@@ -252,6 +252,7 @@ class BaseHMM(BaseEstimator):
             candidate._init(X, None if lengths is None else np.diff(offsets))
             candidate._check()
         candidates[0]._check_observations(X, offsets)  # the candidates share n_features: the data's
+        X = candidates[0]._fit_observations(X)
         return self.adopt_best(run_candidates(candidates, lambda active: [m._e_step(X, offsets) for m in active]))
 
     # ------------------------------------------------- the EM protocol
@@ -409,6 +410,10 @@ class BaseHMM(BaseEstimator):
             rows = slice(offsets[first], offsets[stop])
             total += self._batch_statistics(X[rows], offsets[first : stop + 1] - offsets[first], first)
         return total
+
+    def _fit_observations(self, X: np.ndarray) -> np.ndarray:
+        """The checked training data as every E-step of a fit reads it: ``X`` (a model may narrow it once)."""
+        return X
 
     def _e_step_frames_per_batch(self) -> int:
         """Frames per kernel call of :meth:`_e_step`: ``frames_per_batch``, since the E-step's arrays

@@ -173,6 +173,28 @@ def test_uint8_symbols_are_read_as_they_are():
         read.score(narrow, lengths)
 
 
+def test_fit_reads_symbols_below_256_as_uint8():
+    """fit narrows the checked int64 symbols to uint8 once (every E-step then reads an eighth of the
+    bytes): bit for bit the fit on int64 symbols; an alphabet past 256 symbols stays int64."""
+
+    class Wide(hmm.CategoricalHMM):
+        def _fit_observations(self, X):
+            return X
+
+    X, lengths = sample_data(seed=6)
+    narrow = hmm.CategoricalHMM(3, random_state=1, n_iter=3).fit(X, lengths)
+    wide = Wide(3, random_state=1, n_iter=3).fit(X, lengths)
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        np.testing.assert_array_equal(getattr(narrow, name), getattr(wide, name))
+    assert list(narrow.monitor_.history) == list(wide.monitor_.history)
+    assert narrow._fit_observations(np.array([0, 5])).dtype == np.uint8
+    rng = np.random.default_rng(0)
+    many = rng.integers(0, 300, size=(500, 1))
+    large = hmm.CategoricalHMM(2, random_state=0, n_iter=2).fit(many, [250, 250])
+    assert large.emissionprob_.shape == (2, 300)
+    assert large._fit_observations(many[:, 0]).dtype == np.int64
+
+
 @pytest.mark.parametrize(
     ("X", "lengths", "message"),
     [
