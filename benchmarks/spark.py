@@ -202,7 +202,8 @@ def library_child(path: Path, repeats: int) -> dict[str, Any]:
     X, offsets = arrow_sequences(table.column("sequence"), symbols=True)
     del table
     model = initial_model()
-    X = model._as_observations(X)
+    # the symbols as fit hands them to the E-steps (uint8 below 256 symbols)
+    X = model._fit_observations(model._as_observations(X))
     model._e_step(X[: 10 * LENGTH], offsets[:11])  # numba: compile or load the cache
     seconds, cpu = [], []
     first: SufficientStats | None = None
