@@ -8,8 +8,9 @@ node. The cluster's bootstrap action runs this module once per node after
 installing the wheel, with the ``NUMBA_CACHE_DIR`` the steps use.
 
 It fits, scores and decodes a tiny model of every kind (every covariance
-type), on writable and read-only data, which calls each kernel with the
-argument types real data gives it.
+type), on writable and read-only data, and runs the E-step on a batch as
+the Spark executors do, which calls each kernel with the argument types
+real data gives it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def _exercise(model, X: np.ndarray, lengths: np.ndarray) -> None:
     model.predict_filtered_proba(read_only, lengths)  # a decode's executors read Arrow's arrays
     model.decode(X, lengths, algorithm="viterbi")
     model.decode(X, lengths, algorithm="map")
+    # A Spark E-step hands each batch to the kernels as check_batch leaves it, where fit narrows
+    # categorical symbols to uint8 first: the kernels for the batches' own types too.
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for data in (read_only, X):
+        model.batch_statistics(model.check_batch(data, offsets), offsets)
 
 
 def warm_up() -> list[str]:
