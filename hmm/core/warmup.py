@@ -23,6 +23,7 @@ from hmm.core.categorical import CategoricalHMM
 from hmm.core.gaussian import GaussianHMM
 from hmm.core.gmm import GMMHMM
 from hmm.core.poisson import PoissonHMM
+from hmm.core.sequences import offsets_from_lengths
 
 COVARIANCE_TYPES = ("spherical", "diag", "full", "tied")
 
@@ -40,7 +41,7 @@ def _exercise(model, X: np.ndarray, lengths: np.ndarray) -> None:
     model.decode(X, lengths, algorithm="map")
     # A Spark E-step hands each batch to the kernels as check_batch leaves it, where fit narrows
     # categorical symbols to uint8 first: the kernels for the batches' own types too.
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    offsets = offsets_from_lengths(lengths, X.shape[0])
     for data in (read_only, X):
         model.batch_statistics(model.check_batch(data, offsets), offsets)
 

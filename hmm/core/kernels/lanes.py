@@ -943,21 +943,24 @@ def _row_groups(m, width):
 
 
 @_inline
+def _fma5(a0, a1, a2, a3, a4, groups, g, c, v):
+    """``a_k + groups[g, c, k] * v`` for k = 0..4: one column of a group of 5 rows."""
+    return (
+        _fma(a0, groups[g, c, 0], v),
+        _fma(a1, groups[g, c, 1], v),
+        _fma(a2, groups[g, c, 2], v),
+        _fma(a3, groups[g, c, 3], v),
+        _fma(a4, groups[g, c, 4], v),
+    )
+
+
+@_inline
 def _rows5(groups, g, x, t):
     """Lane vectors ``sum over c of m[5 g + k, c] * x[t, c]`` for k = 0..4 (as :func:`_rows4`),
     ``groups`` from :func:`_row_groups` of ``m``."""
-    a0 = _splat(0.0)
-    a1 = _splat(0.0)
-    a2 = _splat(0.0)
-    a3 = _splat(0.0)
-    a4 = _splat(0.0)
+    a0 = a1 = a2 = a3 = a4 = _splat(0.0)
     for c in range(groups.shape[1]):
-        v = _load(x, t, c)
-        a0 = _fma(a0, groups[g, c, 0], v)
-        a1 = _fma(a1, groups[g, c, 1], v)
-        a2 = _fma(a2, groups[g, c, 2], v)
-        a3 = _fma(a3, groups[g, c, 3], v)
-        a4 = _fma(a4, groups[g, c, 4], v)
+        a0, a1, a2, a3, a4 = _fma5(a0, a1, a2, a3, a4, groups, g, c, _load(x, t, c))
     return a0, a1, a2, a3, a4
 
 
@@ -965,19 +968,11 @@ def _rows5(groups, g, x, t):
 def _rows5_normalising(groups, g, x, t, factor):
     """:func:`_rows5` of ``x[t] * factor``, storing ``x[t] * factor`` back into ``x[t]`` as it goes
     (the forward pass normalises the previous frame in the loop that reads it)."""
-    a0 = _splat(0.0)
-    a1 = _splat(0.0)
-    a2 = _splat(0.0)
-    a3 = _splat(0.0)
-    a4 = _splat(0.0)
+    a0 = a1 = a2 = a3 = a4 = _splat(0.0)
     for c in range(groups.shape[1]):
         v = _mul(_load(x, t, c), factor)
         _store(x, t, c, v)
-        a0 = _fma(a0, groups[g, c, 0], v)
-        a1 = _fma(a1, groups[g, c, 1], v)
-        a2 = _fma(a2, groups[g, c, 2], v)
-        a3 = _fma(a3, groups[g, c, 3], v)
-        a4 = _fma(a4, groups[g, c, 4], v)
+        a0, a1, a2, a3, a4 = _fma5(a0, a1, a2, a3, a4, groups, g, c, v)
     return a0, a1, a2, a3, a4
 
 
