@@ -189,6 +189,13 @@ def test_fit_reads_symbols_below_256_as_uint8():
     assert list(narrow.monitor_.history) == list(wide.monitor_.history)
     assert narrow._fit_observations(np.array([0, 5])).dtype == np.uint8
     rng = np.random.default_rng(0)
+    # the edge: 256 symbols, 255 among them, narrow without wrapping
+    edge = np.concatenate([rng.integers(0, 256, size=298), [255, 0]])[:, None]
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        np.testing.assert_array_equal(
+            getattr(hmm.CategoricalHMM(2, n_features=256, random_state=0, n_iter=2).fit(edge, [150, 150]), name),
+            getattr(Wide(2, n_features=256, random_state=0, n_iter=2).fit(edge, [150, 150]), name),
+        )
     many = rng.integers(0, 300, size=(500, 1))
     large = hmm.CategoricalHMM(2, random_state=0, n_iter=2).fit(many, [250, 250])
     assert large.emissionprob_.shape == (2, 300)
