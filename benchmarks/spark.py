@@ -45,11 +45,15 @@ training: the first warm-up iteration decodes the Parquet and writes the cache
 ``--compare-split-cache`` also times hmm-em's iterations with it off, in a
 fresh driver and JVM.
 
-Spark keeps its defaults apart from driver memory (4g) and 10,000 rows per
-Arrow batch; ``--local-java-options`` runs its JVM with the JVM options of the
-DAG's local-mode steps and Spark Connect server (C1 JIT only: measured, C2
-compiling Spark's code took 0.1-0.2 of the JVM's 0.2-0.3 CPU-s per iteration
-from the 4th to the 20th iteration at 1M). hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
+Spark keeps its defaults apart from driver memory (4g), 10,000 rows per Arrow
+batch and the JVM: it runs with the JVM options of hmm-em's local-mode steps and
+Spark Connect server (``hmm.orchestration.decisions.LOCAL_JAVA_OPTIONS``, C1 JIT
+only), as a training runs it; ``--java-defaults`` runs Java's defaults instead.
+Measured at 1M (2026-11-30): with C2, the JVM spends 0.13 CPU-s per iteration
+from the 4th to the 13th iteration (C2 compiling Spark's code 0.07 of it, on the
+cores the Python workers need), 0.05 from the 31st to the 40th; with C1 only,
+0.03 from the 4th. The 2016 design runs in the same JVM as hmm-em for each N.
+hmm-em groups the Parquet files (4 at 10,000 sequences, 20 at
 1,000,000) into one task per core, as ``hmm.distributed.sources.task_groups`` does for any
 data under 128 MB per core; the 2016 design and the DataFrame path read the
 Spark DataFrame, which packs the files into 2 partitions (one per core). The 2016
@@ -239,9 +243,9 @@ def run_library(path: Path, repeats: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ Spark
 
 
-def start_spark(local_java_options: bool = False) -> Any:
-    """The local[2] session; ``local_java_options``: its JVM with the JVM options of the DAG's local-mode
-    steps and Spark Connect server (``hmm.orchestration.decisions.LOCAL_JAVA_OPTIONS``: C1 JIT only)."""
+def start_spark(java_defaults: bool = False) -> Any:
+    """The local[2] session, its JVM with the JVM options of hmm-em's local-mode steps and Spark Connect
+    server (``hmm.orchestration.decisions.LOCAL_JAVA_OPTIONS``: C1 JIT only), or with Java's defaults."""
     from pyspark.sql import SparkSession
 
     builder = (
@@ -253,7 +257,7 @@ def start_spark(local_java_options: bool = False) -> Any:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.bindAddress", "127.0.0.1")
     )
-    if local_java_options:
+    if not java_defaults:
         from hmm.orchestration.decisions import LOCAL_JAVA_OPTIONS
 
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(LOCAL_JAVA_OPTIONS))
@@ -482,7 +486,7 @@ def run_size(
     repeats: int,
     full_2016: bool,
     hmm_em_only: bool = False,
-    local_java_options: bool = False,
+    java_defaults: bool = False,
 ) -> dict[str, Any]:
     """Everything measured on Spark for one N, in a fresh driver and JVM (see ``run_spark``); only
     hmm-em's iterations with ``hmm_em_only``."""
@@ -492,7 +496,7 @@ def run_size(
     from hmm.distributed.spark import e_step
 
     log(f"N={n_sequences}: starting Spark")
-    spark = start_spark(local_java_options)
+    spark = start_spark(java_defaults)
     try:
         jvm = jvm_process(spark)
         row: dict[str, Any] = {"n": n_sequences, "parquet_mb": directory_mb(path), "machine": machine(spark)}
@@ -581,7 +585,7 @@ def run_spark(
     repeats: int,
     full_2016: bool,
     split_cache: bool = True,
-    local_java_options: bool = False,
+    java_defaults: bool = False,
 ) -> dict[str, Any]:
     """``run_size`` in a fresh process, so that each N has its own JVM and its own memory peak.
 
@@ -593,7 +597,7 @@ def run_spark(
 
     command = [sys.executable, __file__, "--spark-child", str(path), "--sizes", str(n_sequences)]
     command += ["--repeats", str(repeats)] + (["--full-2016"] if full_2016 else [])
-    command += ["--local-java-options"] if local_java_options else []
+    command += ["--java-defaults"] if java_defaults else []
     environment = dict(os.environ)
     if not split_cache:
         command.append("--hmm-em-only")
@@ -795,9 +799,9 @@ def main() -> None:
         help="also time hmm-em's iterations with the executors' split cache off (HMM_EM_SPLIT_CACHE=off)",
     )
     parser.add_argument(
-        "--local-java-options",
+        "--java-defaults",
         action="store_true",
-        help="run Spark's JVM with the DAG's local-mode JVM options (C1 JIT only) instead of Java's defaults",
+        help="run Spark's JVM with Java's defaults (C2 JIT) instead of hmm-em's local-mode JVM options (C1 only)",
     )
     parser.add_argument("--hmm-em-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--library-child", type=Path, help=argparse.SUPPRESS)
@@ -810,9 +814,7 @@ def main() -> None:
     if args.spark_child:
         print(
             json.dumps(
-                run_size(
-                    args.spark_child, sizes[0], args.repeats, args.full_2016, args.hmm_em_only, args.local_java_options
-                )
+                run_size(args.spark_child, sizes[0], args.repeats, args.full_2016, args.hmm_em_only, args.java_defaults)
             )
         )
         return
@@ -824,10 +826,10 @@ def main() -> None:
     for n in sizes:
         log(f"N={n}: library, one thread")
         libraries[n] = run_library(paths[n], args.repeats)
-    java = args.local_java_options
-    rows = [run_spark(paths[n], n, args.repeats, args.full_2016, local_java_options=java) for n in sizes]
+    java = args.java_defaults
+    rows = [run_spark(paths[n], n, args.repeats, args.full_2016, java_defaults=java) for n in sizes]
     uncached = (
-        {n: run_spark(paths[n], n, args.repeats, False, split_cache=False, local_java_options=java) for n in sizes}
+        {n: run_spark(paths[n], n, args.repeats, False, split_cache=False, java_defaults=java) for n in sizes}
         if args.compare_split_cache
         else {}
     )
