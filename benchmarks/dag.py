@@ -64,6 +64,7 @@ from benchmarks.spark import (  # noqa: E402
     LENGTH,
     N_COMPONENTS,
     N_FEATURES,
+    checkout,
     cpu_model,
     ensure_parquet,
     log,
@@ -268,12 +269,10 @@ def machine() -> str:
     cpu = cpu_model()
     import pyspark
 
-    import hmm
-
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
     return (
         f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, {java}, "
-        f"Spark {pyspark.__version__} local[*], hmm-em {hmm.__version__}"
+        f"Spark {pyspark.__version__} local[*], {checkout()}"
     )
 
 

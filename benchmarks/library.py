@@ -179,6 +179,27 @@ def run_case(case: Case, quick: bool) -> dict[str, Any]:
     return row
 
 
+def checkout() -> str:
+    """The measured code: this checkout's commit, marked when it has uncommitted changes (hmm.__version__ is
+    the commit the package was last installed from, which an editable install does not update)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"hmm-em {hmm.__version__} (no git checkout)"
+    return f"hmm-em at {commit}" + (" with uncommitted changes" if changes else "")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -193,7 +214,7 @@ def machine() -> str:
 
     return (
         f"{cpu}, {os.cpu_count()} cores (benchmarks use 1 thread); Python {platform.python_version()}, "
-        f"numpy {np.__version__}, numba {numba.__version__}, hmmlearn {hmmlearn.__version__}, hmm-em {hmm.__version__}"
+        f"numpy {np.__version__}, numba {numba.__version__}, hmmlearn {hmmlearn.__version__}, {checkout()}"
     )
 
 

@@ -96,6 +96,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 import hmm  # noqa: E402
+from benchmarks.library import checkout  # noqa: E402
 from hmm.core.stats import SufficientStats  # noqa: E402
 
 N_COMPONENTS = 10
@@ -637,7 +638,7 @@ def machine(spark: Any) -> str:
         f"(driver memory 4g, {BATCH_ROWS} rows per Arrow batch, JIT: {' '.join(jit) or 'Java defaults'}), "
         f"pyarrow {pyarrow.__version__}, "
         f"numpy {np.__version__}, numba {numba.__version__}, hmmlearn {hmmlearn.__version__}, "
-        f"hmm-em {hmm.__version__}"
+        f"{checkout()}"
     )
 
 
