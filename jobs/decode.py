@@ -8,7 +8,7 @@ codes: `hmm-em decode --help`. The logic lives in `hmm.training.decode`.
 
 import sys
 
-from hmm.training.cli import main
+from hmm.training.cli import exit_job, main
 
 if __name__ == "__main__":
-    sys.exit(main(["decode", *sys.argv[1:]], own_process=True))
+    exit_job(main(["decode", *sys.argv[1:]], own_process=True))

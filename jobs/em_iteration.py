@@ -7,7 +7,7 @@ Options and exit codes: `hmm-em iterate --help`. The logic lives in `hmm.trainin
 
 import sys
 
-from hmm.training.cli import main
+from hmm.training.cli import exit_job, main
 
 if __name__ == "__main__":
-    sys.exit(main(["iterate", *sys.argv[1:]], own_process=True))
+    exit_job(main(["iterate", *sys.argv[1:]], own_process=True))

@@ -7,7 +7,7 @@ Options and exit codes: `hmm-em finalize --help`. The logic lives in `hmm.traini
 
 import sys
 
-from hmm.training.cli import main
+from hmm.training.cli import exit_job, main
 
 if __name__ == "__main__":
-    sys.exit(main(["finalize", *sys.argv[1:]]))
+    exit_job(main(["finalize", *sys.argv[1:]]))

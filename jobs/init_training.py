@@ -7,7 +7,7 @@ Options and exit codes: `hmm-em init --help`. The logic lives in `hmm.training.s
 
 import sys
 
-from hmm.training.cli import main
+from hmm.training.cli import exit_job, main
 
 if __name__ == "__main__":
-    sys.exit(main(["init", *sys.argv[1:]]))
+    exit_job(main(["init", *sys.argv[1:]]))

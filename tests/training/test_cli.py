@@ -155,3 +155,41 @@ def test_process_age_and_job_startup():
     assert age is not None and age > 0
     assert job_startup(1.5, own_process=False) == {"spark_session_seconds": 1.5}
     assert set(job_startup(None, own_process=True)) == {"startup_seconds"}
+
+
+def test_a_job_ends_with_its_code_after_what_a_normal_exit_does(tmp_path):
+    """exit_job skips only the interpreter's teardown: threads joined, atexit handlers run, output flushed."""
+    import subprocess
+    import sys
+
+    script = f"""
+import atexit, pathlib, sys, threading, time
+from hmm.training.cli import exit_job
+folder = pathlib.Path({str(tmp_path)!r})
+atexit.register(lambda: (folder / "atexit").write_text("ran"))
+def late_writer():
+    time.sleep(0.3)
+    (folder / "thread").write_text("joined")
+threading.Thread(target=late_writer).start()
+sys.stdout.write("no newline, still buffered")
+sys.stderr.write("error line\\n")
+exit_job(3)
+print("never")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stdout == "no newline, still buffered"
+    assert done.stderr == "error line\n"
+    assert (tmp_path / "thread").read_text() == "joined"
+    assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_the_job_scripts_end_with_exit_job():
+    from pathlib import Path
+
+    jobs = sorted((Path(__file__).resolve().parents[2] / "jobs").glob("*.py"))
+    assert jobs
+    for job in jobs:
+        text = job.read_text()
+        assert "exit_job(main(" in text, job.name
+        assert "sys.exit" not in text, job.name
