@@ -22,15 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import linalg
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
 
 from hmm.core import kernels
 from hmm.core.candidates import Candidate, best, candidate_seeds, check_n_init, run_candidates
 from hmm.core.convergence import ConvergenceMonitor
 from hmm.core.engines import engine_for
+from hmm.core.estimator import Estimator, check_fitted, check_random_state
 from hmm.core.kernels import emissions
 from hmm.core.limits import MAX_MODEL_BYTES_ENV, format_bytes, max_model_bytes
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, batches, offsets_from_lengths
@@ -167,7 +164,7 @@ def _log_or_minus_inf(a: np.ndarray) -> np.ndarray:
         return np.log(a)
 
 
-class BaseHMM(BaseEstimator):
+class BaseHMM(Estimator):
     """Hidden Markov model trained by Baum-Welch; see hmmlearn's ``BaseHMM``.
 
     Constructor arguments are stored as given (scikit-learn convention).
@@ -376,8 +373,8 @@ class BaseHMM(BaseEstimator):
             symbols, symmetric Kullback-Leibler for Poisson and Gaussian emissions, and for
             mixtures that of the Gaussians with the mixtures' mean and covariance.
         """
-        check_is_fitted(self, "transmat_")
-        check_is_fitted(reference, "transmat_")
+        check_fitted(self, "transmat_")
+        check_fitted(reference, "transmat_")
         if type(reference) is not type(self):
             raise ValueError(f"cannot compare the states of a {type(self).__name__} with a {type(reference).__name__}")
         if getattr(reference, "n_features", None) != getattr(self, "n_features", None):
@@ -388,7 +385,7 @@ class BaseHMM(BaseEstimator):
 
     def permute_states(self, order: Any) -> BaseHMM:
         """Relabel the states: new state ``i`` is old state ``order[i]`` (every parameter follows); returns self."""
-        check_is_fitted(self, "transmat_")
+        check_fitted(self, "transmat_")
         order = np.asarray(order)
         if order.dtype.kind not in "iu" or sorted(order.tolist()) != list(range(self.n_components)):
             raise ValueError(f"order must be a permutation of range({self.n_components}), got {order.tolist()}")
@@ -589,7 +586,7 @@ class BaseHMM(BaseEstimator):
         """
         engine = engine_for(X)
         if engine is not None:
-            check_is_fitted(self, "startprob_")
+            check_fitted(self, "startprob_")
             return engine.score_dataframe(self, X, sequence_col)
         X, offsets = self._prepare_for_inference(X, lengths)
         return float(self._log_likelihoods(X, offsets).sum())
@@ -762,7 +759,7 @@ class BaseHMM(BaseEstimator):
     def _transform_with(self, engine: Any, df: Any, lengths: Any, sequence_col: str, **columns: str | None) -> Any:
         if lengths is not None:
             raise ValueError("lengths must not be given with a DataFrame: each row is one sequence")
-        check_is_fitted(self, "startprob_")
+        check_fitted(self, "startprob_")
         return engine.transform_dataframe(self, df, sequence_col, {k: v for k, v in columns.items() if v is not None})
 
     def infer_batch(self, X: np.ndarray, offsets: np.ndarray, outputs: Any) -> dict[str, np.ndarray]:
@@ -868,7 +865,7 @@ class BaseHMM(BaseEstimator):
         self, n_samples: int = 1, random_state: Any = None, currstate: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` observations and their states (hmmlearn's draws, in order)."""
-        check_is_fitted(self, "startprob_")
+        check_fitted(self, "startprob_")
         self._check()
         if random_state is None:
             random_state = self.random_state
@@ -887,7 +884,9 @@ class BaseHMM(BaseEstimator):
 
     def get_stationary_distribution(self) -> np.ndarray:
         """Stationary distribution of the hidden chain (left eigenvector for eigenvalue 1)."""
-        check_is_fitted(self, "transmat_")
+        from scipy import linalg  # hmmlearn's eigen solver; loaded when asked for
+
+        check_fitted(self, "transmat_")
         eigvals, eigvecs = linalg.eig(self.transmat_.T)
         eigvec = np.real_if_close(eigvecs[:, np.argmax(eigvals)])
         return eigvec / eigvec.sum()
@@ -976,7 +975,7 @@ class BaseHMM(BaseEstimator):
         return int(X.shape[1]), f"observations of {X.shape[1]} features"
 
     def _prepare_for_inference(self, X: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
-        check_is_fitted(self, "startprob_")
+        check_fitted(self, "startprob_")
         self._check()
         X, offsets = self._prepare(X, lengths)
         self._check_observations(X, offsets)

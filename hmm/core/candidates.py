@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hmm.core.estimator import check_random_state
 from hmm.core.stats import StatisticsSet
 
 if TYPE_CHECKING:
@@ -64,8 +65,6 @@ def candidate_seeds(random_state: Any, n_init: int) -> list[Any]:
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         first = int(random_state)
     else:
-        from sklearn.utils import check_random_state
-
         first = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     return [(first + i) % SEED_MODULUS for i in range(n_init)]
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 from scipy.special import xlogy
-from sklearn.utils import check_random_state
 
 from hmm.core import kernels
 from hmm.core.base import FUSED_BATCH_FACTOR, BaseHMM, check_distribution, check_shape, normalize, real_array
 from hmm.core.engines import engine_for
+from hmm.core.estimator import check_random_state
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, offsets_from_lengths, where
 from hmm.core.stats import SufficientStats
 from hmm.core.vocabulary import FactorizedSymbols, check_vocabulary, distinct_symbols, encode, holds_strings

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import cluster
 
 from hmm.core import kernels
 from hmm.core.base import FUSED_BATCH_FACTOR, BaseHMM, check_shape, real_array
@@ -189,6 +188,8 @@ class GaussianHMM(BaseHMM):
         """hmmlearn's: k-means centres (same ``random_state``, ``n_init=10``) and the data covariance."""
         super()._init(X, lengths)
         if self._needs_init("m", "means_"):
+            from sklearn import cluster  # hmmlearn's k-means, loaded when a fit initialises means
+
             kmeans = cluster.KMeans(n_clusters=self.n_components, random_state=self.random_state, n_init=10)
             kmeans.fit(X)
             self.means_ = kmeans.cluster_centers_

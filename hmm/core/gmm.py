@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn import cluster
 
 from hmm.core.base import BaseHMM, check_distribution, check_shape, real_array
 from hmm.core.covariance import (
@@ -207,6 +206,8 @@ class GMMHMM(BaseHMM):
         means = []
         init_means = self._needs_init("m", "means_")
         if init_means:
+            from sklearn import cluster  # hmmlearn's k-means, loaded when a fit initialises means
+
             main_kmeans = cluster.KMeans(n_clusters=nc, random_state=self.random_state, n_init=10)
             labels = main_kmeans.fit_predict(X)
             main_centroid = np.mean(main_kmeans.cluster_centers_, axis=0)

@@ -365,8 +365,8 @@ def _check_header_fields(cls: type[BaseHMM], header: dict[str, Any], source: str
     for field, kinds in _HEADER_FIELDS.items():
         value = header[field]
         if not isinstance(value, kinds) or isinstance(value, bool):
-            names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
-            refuse(f"field {field!r} is {_short(value)}, not {names}")
+            kind_names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in kinds)
+            refuse(f"field {field!r} is {_short(value)}, not {kind_names}")
     names = cls._get_param_names()
     for key in header["params"]:
         if key not in names:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 from scipy.special import gammaln
-from sklearn.utils import check_random_state
 
 from hmm.core.base import BaseHMM, check_shape, real_array
+from hmm.core.estimator import check_random_state
 from hmm.core.kernels import emissions
 from hmm.core.sequences import InvalidParameterError, InvalidSequenceError, as_2d_float, check_n_features, where
 from hmm.core.stats import SufficientStats

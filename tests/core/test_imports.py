@@ -14,7 +14,8 @@ import pytest
 
 import hmm
 
-#: Libraries ``import hmm`` must not load (the models need the first four; the rest belong to the
+#: Libraries ``import hmm`` must not load (the models need the first three and part of scipy; scikit-learn
+#: only for what is rare: its repr, k-means initialisation, the not-fitted error; the rest belong to the
 #: Spark, S3, Airflow and report layers, and to spec validation, which imports jsonschema when it runs).
 HEAVY = (
     "numba",
@@ -63,9 +64,9 @@ def test_import_hmm_loads_no_model_code_and_no_heavy_library():
 
 def test_the_public_names_load_on_first_use():
     modules = modules_after("import hmm; hmm.CategoricalHMM")
-    assert {"hmm.core.categorical", "hmm.core.base", "hmm.core.kernels", "numba", "sklearn"} <= modules
-    # The models do not need the Spark layer, nor what it pulls in (Arrow records, Parquet splits, S3).
-    # (pyarrow itself may come: scikit-learn imports pandas when it is installed, and pandas pyarrow.)
+    assert {"hmm.core.categorical", "hmm.core.base", "hmm.core.kernels", "numba"} <= modules
+    # The models do not need the Spark layer, nor what it pulls in (Arrow records, Parquet splits, S3),
+    # nor scikit-learn (hmm.core.estimator: 0.6-0.7 s of imports in every process that touches a model).
     assert (
         loaded(
             modules,
@@ -75,11 +76,41 @@ def test_the_public_names_load_on_first_use():
                 "hmm.distributed.arrow",
                 "hmm.training.store",
                 "pyspark",
+                "pyarrow",
                 "boto3",
+                "sklearn",
+                "pandas",
+                "scipy.stats",
             ),
         )
         == []
     )
+
+
+@pytest.mark.parametrize("name", ["CategoricalHMM", "PoissonHMM", "GaussianHMM", "GMMHMM"])
+def test_fitting_and_scoring_needs_no_scikit_learn(name):
+    """Only k-means initialisation (Gaussian and GMM means) loads scikit-learn, as hmmlearn's does."""
+    code = f"""
+import numpy as np
+import hmm
+rng = np.random.default_rng(0)
+X = rng.integers(0, 3, (60, 1)) if {name!r} in ("CategoricalHMM", "PoissonHMM") else rng.normal(size=(60, 2))
+model = hmm.{name}(2, n_iter=3, random_state=0, init_params="st")
+for attribute, value in dict(
+    emissionprob_=np.full((2, 3), 1 / 3),
+    lambdas_=np.array([[1.0], [2.0]]),
+    means_=np.array([[0.0, 0.0], [1.0, 1.0]]) if {name!r} == "GaussianHMM" else np.array([[[0.0, 0.0]], [[1.0, 1.0]]]),
+    covars_=np.ones((2, 2)) if {name!r} == "GaussianHMM" else np.ones((2, 1, 2)),
+    weights_=np.ones((2, 1)),
+).items():
+    setattr(model, attribute, value)
+model.fit(X, [30, 30])
+model.score(X, [30, 30])
+model.predict(X, [30, 30])
+"""
+    if name == "GMMHMM":
+        code = code.replace("hmm.GMMHMM(2,", "hmm.GMMHMM(2, n_mix=1,")
+    assert loaded(modules_after(code), ("sklearn", "scipy.stats", "pandas")) == []
 
 
 def test_fitting_arrays_does_not_import_the_spark_layer():
