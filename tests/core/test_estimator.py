@@ -119,3 +119,18 @@ def test_check_random_state_is_scikit_learns():
         with pytest.raises(ValueError) as theirs:
             sklearn_check_random_state(bad)
         assert str(mine.value) == str(theirs.value)
+
+
+def test_grid_search_and_pipeline_run_the_models_as_hmmlearns():
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    X = np.random.default_rng(0).integers(0, 3, (200, 1))
+    grid = {"n_components": [2, 3]}
+    ours = GridSearchCV(hmm.CategoricalHMM(n_iter=5, random_state=0), grid, cv=2).fit(X)
+    theirs = GridSearchCV(hmmlearn_hmm.CategoricalHMM(n_iter=5, random_state=0), grid, cv=2).fit(X)
+    assert ours.best_params_ == theirs.best_params_
+    np.testing.assert_allclose(ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"], rtol=1e-10)
+    assert type(ours.best_estimator_) is hmm.CategoricalHMM
+    pipeline = Pipeline([("hmm", hmm.CategoricalHMM(2, n_iter=3, random_state=0))]).fit(X)
+    assert pipeline.score(X) == hmm.CategoricalHMM(2, n_iter=3, random_state=0).fit(X).score(X)
