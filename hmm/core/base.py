@@ -884,9 +884,9 @@ class BaseHMM(Estimator):
 
     def get_stationary_distribution(self) -> np.ndarray:
         """Stationary distribution of the hidden chain (left eigenvector for eigenvalue 1)."""
-        from scipy import linalg  # hmmlearn's eigen solver; loaded when asked for
-
         check_fitted(self, "transmat_")
+        from scipy import linalg  # hmmlearn's eigen solver, loaded when asked for
+
         eigvals, eigvecs = linalg.eig(self.transmat_.T)
         eigvec = np.real_if_close(eigvecs[:, np.argmax(eigvals)])
         return eigvec / eigvec.sum()

@@ -88,7 +88,7 @@ class Estimator:
 
         stand_in_class: Any = type(type(self).__name__, (BaseEstimator,), {"__init__": type(self).__init__})
         stand_in = object.__new__(stand_in_class)
-        stand_in.__dict__.update({name: getattr(self, name) for name in self._get_param_names()})
+        stand_in.__dict__.update(self.get_params(deep=False))
         return str(BaseEstimator.__repr__(stand_in, N_CHAR_MAX))
 
     def __sklearn_tags__(self) -> Any:
